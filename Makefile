@@ -1,0 +1,32 @@
+# make run    — run the bot (reads .env; Socket Mode when SLACK_APP_TOKEN is set, else HTTP)
+# make test   — create .venv, install the bot and its test tools, run the tests
+# make bench  — benchmarks; writes docs/benchmarks.md
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench sandbox install clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python app.py $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+sandbox: $(STAMP)
+	$(BIN)/python -m sandbox.serval --port 8081
+
+clean:
+	rm -rf $(VENV) .pytest_cache data

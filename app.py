@@ -1,0 +1,149 @@
+"""Entry point: read settings, build the bot, serve Slack over HTTP or Socket Mode.
+
+    python app.py                 # Socket Mode when SLACK_APP_TOKEN is set, else HTTP
+    python app.py --mode http     # POST /slack/events, GET /healthz on HOST:PORT
+    python app.py --mode socket
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+import handlers
+from bot.core import Bot
+from bot.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("app")
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every secret value that would reach a log line."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 6]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            redacted = message
+            for secret in self.secrets:
+                redacted = redacted.replace(secret, "[redacted]")
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(settings.secrets()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+
+
+def build_bolt_app(bot: Bot) -> AsyncApp:
+    app = AsyncApp(
+        client=bot.slack,
+        signing_secret=bot.settings.slack_signing_secret.get_secret_value(),
+        raise_error_for_unhandled_request=False,
+    )
+    handlers.register(app, bot)
+    return app
+
+
+def build_web_app(bolt: AsyncApp, bot: Bot) -> web.Application:
+    async def slack_events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    async def healthz(_request: web.Request) -> web.Response:
+        if await bot.storage.ping():
+            return web.json_response({"ok": True})
+        return web.json_response({"ok": False, "error": "database unreachable"}, status=503)
+
+    web_app = web.Application(client_max_size=1024 * 1024)
+    web_app.router.add_post("/slack/events", slack_events)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+@dataclass
+class Running:
+    bot: Bot
+    bolt: AsyncApp
+    runner: web.AppRunner
+    url: str
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+        await self.bot.close()
+
+
+async def serve_http(settings: Settings, *, host: str | None = None, port: int | None = None, bot: Bot | None = None) -> Running:
+    """Open the bot and serve it over HTTP; port 0 picks a free port (tests, benchmarks)."""
+    bot = bot or await Bot.open(settings)
+    bolt = build_bolt_app(bot)
+    runner = web.AppRunner(build_web_app(bolt, bot), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host or settings.host, settings.port if port is None else port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    bound = sockets[0].getsockname() if sockets else (host or settings.host, port)
+    await bot.start()
+    return Running(bot, bolt, runner, f"http://{bound[0]}:{bound[1]}")
+
+
+async def run(settings: Settings, mode: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    running = await serve_http(settings)
+    log.info("HTTP server on %s (POST /slack/events, GET /healthz)", running.url)
+    socket_handler = None
+    if mode == "socket":
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        assert settings.slack_app_token is not None
+        socket_handler = AsyncSocketModeHandler(running.bolt, settings.slack_app_token.get_secret_value())
+        await socket_handler.connect_async()
+        log.info("connected to Slack in Socket Mode")
+    await stop.wait()
+    log.info("shutting down; unfinished submissions resume on next start")
+    if socket_handler:
+        await socket_handler.close_async()
+    await running.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Slack help-desk ticket bot")
+    parser.add_argument("--mode", choices=["auto", "socket", "http"], default="auto")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    mode = args.mode
+    if mode == "auto":
+        mode = "socket" if settings.slack_app_token else "http"
+    if mode == "socket" and not settings.slack_app_token:
+        print("Configuration error: SLACK_APP_TOKEN is not set (needed for --mode socket)", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    asyncio.run(run(settings, mode))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

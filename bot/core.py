@@ -1,0 +1,86 @@
+"""Everything the handlers need, built from settings: storage, the Slack Web API client, the ticket
+back end and the ticket service."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from clients.base import TicketBackend
+from clients.serval import ServalBackend, ServalClient
+
+from .people import People
+from .service import TicketService
+from .settings import Settings, ensure_private_dir
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=base_url,
+        timeout=10,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),  # waits Retry-After
+        ],
+    )
+
+
+def make_backend(settings: Settings) -> TicketBackend:
+    client = ServalClient(
+        settings.serval_base_url,
+        bearer_token=settings.serval_bearer_token.get_secret_value() if settings.serval_bearer_token else None,
+        client_id=settings.serval_client_id,
+        client_secret=settings.serval_client_secret.get_secret_value() if settings.serval_client_secret else None,
+        timeout=settings.serval_timeout,
+    )
+    return ServalBackend(
+        client,
+        team_id=settings.serval_team_id,
+        slack_integration_id=settings.serval_slack_integration_id,
+    )
+
+
+@dataclass
+class Bot:
+    settings: Settings
+    storage: Storage
+    slack: AsyncWebClient
+    backend: TicketBackend
+    tickets: TicketService
+
+    @classmethod
+    async def open(cls, settings: Settings, *, backend: TicketBackend | None = None) -> "Bot":
+        ensure_private_dir(settings.database_path)
+        storage = await Storage(settings.database_path).open()
+        slack = slack_client(settings)
+        backend = backend or make_backend(settings)
+        tickets = TicketService(
+            storage,
+            backend,
+            slack,
+            people=People(slack),
+            system_name=backend.name.capitalize() if backend.name != "serval" else "Serval",
+            queued_after=settings.queued_after_seconds,
+            retry_max=settings.retry_max_seconds,
+            give_up_after=settings.give_up_after_seconds,
+        )
+        return cls(settings, storage, slack, backend, tickets)
+
+    async def start(self) -> None:
+        await self.tickets.resume()
+
+    async def close(self) -> None:
+        await self.tickets.close()
+        await self.backend.aclose()
+        await self.storage.close()

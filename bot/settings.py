@@ -1,0 +1,139 @@
+"""Settings from environment variables (and a `.env` file). A missing or malformed setting stops
+start-up with one message naming it; secrets are `SecretStr` so they never print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    pass
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Slack
+    slack_bot_token: SecretStr
+    slack_signing_secret: SecretStr
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slash_command: str = "/ticket"
+
+    # Back end
+    ticket_backend: Literal["serval"] = "serval"
+
+    # Serval
+    serval_base_url: str = "https://public.api.serval.com"
+    serval_bearer_token: SecretStr | None = None
+    serval_client_id: str | None = None
+    serval_client_secret: SecretStr | None = None
+    serval_team_id: str = ""
+    serval_slack_integration_id: str = ""
+    serval_timeout: float = Field(default=10.0, gt=0)
+
+    # Behaviour
+    share_in_channel_default: bool = False
+    queued_after_seconds: float = Field(default=2.5, ge=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)  # longest wait between two attempts
+    give_up_after_seconds: float = Field(default=86400.0, gt=0)  # transient failures, then report
+
+    # Storage and serving
+    database_url: str = "sqlite:///./data/tickets.db"
+    host: str = "0.0.0.0"
+    port: int = Field(default=3000, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return v
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value():
+            return None
+        if v is not None and not v.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return v
+
+    @field_validator("slack_api_url", "serval_base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v
+
+    @field_validator("slash_command")
+    @classmethod
+    def _command(cls, v: str) -> str:
+        if not v.startswith("/") or " " in v:
+            raise ValueError("must look like /ticket")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if not v.startswith("sqlite:///"):
+            raise ValueError("only SQLite is supported: use sqlite:///path/to/file.db")
+        return v
+
+    @model_validator(mode="after")
+    def _backend(self) -> "Settings":
+        if self.ticket_backend == "serval":
+            missing = [
+                name
+                for name, value in (
+                    ("SERVAL_TEAM_ID", self.serval_team_id),
+                    ("SERVAL_SLACK_INTEGRATION_ID", self.serval_slack_integration_id),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} must be set for the Serval back end")
+            has_bearer = self.serval_bearer_token and self.serval_bearer_token.get_secret_value()
+            has_client = self.serval_client_id and self.serval_client_secret
+            if not has_bearer and not has_client:
+                raise ValueError(
+                    "set SERVAL_BEARER_TOKEN, or SERVAL_CLIENT_ID and SERVAL_CLIENT_SECRET"
+                )
+        return self
+
+    @property
+    def database_path(self) -> str:
+        return self.database_url.removeprefix("sqlite:///")
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so logging can redact them wherever they appear."""
+        out = []
+        for value in self.__dict__.values():
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                out.append(value.get_secret_value())
+        return out
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's report into one line per problem, naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper()
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "is not set"
+            lines.append(f"{name} {msg}" if name else msg)
+        raise SettingsError("Configuration error: " + "; ".join(lines)) from None
+
+
+def ensure_private_dir(path: str) -> None:
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,0 +1,243 @@
+"""SQLite storage: the submission journal and the thread ↔ ticket links.
+
+A submission is written here *before* Slack gets its acknowledgement, then carried through its steps;
+each finished step is recorded so that no step is ever done twice, and unfinished work resumes after
+a restart. One thread maps to at most one ticket: `links` has the thread as its key, and a pending
+submission reserves its thread with a unique `thread_key`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    id              TEXT PRIMARY KEY,
+    dedupe_key      TEXT NOT NULL UNIQUE,
+    thread_key      TEXT UNIQUE,
+    status          TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed
+    payload         TEXT NOT NULL,
+    steps_done      TEXT NOT NULL DEFAULT '',
+    ticket          TEXT,                              -- JSON of the created ticket
+    thread_ts       TEXT,                              -- thread connected to the ticket
+    maybe_created   INTEGER NOT NULL DEFAULT 0,        -- an attempt may have created the ticket
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    warnings        TEXT NOT NULL DEFAULT '[]',
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS submissions_pending ON submissions(status) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS links (
+    channel_id    TEXT NOT NULL,
+    thread_ts     TEXT NOT NULL,
+    ticket_id     TEXT NOT NULL,
+    display_id    TEXT NOT NULL,
+    backend       TEXT NOT NULL,
+    submission_id TEXT,
+    created_at    REAL NOT NULL,
+    PRIMARY KEY (channel_id, thread_ts)
+);
+"""
+
+
+@dataclass
+class Submission:
+    id: str
+    dedupe_key: str
+    payload: dict[str, Any]
+    thread_key: str | None = None
+    status: str = "pending"
+    steps_done: set[str] = field(default_factory=set)
+    ticket: dict[str, Any] | None = None
+    thread_ts: str | None = None
+    maybe_created: bool = False
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    last_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @classmethod
+    def new(cls, dedupe_key: str, payload: dict[str, Any], thread_key: str | None) -> "Submission":
+        now = time.time()
+        return cls(
+            id=uuid.uuid4().hex,
+            dedupe_key=dedupe_key,
+            payload=payload,
+            thread_key=thread_key,
+            created_at=now,
+            updated_at=now,
+        )
+
+    @classmethod
+    def _from_row(cls, row: sqlite3.Row) -> "Submission":
+        return cls(
+            id=row["id"],
+            dedupe_key=row["dedupe_key"],
+            thread_key=row["thread_key"],
+            status=row["status"],
+            payload=json.loads(row["payload"]),
+            steps_done=set(filter(None, row["steps_done"].split(","))),
+            ticket=json.loads(row["ticket"]) if row["ticket"] else None,
+            thread_ts=row["thread_ts"],
+            maybe_created=bool(row["maybe_created"]),
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            last_error=row["last_error"],
+            warnings=json.loads(row["warnings"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class Link:
+    channel_id: str
+    thread_ts: str
+    ticket_id: str
+    display_id: str
+    backend: str
+
+
+class ThreadTaken(Exception):
+    """The thread already has a ticket, or a submission on its way to one."""
+
+    def __init__(self, display_id: str | None) -> None:
+        super().__init__(display_id or "pending")
+        self.display_id = display_id
+
+
+class Storage:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> "Storage":
+        if self.path != ":memory:":
+            # Created readable by its owner only: it holds what people typed.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            os.chmod(self.path, 0o600)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.executescript(SCHEMA)
+        return self
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("storage is not open")
+        return self._db
+
+    async def ping(self) -> bool:
+        try:
+            async with self.db.execute("SELECT 1") as cur:
+                return (await cur.fetchone()) is not None
+        except Exception:
+            return False
+
+    # --- submissions -----------------------------------------------------------------------
+
+    async def add_submission(self, sub: Submission) -> tuple[Submission, bool]:
+        """Journal a submission. Returns (the stored one, True) or, for a duplicate of an earlier
+        submission (same dedupe key), (that earlier one, False). Raises ThreadTaken."""
+        if sub.thread_key:
+            channel_id, thread_ts = sub.thread_key.split(":", 1)
+            link = await self.link_for_thread(channel_id, thread_ts)
+            if link:
+                raise ThreadTaken(link.display_id)
+        try:
+            await self.db.execute(
+                "INSERT INTO submissions (id, dedupe_key, thread_key, payload, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (sub.id, sub.dedupe_key, sub.thread_key, json.dumps(sub.payload), sub.created_at, sub.updated_at),
+            )
+            return sub, True
+        except sqlite3.IntegrityError:
+            existing = await self._one("SELECT * FROM submissions WHERE dedupe_key = ?", sub.dedupe_key)
+            if existing:
+                return existing, False
+            taken = await self._one("SELECT * FROM submissions WHERE thread_key = ?", sub.thread_key)
+            raise ThreadTaken((taken.ticket or {}).get("display_id") if taken else None) from None
+
+    async def get_submission(self, sub_id: str) -> Submission | None:
+        return await self._one("SELECT * FROM submissions WHERE id = ?", sub_id)
+
+    async def pending_submissions(self) -> list[Submission]:
+        async with self.db.execute(
+            "SELECT * FROM submissions WHERE status = 'pending' ORDER BY created_at"
+        ) as cur:
+            return [Submission._from_row(r) for r in await cur.fetchall()]
+
+    async def save_submission(self, sub: Submission) -> None:
+        sub.updated_at = time.time()
+        await self.db.execute(
+            "UPDATE submissions SET thread_key=?, status=?, steps_done=?, ticket=?, thread_ts=?,"
+            " maybe_created=?, attempts=?, next_attempt_at=?, last_error=?, warnings=?, updated_at=?"
+            " WHERE id=?",
+            (
+                sub.thread_key,
+                sub.status,
+                ",".join(sorted(sub.steps_done)),
+                json.dumps(sub.ticket) if sub.ticket else None,
+                sub.thread_ts,
+                int(sub.maybe_created),
+                sub.attempts,
+                sub.next_attempt_at,
+                sub.last_error,
+                json.dumps(sub.warnings),
+                sub.updated_at,
+                sub.id,
+            ),
+        )
+
+    async def counts(self) -> dict[str, int]:
+        async with self.db.execute("SELECT status, COUNT(*) FROM submissions GROUP BY status") as cur:
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def _one(self, sql: str, *args: Any) -> Submission | None:
+        async with self.db.execute(sql, args) as cur:
+            row = await cur.fetchone()
+        return Submission._from_row(row) if row else None
+
+    # --- links -----------------------------------------------------------------------------
+
+    async def link_for_thread(self, channel_id: str, thread_ts: str) -> Link | None:
+        async with self.db.execute(
+            "SELECT channel_id, thread_ts, ticket_id, display_id, backend FROM links"
+            " WHERE channel_id = ? AND thread_ts = ?",
+            (channel_id, thread_ts),
+        ) as cur:
+            row = await cur.fetchone()
+        return Link(*row) if row else None
+
+    async def pending_display_for_thread(self, channel_id: str, thread_ts: str) -> Submission | None:
+        return await self._one(
+            "SELECT * FROM submissions WHERE thread_key = ? AND status = 'pending'",
+            f"{channel_id}:{thread_ts}",
+        )
+
+    async def add_link(self, link: Link, submission_id: str) -> None:
+        await self.db.execute(
+            "INSERT OR IGNORE INTO links (channel_id, thread_ts, ticket_id, display_id, backend,"
+            " submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (link.channel_id, link.thread_ts, link.ticket_id, link.display_id, link.backend, submission_id, time.time()),
+        )

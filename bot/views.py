@@ -1,0 +1,285 @@
+"""Block Kit builders: the ticket modal, its progress/result screens, and the bot's messages.
+
+Built with slack_sdk's Block Kit models; every function returns plain dicts ready for the Web API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    CheckboxesElement,
+    ContextBlock,
+    DatePickerElement,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from clients.base import FormField
+
+MODAL_CALLBACK_ID = "ticket_modal"
+SHORTCUT_CALLBACK_ID = "create_ticket"
+TITLE_BLOCK, DESCRIPTION_BLOCK, SHARE_BLOCK = "title", "description", "share"
+FIELD_BLOCK_PREFIX = "field:"
+VALUE = "value"  # action_id of every input
+TITLE_PREFILL_LENGTH = 80
+SLACK_TEXT_LIMIT = 3000  # plain_text_input max_length
+MAX_OPTIONS = 100
+
+
+@dataclass
+class Origin:
+    """Where a modal was opened from; travels in the modal's private_metadata."""
+
+    source: str  # "command" | "shortcut"
+    channel_id: str | None = None
+    channel_name: str | None = None
+    thread_ts: str | None = None  # shortcut: the thread root to reply in and connect
+    requester_id: str | None = None  # shortcut: the message's author
+
+    def dump(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
+
+    @classmethod
+    def load(cls, raw: str | None) -> "Origin":
+        try:
+            data = json.loads(raw or "{}")
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (ValueError, TypeError):
+            return cls(source="command")
+
+    @property
+    def shareable_channel(self) -> bool:
+        """A channel the bot could post in: public/private channels, not DMs."""
+        return bool(self.channel_id) and self.channel_id[0] in "CG"
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+
+
+def plain(text: str) -> str:
+    """Slack message markup to readable text: <@U1> → @U1, <url|label> → label, &amp; → &."""
+
+    def repl(m: re.Match[str]) -> str:
+        target, label = m.group(1), m.group(2)
+        if label:
+            return ("#" if target.startswith("#C") else "") + label
+        if target.startswith(("@", "#")):
+            return target
+        if target.startswith("!"):
+            return "@" + target[1:].split("^")[0]
+        return target
+
+    return _LINK.sub(repl, text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary to at most `limit` characters, marking the cut with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut and cut.rfind(" ") > limit // 2:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+def title_from_message(text: str) -> str:
+    first = next((line for line in plain(text).splitlines() if line.strip()), "")
+    return shorten(first, TITLE_PREFILL_LENGTH)
+
+
+def description_from_message(text: str, permalink: str | None, limit: int = SLACK_TEXT_LIMIT) -> str:
+    link = f"\n\nSlack message: {permalink}" if permalink else ""
+    body = plain(text).strip()
+    room = limit - len(link)
+    if len(body) > room:
+        body = body[: room - 1] + "…"
+    return body + link
+
+
+def _field_block(f: FormField) -> InputBlock:
+    element: Any
+    if f.kind in ("text", "multiline", "number"):
+        element = PlainTextInputElement(
+            action_id=VALUE,
+            multiline=f.kind == "multiline",
+            initial_value=f.default or None,
+            max_length=min(f.max_length or SLACK_TEXT_LIMIT, SLACK_TEXT_LIMIT),
+        )
+    elif f.kind == "select":
+        options = [Option(value=o.value[:150], label=o.label[:75]) for o in f.options[:MAX_OPTIONS]]
+        initial = next((o for o in options if o.value == f.default), None)
+        element = StaticSelectElement(action_id=VALUE, options=options, initial_option=initial)
+    elif f.kind == "date":
+        element = DatePickerElement(action_id=VALUE, initial_date=f.default or None)
+    else:  # pragma: no cover - FieldKind is closed
+        raise ValueError(f"unknown field kind {f.kind}")
+    return InputBlock(
+        block_id=FIELD_BLOCK_PREFIX + f.id,
+        label=f.label[:2000],
+        element=element,
+        optional=not f.required,
+        hint=f.hint,
+    )
+
+
+def ticket_modal(
+    origin: Origin,
+    fields: list[FormField],
+    *,
+    title: str = "",
+    description: str = "",
+    share_default: bool = False,
+    title_max_length: int = 250,
+    description_max_length: int = SLACK_TEXT_LIMIT,
+) -> dict[str, Any]:
+    blocks: list[Any] = []
+    if origin.requester_id:
+        blocks.append(
+            ContextBlock(elements=[MarkdownTextObject(text=f"Requester: <@{origin.requester_id}>")])
+        )
+    title_max = min(title_max_length, SLACK_TEXT_LIMIT)
+    description_max = min(description_max_length, SLACK_TEXT_LIMIT)
+    blocks.append(
+        InputBlock(
+            block_id=TITLE_BLOCK,
+            label="Title",
+            element=PlainTextInputElement(
+                action_id=VALUE,
+                initial_value=shorten(title, title_max) or None,
+                max_length=title_max,
+                placeholder="What do you need help with?",
+            ),
+        )
+    )
+    blocks.append(
+        InputBlock(
+            block_id=DESCRIPTION_BLOCK,
+            label="Description",
+            optional=True,
+            element=PlainTextInputElement(
+                action_id=VALUE,
+                multiline=True,
+                initial_value=description[:description_max] or None,
+                max_length=description_max,
+            ),
+        )
+    )
+    blocks.extend(_field_block(f) for f in fields)
+    if origin.source == "command" and origin.shareable_channel:
+        share = Option(
+            value="share",
+            text=MarkdownTextObject(text=f"Share in <#{origin.channel_id}> and sync the thread"),
+        )
+        blocks.append(
+            InputBlock(
+                block_id=SHARE_BLOCK,
+                label="Channel",
+                optional=True,
+                element=CheckboxesElement(
+                    action_id=VALUE, options=[share], initial_options=[share] if share_default else None
+                ),
+            )
+        )
+    return View(
+        type="modal",
+        callback_id=MODAL_CALLBACK_ID,
+        title="New ticket",
+        submit="Create",
+        close="Cancel",
+        private_metadata=origin.dump(),
+        blocks=blocks,
+    ).to_dict()
+
+
+def notice_modal(text: str, *, title: str = "New ticket", extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A modal that only says something (progress, result, failure)."""
+    blocks: list[Any] = [SectionBlock(text=MarkdownTextObject(text=text[:3000]))]
+    return View(type="modal", title=title, close="Close", blocks=blocks + (extra or [])).to_dict()
+
+
+def typed_back(title: str, description: str) -> str:
+    """What the person typed, shown back so nothing is lost."""
+    text = f"*Title:* {escape(title)}"
+    if description.strip():
+        text += f"\n*Description:*\n```{escape(description)}```"
+    return text
+
+
+def progress_modal(title: str) -> dict[str, Any]:
+    return notice_modal(f":hourglass_flowing_sand: Creating your ticket…\n*{escape(title)}*")
+
+
+def queued_modal(title: str, system: str) -> dict[str, Any]:
+    return notice_modal(
+        f":inbox_tray: {system} is slow to answer, so your ticket *{escape(title)}* is queued.\n"
+        "You will get a message when it is created. You can close this window."
+    )
+
+
+def created_modal(display_id: str, title: str) -> dict[str, Any]:
+    return notice_modal(f":white_check_mark: Ticket *{escape(display_id)}* created\n{escape(title)}")
+
+
+def failed_modal(reason: str, title: str, description: str) -> dict[str, Any]:
+    return notice_modal(
+        f":x: The ticket could not be created: {escape(reason)}\n\n{typed_back(title, description)}"
+    )
+
+
+def already_linked_modal(display_id: str | None) -> dict[str, Any]:
+    if display_id:
+        return notice_modal(f"This thread is already linked to ticket *{escape(display_id)}*.")
+    return notice_modal("A ticket is already being created for this thread.")
+
+
+def help_text(command: str) -> str:
+    return (
+        f"*{command}* opens a form to create a help-desk ticket.\n"
+        f"• `{command}` — empty form\n"
+        f"• `{command} Printer on floor 3 is jammed` — form with the title filled in\n"
+        "• On any message: *More actions* (⋯) → *Create ticket* to file it and link its thread.\n"
+        "Replies in a linked thread are synced with the ticket."
+    )
+
+
+def thread_reply_text(display_id: str, title: str, user_id: str) -> str:
+    return (
+        f":ticket: <@{user_id}> created ticket *{escape(display_id)}*: {escape(title)}\n"
+        "Replies in this thread are synced with the ticket."
+    )
+
+
+def shared_ticket_text(display_id: str, title: str, user_id: str) -> str:
+    return (
+        f":ticket: <@{user_id}> opened ticket *{escape(display_id)}*: {escape(title)}\n"
+        "Reply in this thread to add to the ticket."
+    )
+
+
+def created_text(display_id: str, title: str, warnings: list[str]) -> str:
+    text = f":white_check_mark: Your ticket *{escape(display_id)}* was created: {escape(title)}"
+    for w in warnings:
+        text += f"\n:warning: {escape(w)}"
+    return text
+
+
+def failed_text(reason: str, title: str, description: str) -> str:
+    return (
+        f":x: Your ticket could not be created: {escape(reason)}\n"
+        f"Here is what you typed, so nothing is lost:\n{typed_back(title, description)}"
+    )

@@ -1,0 +1,130 @@
+"""The one interface every ticket system implements.
+
+The bot hands a back end a `TicketDraft` (what a person asked for, in plain terms) and gets a
+`CreatedTicket` back. A back end also describes the extra form fields it needs (`form_fields`), may
+connect a chat thread to a ticket, and may look a ticket up by the bot's submission reference so
+that a retry after an ambiguous failure never creates a duplicate.
+
+Nothing here knows about Slack: people are names and e-mail addresses, threads are opaque ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FieldKind = Literal["text", "multiline", "select", "date", "number"]
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input a back end needs beyond title and description."""
+
+    id: str
+    label: str
+    kind: FieldKind
+    required: bool = False
+    options: tuple[Option, ...] = ()
+    default: str | None = None
+    hint: str | None = None
+    max_length: int | None = None
+    future_only: bool = False  # dates: reject a day before today
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str | None = None
+    image_url: str | None = None
+
+
+@dataclass
+class TicketDraft:
+    """A validated request for a ticket, independent of any ticket system."""
+
+    title: str
+    description: str
+    reference: str  # unique per submission; carried into the ticket so a retry can find it
+    requester: Person | None = None
+    submitter: Person | None = None
+    source_name: str | None = None  # where it came from, e.g. "Slack #it-help"
+    values: dict[str, Any] = field(default_factory=dict)  # FormField.id -> value
+
+    def value(self, key: str, default: Any = None) -> Any:
+        v = self.values.get(key)
+        return default if v in (None, "", []) else v
+
+
+@dataclass(frozen=True)
+class CreatedTicket:
+    id: str  # the system's own id, used for later calls
+    display_id: str  # what people read: "IT-42", "CTC-0054", "4484636"
+    backend: str
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    """A ticket system refused or failed a call.
+
+    `transient`: trying again later may succeed (5xx, 429, timeouts, dropped connections).
+    `ambiguous`: the request may have been carried out although no answer arrived.
+    `field_errors`: form field id -> message, for errors a person can fix in the form.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        transient: bool = False,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+        field_errors: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.transient = transient
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+        self.field_errors = field_errors or {}
+
+
+class TicketBackend:
+    """Base class: override what the system supports."""
+
+    name: str = "backend"
+    title_max_length: int = 250
+    description_max_length: int = 3000
+
+    async def form_fields(self) -> list[FormField]:
+        return []
+
+    async def create_ticket(self, draft: TicketDraft) -> CreatedTicket:  # pragma: no cover
+        raise NotImplementedError
+
+    async def find_ticket(self, draft: TicketDraft, since: dt.datetime) -> CreatedTicket | None:
+        """Find a ticket created for `draft.reference` after `since`; None if there is none."""
+        return None
+
+    @property
+    def can_connect_threads(self) -> bool:
+        return False
+
+    async def connect_thread(
+        self, ticket: CreatedTicket, channel_id: str, thread_ts: str, *, direct_message: bool
+    ) -> None:
+        """Link a chat thread to the ticket so the system keeps both in sync."""
+
+    async def aclose(self) -> None:
+        pass

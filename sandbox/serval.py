@@ -1,0 +1,768 @@
+"""Local stand-in ("sandbox") of the Serval ticketing public API, for tests and manual trials.
+
+Written from the documents only, never from the bot's code (a fake that shares the client's models
+agrees with its mistakes):
+
+* ``serval_openapi.yaml`` next to this file: a verbatim copy of the official OpenAPI spec shipped with
+  Serval's Go SDK (github.com/ServalHQ/serval-go, Apache-2.0). Request bodies are validated against it.
+* the newer live docs (Create Ticket, Connect to External Ticket), added on top of the spec by
+  ``_extend`` below: requesterUserId, dueDate, waitUntil, workflowRelationship, ticketRelationships,
+  translations, three more ticket types, the ``microsoftTeamsDm`` sync target, the ``slackChannel``
+  channel target and ``accountedForMessageIds``.
+
+Endpoints: ``POST /v2/auth/token``; ``POST|GET /v2/tickets``; ``GET|PUT /v2/tickets/{id}``;
+``POST /v2/tickets/{ticket_id}/connect``; ``GET /v2/tickets/{ticket_id}/external-tickets``;
+``GET|POST /v2/users``; ``GET /v2/teams``; ``GET /v2/statuses|priorities|labels?teamId=``.
+Errors use the Connect format ``{"code", "message"}``. Control endpoints (no auth, not Serval):
+``GET /_sandbox/state``, ``POST /_sandbox/faults``, ``POST /_sandbox/reset``, ``POST /_sandbox/users``.
+
+Run by hand::
+
+    python -m sandbox.serval --port 8081 --token test-token --client-id X --client-secret Y --latency-ms 50
+    curl -H 'Authorization: Bearer test-token' http://127.0.0.1:8081/v2/users
+    curl -X POST http://127.0.0.1:8081/_sandbox/faults -d '{"POST /v2/tickets": {"next_n": ["lost"]}}'
+
+In tests::
+
+    state = ServalState()
+    runner, base_url = await start(state)      # loopback, free port
+    ...                                        # state.tickets, state.requests, state.faults
+    await runner.cleanup()
+
+Guesses where the documents are silent (kept lenient or configurable): the ``slackChannel`` target's
+inner field (``slack_channel_field``, default ``integrationId``), the ``microsoftTeamsDm`` sync target's
+shape (``{targetUserType}``, like ``slackDm``), unknown team/user ids in a body -> ``invalid_argument``,
+``nextPageToken`` omitted on the last page, ``escalationLevel`` HUMAN unless ``aiActive``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import copy
+import dataclasses
+import datetime as dt
+import functools
+import json
+import random
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import yaml
+from aiohttp import web
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC_PATH = Path(__file__).with_name("serval_openapi.yaml")
+_URN = "urn:serval-openapi"
+_S = "#/components/schemas/"
+
+# Connect protocol: error code -> HTTP status, and the reverse for injected faults.
+CODE_STATUS = {
+    "canceled": 499, "unknown": 500, "invalid_argument": 400, "deadline_exceeded": 504, "not_found": 404,
+    "already_exists": 409, "permission_denied": 403, "resource_exhausted": 429, "failed_precondition": 400,
+    "aborted": 409, "out_of_range": 400, "unimplemented": 501, "internal": 500, "unavailable": 503,
+    "data_loss": 500, "unauthenticated": 401,
+}
+STATUS_CODE = {
+    400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
+    405: "unimplemented", 409: "already_exists", 429: "resource_exhausted", 499: "canceled", 500: "internal",
+    501: "unimplemented", 502: "unavailable", 503: "unavailable", 504: "deadline_exceeded",
+}
+# Slack externalTicketId: "<channelId>:<threadTs>", e.g. "C9DDYQ1B4:1779146751.061339".
+SLACK_THREAD_ID = re.compile(r"[CGD][A-Z0-9]{2,}:\d{10}\.\d{6}")
+SLACK_TARGETS = ("slackChannel", "slackDm")
+
+
+class ApiError(Exception):
+    """An error answered in Connect format."""
+
+    def __init__(self, code: str, message: str, status: int | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.code, self.message = code, message
+        self.status = status or CODE_STATUS.get(code, 500)
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        return web.json_response({"code": self.code, "message": self.message}, status=self.status,
+                                 headers=self.headers)
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError("invalid_argument", message)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schemas: OpenAPI (nullable, oneOf beside additionalProperties) -> JSON Schema 2020-12, plus newer fields.
+
+def _to_json_schema(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_to_json_schema(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _to_json_schema(v) for k, v in node.items() if k != "nullable"}
+    if "oneOf" in out and out.get("additionalProperties") is False:
+        # A protobuf oneof: `additionalProperties: false` must hold inside each branch, not beside oneOf
+        # (there it would forbid every key). Each branch then accepts exactly its own key.
+        del out["additionalProperties"]
+        for branch in out["oneOf"]:
+            branch["properties"] = {**out.get("properties", {}), **branch.get("properties", {})}
+            branch["additionalProperties"] = False
+    if node.get("nullable") is True:
+        if "$ref" in out:
+            out["anyOf"] = [{"$ref": out.pop("$ref")}, {"type": "null"}]
+        elif isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+    return out
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": _S + name}
+
+
+def _one_key(key: str, inner: dict) -> dict:
+    return {"title": key, "properties": {key: inner}, "required": [key], "additionalProperties": False}
+
+
+def _extend(schemas: dict, paths: dict, slack_channel_field: str) -> None:
+    """Add what the live docs (seeds 000-002, serval/README.md) have and the spec lacks."""
+    def inline(path: str, method: str) -> dict:
+        return paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+    date = {"type": ["object", "null"], "title": "Date", "additionalProperties": False,
+            "properties": {k: {"type": "integer"} for k in ("year", "month", "day")}}
+    translations = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+    ids = {"type": "array", "items": {"type": "string"}}
+    maybe_str = {"type": ["string", "null"]}
+    schemas["svhelp.models.TicketType"]["enum"] += [
+        "TICKET_TYPE_CONVERSATION", "TICKET_TYPE_JOURNEY", "TICKET_TYPE_JOURNEY_CONVERSATION"]
+    schemas["svhelp.publicapi.CreateTicketRequest"]["properties"].update(
+        requesterUserId=maybe_str, dueDate=date, nameTranslations=translations,
+        descriptionTranslations=translations,
+        waitUntil={"anyOf": [_ref("google.protobuf.Timestamp"), {"type": "null"}]},
+        workflowRelationship={
+            "type": ["object", "null"], "additionalProperties": False, "properties": {
+                "workflowId": {"type": "string"},
+                "relationshipType": {"type": "string", "pattern": "^WORKFLOW_RELATIONSHIP_TYPE_[A-Z_]+$"},
+                "initialInputData": {"type": ["object", "null"]},
+                "allowAssigneeRetry": {"type": ["boolean", "null"]},
+                "pollingIntervalMs": {"type": ["integer", "string", "null"]},
+                "timeoutMs": {"type": ["integer", "string", "null"]}}},
+        ticketRelationships={"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "ticketId": {"type": "string"},
+                "relationshipType": {"type": "string", "pattern": "^TICKET_RELATIONSHIP_TYPE_[A-Z_]+$"}}}})
+    schemas["svhelp.pubapimodels.ChannelSyncTarget"]["oneOf"].append(_one_key("microsoftTeamsDm", {
+        "type": "object", "additionalProperties": False,
+        "properties": {"targetUserType": _ref("svhelp.pubapimodels.ChannelSyncTargetUserType")}}))
+    schemas["svhelp.pubapimodels.ChannelTarget"]["oneOf"].append(_one_key("slackChannel", {
+        "type": "object", "additionalProperties": False, "required": [slack_channel_field],
+        "properties": {slack_channel_field: {"type": "string"}}}))
+    connect = inline("/v2/tickets/{ticket_id}/connect", "post")
+    connect["properties"]["accountedForMessageIds"] = ids
+    schemas["sandbox.ConnectTicketToExternalTicketRequest"] = connect
+    schemas["sandbox.UpdateTicketRequest"] = inline("/v2/tickets/{id}", "put")
+    schemas["svhelp.pubapimodels.Ticket"]["properties"].update(
+        dueDate=date, isOverdue={"type": "boolean"}, parentTicketId=maybe_str,
+        conversationThreadParentTicketId=maybe_str, nameTranslations=translations,
+        descriptionTranslations=translations,
+        **{k: ids for k in ("childTicketIds", "linkedTicketIds", "duplicateTicketIds", "dependsOnTicketIds",
+                            "conversationThreadTicketIds")})
+
+
+_FORMATS = FormatChecker(formats=())
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _is_rfc3339(value: Any) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not _RFC3339.fullmatch(value):
+        return False
+    dt.datetime.fromisoformat(re.sub(r"\.\d+", "", value))  # range check: month 13 etc. raise
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _schemas(slack_channel_field: str) -> tuple[Registry, dict]:
+    raw = yaml.load(SPEC_PATH.read_text("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    paths = {p: raw["paths"][p] for p in ("/v2/tickets/{ticket_id}/connect", "/v2/tickets/{id}")}
+    doc = _to_json_schema({"components": raw["components"], "paths": paths})
+    _extend(doc["components"]["schemas"], doc["paths"], slack_channel_field)
+    registry = Registry().with_resource(_URN, Resource(contents=doc, specification=DRAFT202012))
+    return registry, doc["components"]["schemas"]
+
+
+@functools.lru_cache(maxsize=None)
+def schema_validator(name: str, slack_channel_field: str = "integrationId") -> Draft202012Validator:
+    """A validator for components/schemas/<name> of the extended spec (also sandbox.* request schemas)."""
+    registry, schemas = _schemas(slack_channel_field)
+    title = schemas[name].get("title", name)
+    return Draft202012Validator({"$ref": _URN + _S + name, "title": title}, registry=registry,
+                                format_checker=_FORMATS)
+
+
+def _explain(err: ValidationError) -> tuple[str, str]:
+    """(JSON path, reason) of the most useful part of a validation error."""
+    while err.validator in ("oneOf", "anyOf") and err.context:
+        branches = list(err.validator_value)
+        keys = [k for b in branches for k in b.get("required", ())]
+        inst = err.instance
+        if keys and isinstance(inst, dict):
+            if len(inst) != 1 or next(iter(inst)) not in keys:
+                return err.json_path, f"must have exactly one of {keys}, got {sorted(inst)}"
+            index = next(i for i, b in enumerate(branches) if next(iter(inst)) in b.get("required", ()))
+            inner = [e for e in err.context if e.relative_schema_path[0] == index]
+        else:  # nullable: {anyOf: [X, null]}; the null branch's complaint is noise
+            inner = [e for e in err.context if not (e.validator == "type" and e.validator_value == "null")]
+        if not inner:
+            break
+        err = best_match(inner)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        extra = [k for k in err.instance if k not in err.schema.get("properties", {})]
+        return err.json_path, ", ".join(repr(k) for k in extra) + " unexpected"
+    return err.json_path, err.message
+
+
+# ---------------------------------------------------------------------------------------------------
+# State
+
+@dataclass
+class Fault:
+    """Misbehaviour for one endpoint key ("POST /v2/tickets", "GET /v2/users", "*", ...).
+
+    Rates are probabilities (0..1) drawn from the state's seeded RNG. `next_n` scripts the next
+    requests exactly, one outcome each: ok, error, 429, drop (close before any work), lost (do the
+    work, then close without answering), slow (sleep `slow_latency` more). `latency` is added to
+    every matching request."""
+    error_rate: float = 0.0
+    status: int = 503
+    latency: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after: int = 1
+    drop_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    slow_latency: float = 2.0
+    next_n: list[str] = field(default_factory=list)
+    OUTCOMES: ClassVar[tuple[str, ...]] = ("ok", "error", "429", "drop", "lost", "slow")
+
+    def __post_init__(self) -> None:
+        self.next_n = list(self.next_n)
+        if set(self.next_n) - set(self.OUTCOMES):
+            raise ValueError(f"next_n {self.next_n}: each must be one of {list(self.OUTCOMES)}")
+
+    def decide(self, rng: random.Random) -> str:
+        if self.next_n:
+            return self.next_n.pop(0)
+        for outcome, rate in (("drop", self.drop_rate), ("429", self.rate_limit_rate),
+                              ("error", self.error_rate), ("lost", self.lost_response_rate)):
+            if rate and rng.random() < rate:
+                return outcome
+        return "ok"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def _page(items: list, query) -> dict:
+    """pageSize (default 1000, max 1000) / pageToken paging; nextPageToken only when more remain."""
+    try:
+        size = int(query.get("pageSize") or 0)
+    except ValueError:
+        raise _bad("pageSize must be an integer") from None
+    if size < 0:
+        raise _bad("pageSize must not be negative")
+    size = min(size or 1000, 1000)
+    start, token = 0, query.get("pageToken", "")
+    if token:
+        try:
+            prefix, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+            start = int(offset)
+            if prefix != "offset" or start < 0:
+                raise ValueError
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise _bad(f"invalid pageToken {token!r}") from None
+    out: dict = {"data": items[start:start + size]}
+    if start + size < len(items):
+        out["nextPageToken"] = base64.urlsafe_b64encode(f"offset:{start + size}".encode()).decode()
+    return out
+
+
+class ServalState:
+    """Everything the sandbox knows. API-shaped dicts, so tests can assert on exactly what was sent."""
+
+    def __init__(self, *, bearer_tokens: set[str] | None = None, clients: dict[str, str] | None = None,
+                 token_ttl: int = 3600, latency: float = 0.0, seed: int = 0,
+                 slack_channel_field: str = "integrationId"):
+        self.bearer_tokens = set(bearer_tokens) if bearer_tokens is not None else {"test-token"}
+        self.clients = dict(clients) if clients is not None else {"test-client": "test-secret"}
+        self.token_ttl, self.latency, self.seed = token_ttl, latency, seed
+        self.slack_channel_field = slack_channel_field
+        self.clock: Callable[[], float] = time.time  # replace to move time (token expiry)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the seeded data; forgets tickets, tokens, faults and the request log."""
+        self.rng = random.Random(self.seed)              # faults
+        self._id_rng = random.Random(f"ids-{self.seed}")  # ids, independent of fault draws
+        self.teams: dict[str, dict] = {}
+        self.users: dict[str, dict] = {}
+        self.statuses: dict[str, list[dict]] = {}    # team id -> options, same for the next two
+        self.priorities: dict[str, list[dict]] = {}
+        self.labels: dict[str, list[dict]] = {}
+        self.tickets: dict[str, dict] = {}
+        self.sync_targets: dict[str, list[dict]] = {}     # ticket id -> request's channelSyncTargets
+        self.connections: dict[str, list[dict]] = {}      # ticket id -> ExternalTicket dicts
+        self.connect_requests: dict[str, dict] = {}       # externalTicketId -> {ticketId, **request body}
+        self.requests: list[dict] = []
+        self.issued_tokens: dict[str, float] = {}         # token -> expiry (clock seconds)
+        self.faults: dict[str, Fault] = {}
+        self._numbers: dict[str, int] = {}
+        self.add_team("IT", "IT", team_id="team-it", description="IT help desk")
+        self.add_user("alice@example.com", "Alice", "Anderson", role="USER_ROLE_ORG_ADMIN")
+        self.add_user("bob@example.com", "Bob", "Baker")
+        self.add_user("carol@example.com", "Carol", "Clark", deactivated=True)
+        self.teams["team-it"]["userIds"] = ["usr-alice", "usr-bob"]
+
+    # -- seeding and accessors ---------------------------------------------------------------------
+    def now(self) -> str:
+        return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc).isoformat(
+            timespec="milliseconds").replace("+00:00", "Z")
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+
+    def add_team(self, name: str, prefix: str, *, team_id: str | None = None, description: str = "") -> dict:
+        team_id = team_id or f"team-{_slug(prefix)}"
+        if team_id in self.teams:
+            raise ValueError(f"team {team_id} exists")
+        s = team_id.removeprefix("team-")
+        team = {"id": team_id, "name": name, "prefix": prefix, "description": description,
+                "organizationId": "org-sandbox", "createdAt": self.now(), "userIds": []}
+        self.teams[team_id] = team
+        self._numbers[team_id] = 0
+        self.statuses[team_id] = [
+            {"id": f"st-{s}-{_slug(n)}", "teamId": team_id, "statusGroup": g, "name": n, "description": "",
+             "isDefault": g == "TODO"}
+            for n, g in (("Open", "TODO"), ("In Progress", "IN_PROGRESS"), ("Done", "DONE"),
+                         ("Canceled", "CANCELED"))]
+        self.priorities[team_id] = [
+            {"id": f"pri-{s}-{p.lower()}", "teamId": team_id, "priority": p, "description": ""}
+            for p in ("NONE", "LOW", "MEDIUM", "HIGH", "URGENT")]
+        self.labels[team_id] = [{"id": f"lbl-{s}-{n}", "teamId": team_id, "name": n, "description": ""}
+                                for n in ("access", "hardware")]
+        return team
+
+    def add_user(self, email: str, first_name: str, last_name: str, deactivated: bool = False,
+                 role: str = "USER_ROLE_ORG_MEMBER") -> dict:
+        if self.user_by_email(email) is not None:
+            raise ValueError(f"a user with email {email} exists")
+        base = user_id = f"usr-{_slug(email.split('@')[0])}"
+        n = 1
+        while user_id in self.users:
+            n += 1
+            user_id = f"{base}-{n}"
+        now = self.now()
+        user = {"id": user_id, "email": email, "firstName": first_name, "lastName": last_name,
+                "name": f"{first_name} {last_name}".strip(), "role": role, "createdAt": now}
+        if deactivated:
+            user["deactivatedAt"] = now
+        self.users[user_id] = user
+        return user
+
+    def user_by_email(self, email: str) -> dict | None:
+        return next((u for u in self.users.values() if u["email"].lower() == email.lower()), None)
+
+    def tickets_for_team(self, team_id: str | None) -> list[dict]:
+        """Oldest first; every ticket when team_id is None."""
+        return [t for t in self.tickets.values() if team_id is None or t["teamId"] == team_id]
+
+    def list_users(self, include_deactivated: str = "") -> list[dict]:
+        flag = include_deactivated.lower()
+        if flag not in ("true", "false", "1", "0", ""):
+            raise _bad("includeDeactivated must be true or false")
+        return [u for u in self.users.values() if flag in ("true", "1") or "deactivatedAt" not in u]
+
+    def team_param(self, query) -> str:
+        team_id = query.get("teamId", "")
+        if not team_id:
+            raise _bad("teamId is required")
+        if team_id not in self.teams:
+            raise ApiError("not_found", f"team {team_id} not found")
+        return team_id
+
+    def requests_to(self, method: str, path: str) -> list[dict]:
+        return [r for r in self.requests if r["method"] == method and r["path"] == path]
+
+    def set_faults(self, config: dict) -> None:
+        """Replace the fault config: {"POST /v2/tickets": {...Fault fields...} or Fault, "*": ...}."""
+        faults = {}
+        for key, value in config.items():
+            if key != "*" and not re.fullmatch(r"[A-Z]+ /\S*", key):
+                raise ValueError(f"fault key {key!r} must be '*' or 'METHOD /path'")
+            faults[key] = value if isinstance(value, Fault) else Fault(**value)
+        self.faults = faults
+
+    def fault_for(self, method: str, path: str, pattern: str | None) -> Fault | None:
+        for key in (f"{method} {path}", f"{method} {pattern or path}", "*"):
+            if key in self.faults:
+                return self.faults[key]
+        return None
+
+    def dump(self) -> dict:
+        return {"teams": list(self.teams.values()), "users": list(self.users.values()),
+                "statuses": self.statuses, "priorities": self.priorities, "labels": self.labels,
+                "tickets": [{**t, "channelSyncTargets": self.sync_targets.get(i, [])}
+                            for i, t in self.tickets.items()],
+                "connections": self.connections, "connectRequests": self.connect_requests,
+                "requestCount": len(self.requests),
+                "faults": {k: dataclasses.asdict(f) for k, f in self.faults.items()}}
+
+    # -- auth ----------------------------------------------------------------------------------------
+    def issue_token(self) -> str:
+        token = f"sbx-{self._id_rng.getrandbits(128):032x}"
+        self.issued_tokens[token] = self.clock() + self.token_ttl
+        return token
+
+    def authenticate(self, authorization: str | None) -> None:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError("unauthenticated", "missing bearer token")
+        if token not in self.bearer_tokens and token not in self.issued_tokens:
+            raise ApiError("unauthenticated", "invalid bearer token")
+        if token in self.issued_tokens and self.clock() >= self.issued_tokens[token]:
+            raise ApiError("unauthenticated", "token expired")
+
+    # -- operations (raise ApiError like the server would) -------------------------------------------
+    def validate(self, schema: str, body: Any) -> None:
+        validator = schema_validator(schema, self.slack_channel_field)
+        errors = sorted(validator.iter_errors(body), key=lambda e: e.json_path)
+        if errors:
+            path, reason = _explain(errors[0])
+            raise _bad(f"invalid {validator.schema['title']}: {reason} at {path}")
+
+    def ticket(self, ticket_id: str) -> dict:
+        if ticket_id not in self.tickets:
+            raise ApiError("not_found", f"ticket {ticket_id} not found")
+        return self.tickets[ticket_id]
+
+    def _need_users(self, body: dict, *fields: str) -> None:
+        for f in fields:
+            if body.get(f) and body[f] not in self.users:
+                raise _bad(f"{f} {body[f]!r}: no such user")
+
+    def create_ticket(self, body: Any) -> dict:
+        self.validate("svhelp.publicapi.CreateTicketRequest", body)
+        team_id = body.get("teamId") or ""
+        if not team_id:
+            raise _bad("teamId is required")
+        if team_id not in self.teams:
+            raise _bad(f"teamId {team_id!r}: no such team")
+        if not (body.get("name") or "").strip():
+            raise _bad("name is required")
+        self._need_users(body, "createdByUserId", "requesterUserId", "assignedToUserId")
+        parent = body.get("parentTicketId")
+        if parent and parent not in self.tickets:
+            raise _bad(f"parentTicketId {parent!r}: no such ticket")
+        ticket_type = body.get("type") or "TICKET_TYPE_UNSPECIFIED"
+        if ticket_type == "TICKET_TYPE_UNSPECIFIED":
+            ticket_type = "TICKET_TYPE_TASK" if parent else "TICKET_TYPE_REQUEST"
+        if parent and ticket_type != "TICKET_TYPE_TASK":
+            raise _bad("type must be TICKET_TYPE_TASK when parentTicketId is set")
+        due = body.get("dueDate")
+        due_date = None
+        if due is not None:
+            try:
+                due_date = dt.date(due["year"], due["month"], due["day"])
+            except (KeyError, ValueError):
+                raise _bad(f"dueDate {json.dumps(due)} is not a calendar date") from None
+        for rel in body.get("ticketRelationships") or []:
+            if rel.get("ticketId") not in self.tickets:
+                raise _bad(f"ticketRelationships: ticketId {rel.get('ticketId')!r}: no such ticket")
+        self._numbers[team_id] += 1
+        status = next(s for s in self.statuses[team_id] if s["isDefault"])
+        created_by = body.get("createdByUserId") or None
+        ticket = {
+            "id": self.new_id(), "friendlyIdentifier": f"{self.teams[team_id]['prefix']}-{self._numbers[team_id]}",
+            "teamId": team_id, "name": body["name"], "description": body.get("description", ""),
+            "createdAt": body.get("createdAt") or self.now(), "createdByUserId": created_by,
+            "assignedToUserId": body.get("assignedToUserId") or None,
+            "requesterUserId": body.get("requesterUserId") or created_by, "statusId": status["id"],
+            "escalationLevel": "AI" if body.get("aiActive") else "HUMAN", "labelIds": [], "type": ticket_type,
+            "dueDate": due, "isOverdue": bool(due_date and due_date < dt.date.today()),
+            "parentTicketId": parent, "childTicketIds": [],
+            "nameTranslations": body.get("nameTranslations"),
+            "descriptionTranslations": body.get("descriptionTranslations"),
+        }
+        ticket = {k: v for k, v in ticket.items() if v is not None}
+        if parent:
+            self.tickets[parent]["childTicketIds"].append(ticket["id"])
+        self.tickets[ticket["id"]] = ticket
+        self.sync_targets[ticket["id"]] = list(body.get("channelSyncTargets") or [])
+        return ticket
+
+    def update_ticket(self, ticket_id: str, body: Any) -> dict:
+        ticket = self.ticket(ticket_id)
+        self.validate("sandbox.UpdateTicketRequest", body)
+        changes = {k: v for k, v in body.items() if v is not None}  # null = leave unchanged
+        if "name" in changes and not changes["name"].strip():
+            raise _bad("name must not be empty")
+        team_id = ticket["teamId"]
+        for f, options in (("statusId", self.statuses), ("priorityId", self.priorities)):
+            if f in changes and changes[f] not in {o["id"] for o in options[team_id]}:
+                raise _bad(f"{f} {changes[f]!r}: not an option of team {team_id}")
+        unknown = set(changes.get("labelIds", [])) - {o["id"] for o in self.labels[team_id]}
+        if unknown:
+            raise _bad(f"labelIds {sorted(unknown)}: not labels of team {team_id}")
+        self._need_users(changes, "assignedToUserId", "requesterUserId")
+        ticket.update(changes)
+        if "statusId" in changes:
+            group = next(s["statusGroup"] for s in self.statuses[team_id] if s["id"] == changes["statusId"])
+            if group in ("DONE", "CANCELED"):
+                ticket.setdefault("completedAt", self.now())
+            else:
+                ticket.pop("completedAt", None)
+        return ticket
+
+    def connect(self, ticket_id: str, body: Any) -> dict:
+        self.ticket(ticket_id)
+        self.validate("sandbox.ConnectTicketToExternalTicketRequest", body)
+        target = body.get("channelTarget")
+        if not target:
+            raise _bad("channelTarget is required")
+        external_id = body.get("externalTicketId") or ""
+        if not external_id:
+            raise _bad("externalTicketId is required")
+        kind, inner = next(iter(target.items()))
+        if kind in SLACK_TARGETS and not SLACK_THREAD_ID.fullmatch(external_id):
+            raise _bad(f"externalTicketId {external_id!r}: for {kind} it must be exactly "
+                       "'<channelId>:<threadTs>', e.g. 'C9DDYQ1B4:1779146751.061339'")
+        if kind == "slackChannel" and not inner.get(self.slack_channel_field):
+            raise _bad(f"channelTarget.slackChannel.{self.slack_channel_field} is required")
+        known = self.connect_requests.get(external_id)
+        if known is not None:
+            if known["ticketId"] == ticket_id:
+                return {}  # idempotent
+            raise ApiError("already_exists",
+                           f"externalTicketId {external_id!r} is already connected to ticket {known['ticketId']}")
+        source_type = {"slackChannel": "SLACK", "slackDm": "SLACK", "email": "EMAIL"}.get(kind, "UNSPECIFIED")
+        now = self.now()
+        self.connections.setdefault(ticket_id, []).append({
+            "id": self.new_id(), "externalTicketId": external_id, "ticketId": ticket_id,
+            "sourceType": f"EXTERNAL_TICKET_SOURCE_TYPE_{source_type}",
+            "sourceId": (inner or {}).get("integrationId") or (inner or {}).get(self.slack_channel_field) or kind,
+            "isOrigin": False, "createdAt": now, "updatedAt": now})
+        self.connect_requests[external_id] = {"ticketId": ticket_id, **body}
+        return {}
+
+    def create_user(self, body: Any) -> dict:
+        self.validate("svauth.public.CreateUserRequest", body)
+        email = (body.get("email") or "").strip()
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+            raise _bad(f"email {email!r} is not an email address")
+        if self.user_by_email(email) is not None:
+            raise ApiError("already_exists", f"a user with email {email} already exists")
+        role = body.get("role") or "USER_ROLE_ORG_MEMBER"
+        if role == "USER_ROLE_UNSPECIFIED":
+            role = "USER_ROLE_ORG_MEMBER"
+        return self.add_user(email, body.get("firstName", ""), body.get("lastName", ""), role=role)
+
+
+# ---------------------------------------------------------------------------------------------------
+# HTTP
+
+def _state(request: web.Request) -> ServalState:
+    return request.app["state"]
+
+
+async def _json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise _bad(f"malformed JSON body: {exc}") from None
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    state = _state(request)
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    try:
+        client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        client_id = secret = None
+    if scheme.lower() != "basic" or client_id not in state.clients or state.clients[client_id] != secret:
+        raise ApiError("unauthenticated", "invalid client credentials")
+    if (await request.post()).get("grant_type") != "client_credentials":
+        raise _bad("grant_type must be client_credentials")
+    return web.json_response({"access_token": state.issue_token(), "token_type": "Bearer",
+                              "expires_in": state.token_ttl})
+
+
+def _set_faults(state: ServalState, body: Any) -> dict:
+    try:
+        state.set_faults(body)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise _bad(f"bad fault config: {exc}") from None
+    return {"faults": state.dump()["faults"]}
+
+
+def _sandbox_user(state: ServalState, b: Any) -> dict:
+    try:
+        return state.add_user(b["email"], b.get("firstName", ""), b.get("lastName", ""),
+                              deactivated=bool(b.get("deactivated")), role=b.get("role", "USER_ROLE_ORG_MEMBER"))
+    except (KeyError, TypeError, AttributeError):
+        raise _bad("expected {email, firstName, lastName, deactivated?, role?}") from None
+    except ValueError as exc:
+        raise ApiError("already_exists", str(exc)) from None
+
+
+def _id(r: web.Request) -> str:
+    return r.match_info.get("id") or r.match_info["ticket_id"]
+
+
+# (method, path, operation(state, request, parsed JSON body or None) -> JSON answer)
+ROUTES: list[tuple[str, str, Callable[[ServalState, web.Request, Any], Any]]] = [
+    ("POST", "/v2/tickets", lambda s, r, b: {"data": s.create_ticket(b)}),
+    ("GET", "/v2/tickets", lambda s, r, b: _page(s.tickets_for_team(r.query.get("teamId")), r.query)),
+    ("GET", "/v2/tickets/{id}", lambda s, r, b: {"data": s.ticket(_id(r))}),
+    ("PUT", "/v2/tickets/{id}", lambda s, r, b: {"data": s.update_ticket(_id(r), b)}),
+    ("POST", "/v2/tickets/{ticket_id}/connect", lambda s, r, b: s.connect(_id(r), b)),
+    ("GET", "/v2/tickets/{ticket_id}/external-tickets",
+     lambda s, r, b: {"data": s.connections.get(s.ticket(_id(r))["id"], [])}),
+    ("GET", "/v2/users", lambda s, r, b: _page(s.list_users(r.query.get("includeDeactivated", "")), r.query)),
+    ("POST", "/v2/users", lambda s, r, b: {"data": s.create_user(b)}),
+    ("GET", "/v2/teams", lambda s, r, b: _page(list(s.teams.values()), r.query)),
+    ("GET", "/v2/statuses", lambda s, r, b: _page(s.statuses[s.team_param(r.query)], r.query)),
+    ("GET", "/v2/priorities", lambda s, r, b: _page(s.priorities[s.team_param(r.query)], r.query)),
+    ("GET", "/v2/labels", lambda s, r, b: _page(s.labels[s.team_param(r.query)], r.query)),
+    ("GET", "/_sandbox/state", lambda s, r, b: s.dump()),
+    ("POST", "/_sandbox/faults", lambda s, r, b: _set_faults(s, b)),
+    ("POST", "/_sandbox/reset", lambda s, r, b: s.reset() or {}),
+    ("POST", "/_sandbox/users", lambda s, r, b: {"data": _sandbox_user(s, b)}),
+]
+
+
+def _handler(operation: Callable[[ServalState, web.Request, Any], Any]):
+    async def handle(request: web.Request) -> web.Response:
+        body = await _json(request) if request.method in ("POST", "PUT") else None
+        return web.json_response(operation(_state(request), request, body))
+    return handle
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Cut the connection without answering; the client sees a transport error, not a response."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response()  # never sent: aiohttp notices the closed transport and moves on
+
+
+async def _call(handler, request: web.Request) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:  # from the router: unknown path or method
+        code = STATUS_CODE.get(exc.status, "unknown")
+        return ApiError(code, f"{request.method} {request.path}: {exc.reason}", status=exc.status).response()
+
+
+@web.middleware
+async def _serval_middleware(request: web.Request, handler) -> web.StreamResponse:
+    if not request.path.startswith("/v2/"):
+        return await _call(handler, request)
+    state = _state(request)
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw and request.content_type == "application/json" else None
+    except ValueError:
+        body = None
+    state.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
+                           "body": body, "headers": {k: v for k, v in request.headers.items()
+                                                     if k.lower() != "authorization"}})
+    resource = getattr(request.match_info.route, "resource", None)
+    fault = state.fault_for(request.method, request.path, resource.canonical if resource else None)
+    outcome = fault.decide(state.rng) if fault else "ok"
+    delay = state.latency + (fault.latency if fault else 0) + (fault.slow_latency if outcome == "slow" else 0)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    if outcome == "drop":
+        return _drop(request)
+    if outcome == "429":
+        return ApiError("resource_exhausted", "rate limited (sandbox fault)",
+                        headers={"Retry-After": str(fault.retry_after)}).response()
+    if outcome == "error":
+        return ApiError(STATUS_CODE.get(fault.status, "unknown"), f"injected fault (HTTP {fault.status})",
+                        status=fault.status).response()
+    if request.path != "/v2/auth/token":
+        try:
+            state.authenticate(request.headers.get("Authorization"))
+        except ApiError as exc:
+            return exc.response()
+    response = await _call(handler, request)
+    if outcome == "lost":
+        return _drop(request)  # the work is done; the client never hears of it
+    return response
+
+
+def create_app(state: ServalState | None = None) -> web.Application:
+    app = web.Application(middlewares=[_serval_middleware])
+    app["state"] = state or ServalState()
+    app.router.add_post("/v2/auth/token", issue_token)
+    for method, path, operation in ROUTES:
+        app.router.add_route(method, path, _handler(operation))
+    return app
+
+
+async def start(state: ServalState | None = None, host: str = "127.0.0.1",
+                port: int = 0) -> tuple[web.AppRunner, str]:
+    """Serve the sandbox; port 0 picks a free port. Returns (runner, base URL); `await runner.cleanup()`."""
+    runner = web.AppRunner(create_app(state), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    real_host, real_port = runner.addresses[0][:2]
+    return runner, f"http://{real_host}:{real_port}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.serval", description="Serval API sandbox")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--token", action="append", help="static bearer token (repeatable); default test-token")
+    parser.add_argument("--client-id", default="test-client")
+    parser.add_argument("--client-secret", default="test-secret")
+    parser.add_argument("--token-ttl", type=int, default=3600)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slack-channel-field", default="integrationId")
+    args = parser.parse_args(argv)
+    state = ServalState(bearer_tokens=set(args.token) if args.token else None,
+                        clients={args.client_id: args.client_secret}, token_ttl=args.token_ttl,
+                        latency=args.latency_ms / 1000, seed=args.seed,
+                        slack_channel_field=args.slack_channel_field)
+
+    async def serve() -> None:
+        runner, url = await start(state, args.host, args.port)
+        print(url, flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

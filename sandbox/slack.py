@@ -1,0 +1,668 @@
+"""Local stand-in for Slack's Web API, written from Slack's method documentation.
+
+It answers ``POST /api/<method>`` (GET with a query string works too) the way slack.com does:
+Slack-shaped JSON with ``ok`` and ``error``, form-encoded or JSON bodies, the token in
+``Authorization: Bearer ...`` (or a ``token`` field). Every call is recorded in ``SlackState.calls``.
+
+By hand::
+
+    .venv/bin/python -m sandbox.slack --port 8082          # prints http://127.0.0.1:8082/api/
+    curl -s -H 'Authorization: Bearer xoxb-test' -d channel=C111 -d text=hi \
+         http://127.0.0.1:8082/api/chat.postMessage
+    curl -s http://127.0.0.1:8082/_sandbox/state            # calls, messages, views (not Slack)
+    curl -s -X POST http://127.0.0.1:8082/_sandbox/trigger  # a fresh trigger_id (3 s, single use)
+    curl -s -X POST http://127.0.0.1:8082/_sandbox/reset
+
+In tests::
+
+    state = SlackState()
+    runner, base_url = await start(state)
+    client = AsyncWebClient(token="xoxb-test", base_url=base_url)
+    ...
+    await state.wait_for("chat.postMessage")
+    await runner.cleanup()
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import itertools
+import json
+import re
+import secrets
+import time
+import warnings
+from collections import defaultdict
+from datetime import date
+
+from aiohttp import web
+
+JSON_ARGS = ("view", "blocks", "attachments", "metadata")  # may arrive as JSON strings in form bodies
+SELECTS = {"static_select", "multi_static_select", "radio_buttons", "checkboxes", "overflow"}
+MAX_OPTIONS = {"radio_buttons": 10, "checkboxes": 10, "overflow": 5}  # everything else: 100
+KNOWN_BLOCKS = {"actions", "context", "divider", "file", "header", "image", "input", "section",
+                "rich_text", "video", "markdown"}
+
+
+class SlackError(Exception):
+    """Raised inside a handler to answer ``{"ok": false, "error": ...}``."""
+
+    def __init__(self, error: str, messages: list[str] | None = None):
+        super().__init__(error)
+        self.error, self.messages = error, messages
+
+
+def _err(ptr: str, msg: str) -> str:
+    return f"[ERROR] {msg} [json-pointer:{ptr}]"
+
+
+# ---------------------------------------------------------------- block kit validation
+def _text(errs, obj, ptr, limit, *, plain=True, required=True):
+    if obj is None:
+        if required:
+            errs.append(_err(ptr, f"missing required field: {ptr.rsplit('/', 1)[-1]}"))
+        return
+    kinds = ("plain_text",) if plain else ("plain_text", "mrkdwn")
+    if not isinstance(obj, dict) or obj.get("type") not in kinds:
+        errs.append(_err(f"{ptr}/type", f"must be one of {', '.join(kinds)}"))
+    elif not isinstance(obj.get("text"), str) or not obj["text"]:
+        errs.append(_err(f"{ptr}/text", "must be more than 0 characters"))
+    elif len(obj["text"]) > limit:
+        errs.append(_err(f"{ptr}/text", f"must be less than {limit + 1} characters"))
+
+
+def _max_len(errs, value, ptr, limit):
+    if value is not None and len(str(value)) > limit:
+        errs.append(_err(ptr, f"must be less than {limit + 1} characters"))
+
+
+def _option(errs, opt, ptr, plain):
+    if not isinstance(opt, dict):
+        errs.append(_err(ptr, "must be an option object"))
+        return
+    _text(errs, opt.get("text"), f"{ptr}/text", 75, plain=plain)
+    if opt.get("value") is None:
+        errs.append(_err(ptr, "missing required field: value"))
+    _max_len(errs, opt.get("value"), f"{ptr}/value", 150)
+    _text(errs, opt.get("description"), f"{ptr}/description", 75, plain=plain, required=False)
+
+
+def _option_key(opt) -> tuple:
+    return (opt.get("value"), (opt.get("text") or {}).get("text")) if isinstance(opt, dict) else (None, None)
+
+
+def _element(errs, el, ptr):
+    if not isinstance(el, dict) or not el.get("type"):
+        errs.append(_err(ptr, "missing required field: type"))
+        return
+    kind = el["type"]
+    _max_len(errs, el.get("action_id"), f"{ptr}/action_id", 255)
+    _text(errs, el.get("placeholder"), f"{ptr}/placeholder", 150, required=False)
+    if kind == "plain_text_input":
+        for key in ("min_length", "max_length"):
+            if el.get(key) is not None and (not isinstance(el[key], int) or not 0 <= el[key] <= 3000):
+                errs.append(_err(f"{ptr}/{key}", "must be an integer between 0 and 3000"))
+        max_length = el.get("max_length") if isinstance(el.get("max_length"), int) else 3000
+        _max_len(errs, el.get("initial_value"), f"{ptr}/initial_value", min(max_length, 3000))
+    elif kind in SELECTS:
+        plain, groups = kind not in ("radio_buttons", "checkboxes"), el.get("option_groups") or []
+        if el.get("options") is None and not groups:
+            errs.append(_err(ptr, "missing required field: options"))
+        if len(groups) > 100:
+            errs.append(_err(f"{ptr}/option_groups", "must provide no more than 100 items"))
+        lists = [(f"{ptr}/options", el.get("options") or [], MAX_OPTIONS.get(kind, 100))]
+        lists += [(f"{ptr}/option_groups/{g}/options", grp.get("options") or [], 100) for g, grp in enumerate(groups)]
+        known = set()
+        for path, options, limit in lists:
+            if len(options) > limit:
+                errs.append(_err(path, f"must provide no more than {limit} items"))
+            for i, opt in enumerate(options):
+                _option(errs, opt, f"{path}/{i}", plain)
+                known.add(_option_key(opt))
+        key = "initial_option" if el.get("initial_option") else "initial_options"
+        chosen = [el["initial_option"]] if key == "initial_option" else el.get("initial_options") or []
+        if any(_option_key(opt) not in known for opt in chosen):
+            errs.append(_err(f"{ptr}/{key}", "must match one of the provided options"))
+    elif kind == "datepicker" and el.get("initial_date") is not None:
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", el["initial_date"]):
+                raise ValueError
+            date.fromisoformat(el["initial_date"])
+        except (TypeError, ValueError):
+            errs.append(_err(f"{ptr}/initial_date", "must be a valid date in the format YYYY-MM-DD"))
+
+
+def validate_blocks(blocks, ptr: str, max_blocks: int) -> list[str]:
+    """Check a list of Block Kit blocks; return Slack-style ``[ERROR] ...`` messages."""
+    errs: list[str] = []
+    if not isinstance(blocks, list):
+        return [_err(ptr, "must be an array")]
+    if len(blocks) > max_blocks:
+        errs.append(_err(ptr, f"must provide no more than {max_blocks} items"))
+    seen: set[str] = set()
+    for i, block in enumerate(blocks):
+        p = f"{ptr}/{i}"
+        if not isinstance(block, dict) or block.get("type") not in KNOWN_BLOCKS:
+            errs.append(_err(p, "failed to match all allowed schemas"))
+            continue
+        block_id = block.get("block_id")
+        if block_id is not None:
+            _max_len(errs, block_id, f"{p}/block_id", 255)
+            if block_id in seen:
+                errs.append(_err(f"{p}/block_id", f"non-unique block_id: {block_id}"))
+            seen.add(block_id)
+        kind = block["type"]
+        if kind == "input":
+            _text(errs, block.get("label"), f"{p}/label", 2000)
+            _text(errs, block.get("hint"), f"{p}/hint", 2000, required=False)
+            if block.get("element") is None:
+                errs.append(_err(p, "missing required field: element"))
+            else:
+                _element(errs, block["element"], f"{p}/element")
+        elif kind == "section":
+            if block.get("text") is None and not block.get("fields"):
+                errs.append(_err(p, "must provide text or fields"))
+            _text(errs, block.get("text"), f"{p}/text", 3000, plain=False, required=False)
+            for f, field in enumerate(block.get("fields") or []):
+                _text(errs, field, f"{p}/fields/{f}", 2000, plain=False)
+            if block.get("accessory") is not None:
+                _element(errs, block["accessory"], f"{p}/accessory")
+        elif kind == "header":
+            _text(errs, block.get("text"), f"{p}/text", 150)
+        elif kind == "actions":
+            for e, el in enumerate(block.get("elements") or []):
+                _element(errs, el, f"{p}/elements/{e}")
+        elif kind == "context" and len(block.get("elements") or []) > 10:
+            errs.append(_err(f"{p}/elements", "must provide no more than 10 items"))
+    return errs
+
+
+def validate_view(view, types: tuple[str, ...] = ("modal",)) -> list[str]:
+    """Check a view payload like views.open/update/push/publish do."""
+    if not isinstance(view, dict):
+        return [_err("/view", "failed to match all allowed schemas")]
+    errs: list[str] = []
+    if view.get("type") not in types:
+        errs.append(_err("/view/type", f"must be one of {', '.join(types)}"))
+    if view.get("type") == "modal":
+        _text(errs, view.get("title"), "/view/title", 24)
+        _text(errs, view.get("submit"), "/view/submit", 24, required=False)
+        _text(errs, view.get("close"), "/view/close", 24, required=False)
+        has_input = any(isinstance(b, dict) and b.get("type") == "input" for b in view.get("blocks") or [])
+        if has_input and view.get("submit") is None:
+            errs.append(_err("/view", "must provide a submit property when using input blocks"))
+    if "blocks" not in view:
+        errs.append(_err("/view", "missing required field: blocks"))
+    else:
+        errs += validate_blocks(view["blocks"], "/view/blocks", 100)
+    _max_len(errs, view.get("private_metadata"), "/view/private_metadata", 3000)
+    _max_len(errs, view.get("callback_id"), "/view/callback_id", 255)
+    _max_len(errs, view.get("external_id"), "/view/external_id", 255)
+    return errs
+
+
+# ---------------------------------------------------------------- state
+class SlackState:
+    """Everything the stand-in knows; tests read and seed it directly."""
+
+    def __init__(self, token: str = "xoxb-test", *, strict_triggers: bool = False,
+                 strict_messages: bool = False, trigger_ttl: float = 3.0):
+        self.token, self.strict_triggers, self.strict_messages = token, strict_triggers, strict_messages
+        self.trigger_ttl = trigger_ttl
+        self.team_id, self.team, self.domain = "T111", "Sandbox", "example"
+        self.bot_user_id, self.bot_id, self.app_id = "UBOT", "BBOT", "ASANDBOX"
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget calls, messages, views and injected failures; seed the default workspace again."""
+        self.users: dict[str, dict] = {}
+        self.channels: dict[str, dict] = {}
+        self.messages: dict[str, list[dict]] = defaultdict(list)
+        self.ephemeral: list[dict] = []
+        self.views: dict[str, dict] = {}
+        self.home_views: dict[str, dict] = {}
+        self.calls: list[dict] = []
+        self.triggers: dict[str, float | None] = {}  # trigger_id -> issued at (None once used)
+        self._failures: dict[str, list[tuple[int, str, int | None]]] = defaultdict(list)
+        self._seq = itertools.count(1)
+        for uid, name, email in [("U111", "alice", "alice@example.com"), ("W111", "alice", "alice@example.com"),
+                                 ("U222", "bob", "bob@example.com"), ("W222", "bob", "bob@example.com"),
+                                 ("U0D15K92L", "dr_maomao", "dr_maomao@example.com"),
+                                 ("U0MJRG1AL", "u0mjrg1al", "u0mjrg1al@example.com"),
+                                 ("U2147483697", "steve", "steve@example.com"),
+                                 ("U2CERLKJA", "u2cerlkja", "u2cerlkja@example.com")]:
+            self.add_user(uid, email=email, name=name)
+        self.add_user("UADMIN", email="admin@example.com", name="admin", is_admin=True)
+        self.add_user("UNOEMAIL", email=None, name="noemail")
+        self.add_user("UDELETED", email="former@example.com", name="former", deleted=True)
+        self.add_user(self.bot_user_id, email=None, name="sandbox-bot", is_bot=True)
+        self.add_channel("C111", "dev")
+        self.add_channel("C123", "general")
+        self.add_channel("D0LFFBKLZ", "D0LFFBKLZ", is_im=True, user="U0D15K92L")
+
+    # seeding -----------------------------------------------------------------
+    def add_user(self, id: str, *, email: str | None = None, name: str | None = None, is_admin: bool = False,
+                 deleted: bool = False, email_visible: bool = True, is_bot: bool = False,
+                 real_name: str | None = None) -> dict:
+        name = name or id.lower()
+        real_name = real_name or name.replace(".", " ").title()
+        profile = {"real_name": real_name, "display_name": name, "image_72": f"https://example.com/{id}_72.png"}
+        if email and email_visible:
+            profile["email"] = email
+        user = {"id": id, "team_id": self.team_id, "name": name, "real_name": real_name, "deleted": deleted,
+                "is_admin": is_admin, "is_owner": False, "is_bot": is_bot, "tz": "America/Los_Angeles",
+                "tz_label": "Pacific Standard Time", "tz_offset": -28800, "profile": profile}
+        self.users[id] = user
+        return user
+
+    def add_channel(self, id: str, name: str, *, is_im: bool = False, user: str | None = None,
+                    bot_is_member: bool = True) -> dict:
+        channel = {"id": id, "name": name, "is_im": is_im, "is_channel": not is_im,
+                   "is_private": is_im or id.startswith("G"), "user": user, "bot_is_member": bot_is_member}
+        self.channels[id] = channel
+        return channel
+
+    def next_ts(self) -> str:
+        value = 1_700_000_000_000_000 + 100 * next(self._seq)
+        return f"{value // 1_000_000}.{value % 1_000_000:06d}"
+
+    def post_user_message(self, channel: str, user: str, text: str, thread_ts: str | None = None,
+                          ts: str | None = None) -> dict:
+        """Seed a message written by a person (``ts`` lets a test reuse a documented payload's ts)."""
+        return self._store(channel, {"type": "message", "user": user, "text": text, "team": self.team_id},
+                           thread_ts, ts)
+
+    def issue_trigger_id(self) -> str:
+        trigger_id = f"{next(self._seq)}.{self.team_id[1:]}.{secrets.token_hex(16)}"
+        self.triggers[trigger_id] = time.monotonic()
+        return trigger_id
+
+    # failure injection ------------------------------------------------------
+    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """The next ``times`` calls of ``method`` answer HTTP 429 with ``Retry-After``."""
+        self._failures[method] += [(429, "ratelimited", retry_after)] * times
+
+    def fail(self, method: str, error: str = "internal_error", times: int = 1) -> None:
+        self._failures[method] += [(200, error, None)] * times
+
+    # inspection ---------------------------------------------------------------
+    def calls_to(self, method: str) -> list[dict]:
+        return [c for c in self.calls if c["method"] == method]
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[dict]:
+        """Wait until ``count`` calls of ``method`` were recorded (whatever their outcome)."""
+        deadline = time.monotonic() + timeout
+        while len(self.calls_to(method)) < count:
+            if time.monotonic() >= deadline:
+                seen = [c["method"] for c in self.calls]
+                raise TimeoutError(f"{count} x {method} not seen within {timeout}s; calls so far: {seen}")
+            await asyncio.sleep(0.01)
+        return self.calls_to(method)
+
+    def snapshot(self) -> dict:
+        return {"calls": self.calls, "messages": self.messages, "ephemeral": self.ephemeral,
+                "views": self.views, "home_views": self.home_views}
+
+    # lookups used by the handlers ----------------------------------------------
+    def channel(self, ref: str | None) -> dict | None:
+        """Known channel by id or name; unknown C/G/D ids count as existing (documented fixtures)."""
+        ref = (ref or "").lstrip("#")
+        if ref in self.channels:
+            return self.channels[ref]
+        named = [c for c in self.channels.values() if c["name"] == ref and not c["is_im"]]
+        if named:
+            return named[0]
+        if re.fullmatch(r"[CGD][A-Z0-9]{2,}", ref):
+            return self.add_channel(ref, ref.lower(), is_im=ref[0] == "D")
+        return None
+
+    def dm_with(self, user_id: str) -> dict:
+        for channel in self.channels.values():
+            if channel["is_im"] and channel["user"] == user_id:
+                return channel
+        return self.add_channel("D" + user_id, "D" + user_id, is_im=True, user=user_id)
+
+    def find_message(self, channel: str, ts: str | None) -> dict | None:
+        return next((m for m in self.messages.get(channel, []) if m["ts"] == ts), None)
+
+    def _store(self, channel: str, message: dict, thread_ts: str | None, ts: str | None = None) -> dict:
+        message["ts"] = ts or self.next_ts()
+        root = self.find_message(channel, thread_ts) if thread_ts else None
+        if root is not None and root.get("thread_ts") not in (None, root["ts"]):  # replied to a reply
+            thread_ts, root = root["thread_ts"], self.find_message(channel, root["thread_ts"])
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        if root is not None:
+            message["parent_user_id"] = root.get("user")
+            root["thread_ts"] = root["ts"]
+            root["reply_count"] = root.get("reply_count", 0) + 1
+            root["reply_users"] = sorted(set(root.get("reply_users", [])) | {message.get("user")})
+            root["reply_users_count"] = len(root["reply_users"])
+            root["latest_reply"] = message["ts"]
+        self.messages[channel].append(message)
+        return message
+
+
+# ---------------------------------------------------------------- handlers
+def _channel_out(ch: dict) -> dict:
+    out = {k: v for k, v in ch.items() if k != "bot_is_member"}
+    out.update(is_member=ch["bot_is_member"], is_group=False, is_mpim=False, is_archived=False,
+               created=1_700_000_000, name_normalized=ch["name"])
+    return out
+
+
+def _need(args: dict, *names: str) -> None:
+    for name in names:
+        if not args.get(name):
+            raise SlackError("invalid_arguments", [f"[ERROR] missing required field: {name}"])
+
+
+def _postable(s: SlackState, ref: str | None) -> dict:
+    if ref and ref[0] in "UW" and ref in s.users:
+        return s.dm_with(ref)
+    ch = s.channel(ref)
+    if ch is None:
+        raise SlackError("channel_not_found")
+    if not ch["bot_is_member"]:
+        raise SlackError("not_in_channel")
+    return ch
+
+
+def _content(args: dict, s: SlackState) -> dict:
+    if not args.get("text") and not args.get("blocks") and not args.get("attachments"):
+        raise SlackError("no_text")
+    if len(args.get("text") or "") > 40000:
+        raise SlackError("msg_too_long")
+    if args.get("blocks"):
+        errors = validate_blocks(args["blocks"], "/blocks", 50)
+        if errors:
+            raise SlackError("invalid_blocks", errors)
+    out = {"text": args.get("text") or ""}
+    out.update({k: args[k] for k in ("blocks", "attachments", "metadata") if args.get(k)})
+    return out
+
+
+def _use_trigger(s: SlackState, args: dict) -> None:
+    trigger_id = args.get("trigger_id") or args.get("interactivity_pointer")
+    _need({"trigger_id": trigger_id}, "trigger_id")
+    if trigger_id in s.triggers:
+        issued = s.triggers[trigger_id]
+        if issued is None:
+            raise SlackError("exchanged_trigger_id")
+        if time.monotonic() - issued > s.trigger_ttl:
+            raise SlackError("expired_trigger_id")
+        s.triggers[trigger_id] = None
+    elif s.strict_triggers:
+        raise SlackError("invalid_trigger_id")
+
+
+def _save_view(s: SlackState, view, types=("modal",), old: dict | None = None) -> dict:
+    errors = validate_view(view, types)
+    if errors:
+        raise SlackError("invalid_arguments", errors)
+    ext = view.get("external_id")
+    if ext and any(v.get("external_id") == ext and v is not old for v in s.views.values()):
+        raise SlackError("duplicate_external_id")
+    view_id = old["id"] if old else "V" + secrets.token_hex(5).upper()
+    stored = {"private_metadata": "", "callback_id": "", "external_id": "", "close": None, "submit": None,
+              "clear_on_close": False, "notify_on_close": False, "previous_view_id": None,
+              **copy.deepcopy(view), "id": view_id, "team_id": s.team_id, "app_id": s.app_id,
+              "bot_id": s.bot_id, "root_view_id": view_id, "state": old["state"] if old else {"values": {}},
+              "hash": f"{int(time.time())}.{secrets.token_hex(4)}"}
+    for block in stored["blocks"]:
+        block.setdefault("block_id", secrets.token_urlsafe(4))
+    s.views[view_id] = stored
+    return stored
+
+
+async def views_open(s, args):  # also views.push
+    _need(args, "view")
+    errors = validate_view(args["view"])
+    if errors:  # checked before the trigger is spent
+        raise SlackError("invalid_arguments", errors)
+    _use_trigger(s, args)
+    return {"view": _save_view(s, args["view"])}
+
+
+async def views_update(s, args):
+    _need(args, "view")
+    if args.get("view_id"):
+        old = s.views.get(args["view_id"])
+    elif args.get("external_id"):
+        old = next((v for v in s.views.values() if v.get("external_id") == args["external_id"]), None)
+    else:
+        raise SlackError("invalid_arguments", ["[ERROR] either view_id or external_id is required"])
+    if old is None:
+        raise SlackError("not_found")
+    if args.get("hash") and args["hash"] != old["hash"]:
+        raise SlackError("hash_conflict")
+    return {"view": _save_view(s, args["view"], (old["type"],), old)}
+
+
+async def views_publish(s, args):
+    _need(args, "user_id", "view")
+    if args["user_id"] not in s.users:
+        raise SlackError("invalid_arguments", ["invalid `user_id`"])
+    old = s.home_views.get(args["user_id"])
+    if args.get("hash") and old and args["hash"] != old["hash"]:
+        raise SlackError("hash_conflict")
+    s.home_views[args["user_id"]] = view = _save_view(s, args["view"], ("home",), old)
+    return {"view": view}
+
+
+async def chat_post_message(s, args):
+    ch = _postable(s, args.get("channel"))
+    message = {"type": "message", "user": s.bot_user_id, "bot_id": s.bot_id, "app_id": s.app_id,
+               "team": s.team_id, **_content(args, s)}
+    message = s._store(ch["id"], message, args.get("thread_ts"))
+    return {"channel": ch["id"], "ts": message["ts"], "message": message}
+
+
+async def chat_post_ephemeral(s, args):
+    _need(args, "channel", "user")
+    ch = _postable(s, args["channel"])
+    if args["user"] not in s.users:
+        raise SlackError("user_not_in_channel")
+    entry = {"channel": ch["id"], "user": args["user"], "thread_ts": args.get("thread_ts"),
+             "message_ts": s.next_ts(), **_content(args, s)}
+    s.ephemeral.append(entry)
+    return {"message_ts": entry["message_ts"]}
+
+
+async def chat_update(s, args):
+    ch = s.channel(args.get("channel"))
+    if ch is None:
+        raise SlackError("channel_not_found")
+    message = s.find_message(ch["id"], args.get("ts"))
+    if message is None:
+        raise SlackError("message_not_found")
+    if message.get("bot_id") != s.bot_id:
+        raise SlackError("cant_update_message")
+    message.update(_content(args, s), edited={"user": s.bot_user_id, "ts": s.next_ts()})
+    return {"channel": ch["id"], "ts": message["ts"], "text": message["text"], "message": message}
+
+
+async def chat_get_permalink(s, args):
+    ch = s.channel(args.get("channel"))
+    if ch is None:
+        raise SlackError("channel_not_found")
+    ts = args.get("message_ts") or ""
+    message = s.find_message(ch["id"], ts)
+    if message is None and (s.strict_messages or not ts):
+        raise SlackError("message_not_found")
+    link = f"https://{s.domain}.slack.com/archives/{ch['id']}/p{ts.replace('.', '')}"
+    root = (message or {}).get("thread_ts")
+    if root and root != ts:
+        link += f"?thread_ts={root}&cid={ch['id']}"
+    return {"channel": ch["id"], "permalink": link}
+
+
+async def users_info(s, args):
+    if args.get("user") not in s.users:
+        raise SlackError("user_not_found")
+    return {"user": s.users[args["user"]]}
+
+
+async def users_lookup_by_email(s, args):
+    email = (args.get("email") or "").lower()
+    found = next((u for u in s.users.values() if u["profile"].get("email", "").lower() == email), None)
+    if not email or found is None:
+        raise SlackError("users_not_found")
+    return {"user": found}
+
+
+async def conversations_info(s, args):
+    ch = s.channel(args.get("channel"))
+    if ch is None:
+        raise SlackError("channel_not_found")
+    return {"channel": _channel_out(ch)}
+
+
+async def conversations_replies(s, args):
+    ch = s.channel(args.get("channel"))
+    if ch is None:
+        raise SlackError("channel_not_found")
+    message = s.find_message(ch["id"], args.get("ts"))
+    if message is None:
+        raise SlackError("thread_not_found")
+    root_ts = message.get("thread_ts") or message["ts"]
+    thread = sorted((m for m in s.messages[ch["id"]] if m["ts"] == root_ts or m.get("thread_ts") == root_ts),
+                    key=lambda m: float(m["ts"]))
+    start, limit = int(args.get("cursor") or 0), int(args.get("limit") or 1000)
+    page, more = thread[start:start + limit], start + limit < len(thread)
+    return {"messages": page, "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+
+async def conversations_open(s, args):
+    users = args.get("users") or ""
+    users = users if isinstance(users, list) else [u for u in users.split(",") if u]
+    if args.get("channel"):
+        return await conversations_info(s, args)
+    if len(users) != 1:  # group DMs are not modelled
+        raise SlackError("not_enough_users" if not users else "method_not_supported_for_channel_type")
+    if users[0] not in s.users:
+        raise SlackError("user_not_found")
+    existed = any(c["is_im"] and c["user"] == users[0] for c in s.channels.values())
+    return {"no_op": existed, "already_open": existed, "channel": _channel_out(s.dm_with(users[0]))}
+
+
+async def auth_test(s, args):
+    return {"url": f"https://{s.domain}.slack.com/", "team": s.team, "user": "sandbox-bot",
+            "team_id": s.team_id, "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": False}
+
+
+METHODS = {
+    "auth.test": auth_test, "views.open": views_open, "views.push": views_open, "views.update": views_update,
+    "views.publish": views_publish, "chat.postMessage": chat_post_message,
+    "chat.postEphemeral": chat_post_ephemeral, "chat.update": chat_update,
+    "chat.getPermalink": chat_get_permalink, "users.info": users_info,
+    "users.lookupByEmail": users_lookup_by_email, "conversations.info": conversations_info,
+    "conversations.replies": conversations_replies, "conversations.open": conversations_open,
+}
+
+
+# ---------------------------------------------------------------- HTTP
+def _dumps(obj) -> str:
+    return json.dumps(obj, default=str)
+
+
+async def _read_args(request: web.Request) -> dict:
+    args: dict = dict(request.query)
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type == "application/json":
+            body = await request.json()
+            args.update(body if isinstance(body, dict) else {})
+        else:
+            args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+    for key in JSON_ARGS:
+        if isinstance(args.get(key), str) and args[key][:1] in "[{":
+            try:
+                args[key] = json.loads(args[key])
+            except ValueError:
+                pass
+    return args
+
+
+async def api(request: web.Request) -> web.Response:
+    s: SlackState = request.app["state"]
+    method = request.match_info["method"]
+    args = await _read_args(request)
+    token = args.pop("token", None)
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:] if auth.startswith("Bearer ") else token
+    status, headers, body = 200, {}, {"ok": True}
+    try:
+        if method not in METHODS:
+            status = 404
+            raise SlackError("unknown_method")
+        if not token:
+            raise SlackError("not_authed")
+        if token != s.token:
+            raise SlackError("invalid_auth")
+        if s._failures.get(method):
+            status, error, retry_after = s._failures[method].pop(0)
+            if retry_after is not None:
+                headers["Retry-After"] = str(retry_after)
+            raise SlackError(error)
+        body.update(await METHODS[method](s, args))
+    except SlackError as exc:
+        body = {"ok": False, "error": exc.error}
+        if exc.messages:
+            body["response_metadata"] = {"messages": exc.messages}
+    s.calls.append({"method": method, "args": args, "at": time.monotonic(), "status": status,
+                    "error": body.get("error"), "response": copy.deepcopy(body)})
+    return web.json_response(body, status=status, headers=headers, dumps=_dumps)
+
+
+async def sandbox_state(request: web.Request) -> web.Response:
+    return web.json_response(request.app["state"].snapshot(), dumps=_dumps)
+
+
+async def sandbox_reset(request: web.Request) -> web.Response:
+    request.app["state"].reset()
+    return web.json_response({"ok": True})
+
+
+async def sandbox_trigger(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "trigger_id": request.app["state"].issue_trigger_id()})
+
+
+def create_app(state: SlackState | None = None) -> web.Application:
+    app = web.Application()
+    with warnings.catch_warnings():  # the documented interface is app["state"]
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["state"] = state or SlackState()
+    app.router.add_route("*", "/api/{method}", api)
+    app.router.add_get("/_sandbox/state", sandbox_state)
+    app.router.add_post("/_sandbox/reset", sandbox_reset)
+    app.router.add_post("/_sandbox/trigger", sandbox_trigger)
+    return app
+
+
+async def start(state: SlackState | None = None, host: str = "127.0.0.1",
+                port: int = 0) -> tuple[web.AppRunner, str]:
+    """Serve the stand-in; returns the runner (``await runner.cleanup()``) and the ``.../api/`` base URL."""
+    runner = web.AppRunner(create_app(state))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound = runner.addresses[0][1]
+    return runner, f"http://{host}:{bound}/api/"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Local stand-in for Slack's Web API")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8082)
+    parser.add_argument("--token", default="xoxb-test")
+    parser.add_argument("--strict-triggers", action="store_true")
+    opts = parser.parse_args(argv)
+
+    state = SlackState(opts.token, strict_triggers=opts.strict_triggers)
+    print(f"http://{opts.host}:{opts.port}/api/", flush=True)
+    web.run_app(create_app(state), host=opts.host, port=opts.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,469 @@
+"""Tests of the Serval sandbox (sandbox/serval.py), over real loopback HTTP with httpx."""
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the project is not pip-installed in every checkout
+    sys.path.insert(0, str(ROOT))
+
+from sandbox.serval import Fault, ServalState, create_app, schema_validator, start  # noqa: E402
+
+AUTH = {"Authorization": "Bearer test-token"}
+THREAD = "C9DDYQ1B4:1779146751.061339"
+
+
+@pytest_asyncio.fixture
+async def sandbox():
+    state = ServalState()
+    runner, url = await start(state)
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=5) as client:
+        yield state, client
+    await runner.cleanup()
+
+
+def assert_error(response: httpx.Response, status: int, code: str, *fragments: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code, body
+    for fragment in fragments:
+        assert fragment in body["message"], body
+    return body["message"]
+
+
+def valid_ticket(**extra) -> dict:
+    return {"teamId": "team-it", "name": "VPN is down", "description": "since 9am",
+            "createdByUserId": "usr-alice", **extra}
+
+
+async def make_ticket(client: httpx.AsyncClient, **extra) -> dict:
+    response = await client.post("/v2/tickets", json=valid_ticket(**extra))
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+# -- auth -----------------------------------------------------------------------------------------
+
+async def test_token_issue_and_expiry(sandbox):
+    state, client = sandbox
+    now = [1_000_000.0]
+    state.clock = lambda: now[0]
+    response = await client.post("/v2/auth/token", headers={"Authorization": ""},
+                                 auth=("test-client", "test-secret"), data={"grant_type": "client_credentials"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
+    issued = {"Authorization": f"Bearer {body['access_token']}"}
+    assert (await client.get("/v2/teams", headers=issued)).status_code == 200
+    now[0] += 3599
+    assert (await client.get("/v2/teams", headers=issued)).status_code == 200
+    now[0] += 1
+    assert_error(await client.get("/v2/teams", headers=issued), 401, "unauthenticated", "expired")
+
+
+async def test_token_rejects_bad_credentials_and_grant(sandbox):
+    _, client = sandbox
+    form = {"grant_type": "client_credentials"}
+    assert_error(await client.post("/v2/auth/token", auth=("test-client", "wrong"), data=form), 401, "unauthenticated")
+    assert_error(await client.post("/v2/auth/token", auth=("nobody", "test-secret"), data=form), 401, "unauthenticated")
+    assert_error(await client.post("/v2/auth/token", auth=("test-client", "test-secret"),
+                                   data={"grant_type": "password"}), 400, "invalid_argument", "grant_type")
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic dGVzdC10b2tlbg==", "test-token"])
+async def test_v2_requires_bearer_token(sandbox, header):
+    _, client = sandbox
+    headers = {"Authorization": header} if header else {}
+    client.headers.pop("Authorization")
+    assert_error(await client.get("/v2/users", headers=headers), 401, "unauthenticated")
+    assert_error(await client.post("/v2/tickets", headers=headers, json=valid_ticket()), 401, "unauthenticated")
+
+
+# -- create ticket --------------------------------------------------------------------------------
+
+async def test_create_ticket_full_body(sandbox):
+    state, client = sandbox
+    targets = [{"slackDm": {"targetUserType": "CHANNEL_SYNC_TARGET_USER_TICKET_REQUESTOR"}}]
+    ticket = await make_ticket(client, requesterUserId="usr-bob", dueDate={"year": 2030, "month": 2, "day": 28},
+                               channelSyncTargets=targets, type="TICKET_TYPE_INCIDENT",
+                               createdAt="2026-01-15T01:30:15.01Z", nameTranslations={"fr": "VPN en panne"})
+    assert ticket["friendlyIdentifier"] == "IT-1"
+    assert ticket["requesterUserId"] == "usr-bob" and ticket["createdByUserId"] == "usr-alice"
+    assert ticket["dueDate"] == {"year": 2030, "month": 2, "day": 28} and ticket["isOverdue"] is False
+    assert ticket["statusId"] == "st-it-open" and ticket["type"] == "TICKET_TYPE_INCIDENT"
+    assert "channelSyncTargets" not in ticket
+    assert state.sync_targets[ticket["id"]] == targets
+    schema_validator("svhelp.pubapimodels.Ticket").validate(ticket)  # the answer fits the (extended) spec
+    second = await make_ticket(client)
+    assert second["friendlyIdentifier"] == "IT-2"
+    assert second["requesterUserId"] == "usr-alice" and second["type"] == "TICKET_TYPE_REQUEST"
+    got = await client.get(f"/v2/tickets/{ticket['id']}")
+    assert got.json()["data"] == ticket
+    listed = (await client.get("/v2/tickets", params={"teamId": "team-it"})).json()
+    assert [t["id"] for t in listed["data"]] == [ticket["id"], second["id"]]
+    dumped = (await client.get("/_sandbox/state")).json()
+    assert dumped["tickets"][0]["channelSyncTargets"] == targets
+
+
+async def test_friendly_identifier_uses_team_prefix(sandbox):
+    state, client = sandbox
+    state.add_team("Facilities", "FAC")
+    assert (await make_ticket(client, teamId="team-fac"))["friendlyIdentifier"] == "FAC-1"
+    assert (await make_ticket(client))["friendlyIdentifier"] == "IT-1"
+
+
+async def test_unknown_field_rejected_with_its_name(sandbox):
+    state, client = sandbox
+    message = assert_error(await client.post("/v2/tickets", json=valid_ticket(foo=1)), 400, "invalid_argument")
+    assert message == "invalid CreateTicketRequest: 'foo' unexpected at $"
+    nested = valid_ticket(channelSyncTargets=[{"slackDm": {"targetUserType": "CHANNEL_SYNC_USER_TYPE_UNSPECIFIED",
+                                                           "userId": "U1"}}])
+    assert_error(await client.post("/v2/tickets", json=nested), 400, "invalid_argument",
+                 "'userId' unexpected", "$.channelSyncTargets[0].slackDm")
+    assert state.tickets == {}
+
+
+@pytest.mark.parametrize("extra, path", [
+    ({"type": "TICKET_TYPE_BOGUS"}, "$.type"),
+    ({"channelSyncTargets": [{"slackDm": {"targetUserType": "REQUESTER"}}]},
+     "$.channelSyncTargets[0].slackDm.targetUserType"),
+    ({"dueDate": {"year": "2030", "month": 1, "day": 1}}, "$.dueDate.year"),
+    ({"createdAt": "yesterday"}, "$.createdAt"),
+    ({"aiActive": "yes"}, "$.aiActive"),
+])
+async def test_bad_values_rejected_with_path(sandbox, extra, path):
+    _, client = sandbox
+    assert_error(await client.post("/v2/tickets", json=valid_ticket(**extra)), 400, "invalid_argument", path)
+
+
+@pytest.mark.parametrize("target", [
+    {"email": {}, "slackDm": {}},
+    {},
+    {"slackChannel": {}},  # a connect target, not a sync target
+])
+async def test_sync_target_needs_exactly_one_key(sandbox, target):
+    _, client = sandbox
+    response = await client.post("/v2/tickets", json=valid_ticket(channelSyncTargets=[target]))
+    assert_error(response, 400, "invalid_argument", "exactly one of", "$.channelSyncTargets[0]")
+
+
+async def test_each_sync_target_variant_accepted(sandbox):
+    _, client = sandbox
+    for key in ("email", "slackDm", "microsoftTeamsDm"):
+        await make_ticket(client, channelSyncTargets=[{key: {"targetUserType": "CHANNEL_SYNC_TARGET_USER_TICKET_ASSIGNEE"}}])
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ({"teamId": "team-nope"}, "teamId"),
+    ({"teamId": ""}, "teamId is required"),
+    ({"createdByUserId": "usr-nobody"}, "createdByUserId"),
+    ({"requesterUserId": "usr-nobody"}, "requesterUserId"),
+    ({"assignedToUserId": "usr-nobody"}, "assignedToUserId"),
+    ({"name": "  "}, "name is required"),
+    ({"dueDate": {"year": 2030, "month": 2, "day": 30}}, "dueDate"),
+    ({"parentTicketId": "no-such-ticket"}, "parentTicketId"),
+])
+async def test_semantic_checks(sandbox, extra, fragment):
+    state, client = sandbox
+    assert_error(await client.post("/v2/tickets", json=valid_ticket(**extra)), 400, "invalid_argument", fragment)
+    assert state.tickets == {}
+
+
+async def test_malformed_json_and_unknown_path(sandbox):
+    _, client = sandbox
+    response = await client.post("/v2/tickets", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "invalid_argument", "malformed JSON")
+    assert_error(await client.get("/v2/nothing-here"), 404, "not_found")
+    assert_error(await client.get("/elsewhere"), 404, "not_found")
+
+
+async def test_update_ticket(sandbox):
+    _, client = sandbox
+    ticket = await make_ticket(client)
+    url = f"/v2/tickets/{ticket['id']}"
+    updated = await client.put(url, json={"statusId": "st-it-done", "priorityId": "pri-it-high",
+                                          "labelIds": ["lbl-it-access"], "description": None})
+    assert updated.status_code == 200, updated.text
+    data = updated.json()["data"]
+    assert (data["statusId"], data["priorityId"], data["labelIds"]) == ("st-it-done", "pri-it-high", ["lbl-it-access"])
+    assert data["description"] == "since 9am" and "completedAt" in data
+    assert_error(await client.put(url, json={"statusId": "st-other"}), 400, "invalid_argument", "statusId")
+    assert_error(await client.put(url, json={"teamId": "x"}), 400, "invalid_argument", "'teamId' unexpected")
+    assert_error(await client.put("/v2/tickets/nope", json={}), 404, "not_found")
+
+
+# -- connect ----------------------------------------------------------------------------------------
+
+async def test_connect_slack_channel_and_dm(sandbox):
+    state, client = sandbox
+    ticket = await make_ticket(client)
+    channel = {"channelTarget": {"slackChannel": {"integrationId": "int-slack"}}, "externalTicketId": THREAD,
+               "accountedForMessageIds": ["msg-1"]}
+    dm = {"channelTarget": {"slackDm": {"integrationId": "int-slack",
+                                        "targetUserType": "CHANNEL_SYNC_TARGET_USER_TICKET_REQUESTOR"}},
+          "externalTicketId": "D0123ABCD:1779146799.000100"}
+    for body in (channel, dm):
+        response = await client.post(f"/v2/tickets/{ticket['id']}/connect", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json() == {}
+    again = await client.post(f"/v2/tickets/{ticket['id']}/connect", json=channel)  # idempotent
+    assert again.status_code == 200 and again.json() == {}
+    listed = (await client.get(f"/v2/tickets/{ticket['id']}/external-tickets")).json()["data"]
+    assert [(x["externalTicketId"], x["sourceType"], x["sourceId"]) for x in listed] == [
+        (THREAD, "EXTERNAL_TICKET_SOURCE_TYPE_SLACK", "int-slack"),
+        ("D0123ABCD:1779146799.000100", "EXTERNAL_TICKET_SOURCE_TYPE_SLACK", "int-slack")]
+    for item in listed:
+        schema_validator("svhelp.pubapimodels.ExternalTicket").validate(item)
+    assert state.connect_requests[THREAD]["accountedForMessageIds"] == ["msg-1"]
+
+
+@pytest.mark.parametrize("external_id", [
+    "C9DDYQ1B4-1779146751.061339", "C9DDYQ1B4:1779146751", "c9ddyq1b4:1779146751.061339",
+    "C9DDYQ1B4:1779146751061339", " C9DDYQ1B4:1779146751.061339", "1779146751.061339",
+    "https://example.slack.com/archives/C9DDYQ1B4/p1779146751061339", "",
+])
+async def test_connect_rejects_bad_slack_external_id(sandbox, external_id):
+    state, client = sandbox
+    ticket = await make_ticket(client)
+    body = {"channelTarget": {"slackChannel": {"integrationId": "int-slack"}}, "externalTicketId": external_id}
+    assert_error(await client.post(f"/v2/tickets/{ticket['id']}/connect", json=body), 400, "invalid_argument",
+                 "externalTicketId")
+    assert state.connections == {}
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"channelTarget": {"slackChannel": {}}, "externalTicketId": THREAD}, "'integrationId' is a required"),
+    ({"channelTarget": {"slackChannel": {"channelId": "C1"}}, "externalTicketId": THREAD}, "'channelId' unexpected"),
+    ({"channelTarget": {"slackDm": {"userId": "U1"}}, "externalTicketId": THREAD}, "'userId' unexpected"),
+    ({"channelTarget": {"slackDm": {}, "email": {}}, "externalTicketId": THREAD}, "exactly one of"),
+    ({"externalTicketId": THREAD}, "channelTarget is required"),
+    ({"channelTarget": {"slackDm": {}}, "externalTicketId": THREAD, "extra": 1}, "'extra' unexpected"),
+])
+async def test_connect_body_validation(sandbox, body, fragment):
+    _, client = sandbox
+    ticket = await make_ticket(client)
+    assert_error(await client.post(f"/v2/tickets/{ticket['id']}/connect", json=body), 400, "invalid_argument",
+                 fragment)
+
+
+async def test_connect_unknown_ticket_and_conflict(sandbox):
+    _, client = sandbox
+    body = {"channelTarget": {"slackChannel": {"integrationId": "int-slack"}}, "externalTicketId": THREAD}
+    assert_error(await client.post("/v2/tickets/nope/connect", json=body), 404, "not_found")
+    assert_error(await client.get("/v2/tickets/nope/external-tickets"), 404, "not_found")
+    assert_error(await client.get("/v2/tickets/nope"), 404, "not_found")
+    first, second = await make_ticket(client), await make_ticket(client)
+    assert (await client.post(f"/v2/tickets/{first['id']}/connect", json=body)).status_code == 200
+    assert_error(await client.post(f"/v2/tickets/{second['id']}/connect", json=body), 409, "already_exists",
+                 first["id"])
+
+
+async def test_connect_non_slack_target_takes_any_id(sandbox):
+    _, client = sandbox
+    ticket = await make_ticket(client)
+    body = {"channelTarget": {"ticketSource": {"integrationId": "int-jira"}}, "externalTicketId": "PROJ-123"}
+    assert (await client.post(f"/v2/tickets/{ticket['id']}/connect", json=body)).status_code == 200
+
+
+# -- users, teams, options --------------------------------------------------------------------------
+
+async def test_users_pagination_and_deactivated(sandbox):
+    state, client = sandbox
+    for i in range(5):
+        state.add_user(f"user{i}@example.com", f"User{i}", "Test")
+    seen, token, pages = [], None, 0
+    while True:
+        params = {"pageSize": 2, **({"pageToken": token} if token else {})}
+        body = (await client.get("/v2/users", params=params)).json()
+        assert len(body["data"]) <= 2
+        seen += body["data"]
+        pages += 1
+        token = body.get("nextPageToken")
+        if not token:
+            break
+    emails = [u["email"] for u in seen]
+    assert pages == 4 and len(emails) == 7 == len(set(emails))
+    assert "carol@example.com" not in emails
+    for user in seen:
+        schema_validator("svauth.public.User").validate(user)
+    everyone = (await client.get("/v2/users", params={"includeDeactivated": "true"})).json()
+    carol = next(u for u in everyone["data"] if u["email"] == "carol@example.com")
+    assert carol["deactivatedAt"] and len(everyone["data"]) == 8 and "nextPageToken" not in everyone
+    big = (await client.get("/v2/users", params={"pageSize": 5000})).json()
+    assert len(big["data"]) == 7
+    assert_error(await client.get("/v2/users", params={"pageToken": "garbage"}), 400, "invalid_argument")
+    assert_error(await client.get("/v2/users", params={"pageSize": "ten"}), 400, "invalid_argument")
+
+
+async def test_create_user(sandbox):
+    state, client = sandbox
+    response = await client.post("/v2/users", json={"email": "dave@example.com", "firstName": "Dave",
+                                                    "lastName": "Doe", "role": "USER_ROLE_ORG_MEMBER"})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["name"] == "Dave Doe"
+    assert state.user_by_email("dave@example.com")["id"] == response.json()["data"]["id"]
+    assert_error(await client.post("/v2/users", json={"email": "ALICE@example.com"}), 409, "already_exists")
+    assert_error(await client.post("/v2/users", json={"email": "x@example.com", "nickname": "x"}), 400,
+                 "invalid_argument", "'nickname' unexpected")
+
+
+async def test_teams_statuses_priorities_labels(sandbox):
+    _, client = sandbox
+    teams = (await client.get("/v2/teams")).json()["data"]
+    assert [(t["id"], t["name"], t["prefix"]) for t in teams] == [("team-it", "IT", "IT")]
+    schema_validator("svauth.public.Team").validate(teams[0])
+    for path, schema in (("statuses", "Status"), ("priorities", "Priority"), ("labels", "Label")):
+        data = (await client.get(f"/v2/{path}", params={"teamId": "team-it"})).json()["data"]
+        assert data and all(x["teamId"] == "team-it" for x in data)
+        for item in data:
+            schema_validator(f"svhelp.pubapimodels.{schema}").validate(item)
+        assert_error(await client.get(f"/v2/{path}"), 400, "invalid_argument", "teamId")
+        assert_error(await client.get(f"/v2/{path}", params={"teamId": "team-x"}), 404, "not_found")
+
+
+# -- faults ------------------------------------------------------------------------------------------
+
+async def test_fault_error_status(sandbox):
+    state, client = sandbox
+    state.faults["POST /v2/tickets"] = Fault(error_rate=1.0)
+    assert_error(await client.post("/v2/tickets", json=valid_ticket()), 503, "unavailable")
+    state.faults["POST /v2/tickets"] = Fault(error_rate=1.0, status=500)
+    assert_error(await client.post("/v2/tickets", json=valid_ticket()), 500, "internal")
+    assert state.tickets == {}
+    assert (await client.get("/v2/users")).status_code == 200  # other endpoints unaffected
+
+
+async def test_fault_rate_limit_has_retry_after(sandbox):
+    state, client = sandbox
+    state.faults["GET /v2/users"] = Fault(rate_limit_rate=1.0, retry_after=7)
+    response = await client.get("/v2/users")
+    assert_error(response, 429, "resource_exhausted")
+    assert response.headers["Retry-After"] == "7"
+
+
+async def test_fault_drop_is_a_transport_error_and_does_no_work(sandbox):
+    state, client = sandbox
+    state.faults["POST /v2/tickets"] = Fault(drop_rate=1.0)
+    with pytest.raises(httpx.TransportError):
+        await client.post("/v2/tickets", json=valid_ticket())
+    assert state.tickets == {}
+    assert len(state.requests_to("POST", "/v2/tickets")) == 1
+
+
+async def test_fault_lost_response_does_the_work(sandbox):
+    state, client = sandbox
+    state.faults["POST /v2/tickets"] = Fault(lost_response_rate=1.0)
+    with pytest.raises(httpx.TransportError):
+        await client.post("/v2/tickets", json=valid_ticket())
+    assert [t["name"] for t in state.tickets.values()] == ["VPN is down"]
+
+
+async def test_fault_latency_and_slow(sandbox):
+    state, client = sandbox
+    state.faults["GET /v2/teams"] = Fault(latency=0.2)
+    started = time.monotonic()
+    assert (await client.get("/v2/teams")).status_code == 200
+    assert time.monotonic() - started >= 0.2
+    state.faults["GET /v2/teams"] = Fault(next_n=["slow"], slow_latency=1.0)
+    with pytest.raises(httpx.ReadTimeout):
+        await client.get("/v2/teams", timeout=0.2)
+
+
+async def test_global_latency(sandbox):
+    state, client = sandbox
+    state.latency = 0.15
+    started = time.monotonic()
+    assert (await client.get("/v2/teams")).status_code == 200
+    assert time.monotonic() - started >= 0.15
+
+
+async def test_fault_script_and_route_pattern_key(sandbox):
+    state, client = sandbox
+    ticket = await make_ticket(client)
+    state.faults["POST /v2/tickets/{ticket_id}/connect"] = Fault(next_n=["error", "429", "drop", "lost", "ok"])
+    body = {"channelTarget": {"slackChannel": {"integrationId": "int-slack"}}, "externalTicketId": THREAD}
+    url = f"/v2/tickets/{ticket['id']}/connect"
+    assert (await client.post(url, json=body)).status_code == 503
+    assert (await client.post(url, json=body)).status_code == 429
+    with pytest.raises(httpx.TransportError):
+        await client.post(url, json=body)
+    assert state.connections == {}
+    with pytest.raises(httpx.TransportError):
+        await client.post(url, json=body)
+    assert len(state.connections[ticket["id"]]) == 1  # the lost one was done
+    assert (await client.post(url, json=body)).status_code == 200  # the retry is idempotent
+    assert len(state.connections[ticket["id"]]) == 1
+
+
+async def test_fault_rates_are_seeded_and_mixed(sandbox):
+    state, client = sandbox
+
+    async def run() -> list[int]:
+        state.rng.seed(42)
+        state.faults["*"] = Fault(error_rate=0.5)
+        return [(await client.get("/v2/teams")).status_code for _ in range(20)]
+
+    first = await run()
+    assert set(first) == {200, 503}
+    assert await run() == first
+
+
+async def test_faults_by_control_endpoint_and_reset(sandbox):
+    state, client = sandbox
+    response = await client.post("/_sandbox/faults", json={"GET /v2/users": {"next_n": ["429"], "retry_after": 3}})
+    assert response.status_code == 200, response.text
+    assert isinstance(state.faults["GET /v2/users"], Fault)
+    limited = await client.get("/v2/users")
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "3"
+    assert (await client.get("/v2/users")).status_code == 200
+    assert_error(await client.post("/_sandbox/faults", json={"GET /v2/users": {"typo_rate": 1}}), 400,
+                 "invalid_argument")
+    assert_error(await client.post("/_sandbox/faults", json={"*": {"next_n": ["explode"]}}), 400, "invalid_argument")
+    added = await client.post("/_sandbox/users", json={"email": "erin@example.com", "firstName": "Erin",
+                                                       "lastName": "Eve"})
+    assert added.status_code == 200 and state.user_by_email("erin@example.com")
+    await make_ticket(client)
+    dumped = (await client.get("/_sandbox/state")).json()
+    assert len(dumped["tickets"]) == 1 and dumped["requestCount"] == len(state.requests) > 0
+    assert (await client.post("/_sandbox/reset")).status_code == 200
+    assert state.tickets == {} and state.faults == {} and state.user_by_email("erin@example.com") is None
+
+
+async def test_request_log_hides_authorization(sandbox):
+    state, client = sandbox
+    await make_ticket(client)
+    entry = state.requests[-1]
+    assert (entry["method"], entry["path"], entry["body"]["name"]) == ("POST", "/v2/tickets", "VPN is down")
+    assert all(k.lower() != "authorization" for k in entry["headers"])
+    assert "test-token" not in repr(entry)
+
+
+async def test_create_app_in_process_state():
+    state = ServalState(bearer_tokens={"other"}, clients={"c": "s"}, seed=3)
+    app = create_app(state)
+    assert app["state"] is state
+    assert state.user_by_email("bob@example.com")["id"] == "usr-bob"
+    assert state.teams["team-it"]["prefix"] == "IT"
+
+
+async def test_cli_serves_until_killed():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sandbox.serval", "--port", "0", "--token", "cli-token", cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        url = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode().strip()
+        assert url.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=url) as client:
+            ok = await client.get("/v2/teams", headers={"Authorization": "Bearer cli-token"})
+            assert ok.status_code == 200 and ok.json()["data"][0]["id"] == "team-it"
+            assert (await client.get("/v2/teams", headers=AUTH)).status_code == 401
+    finally:
+        proc.terminate()
+        await proc.wait()

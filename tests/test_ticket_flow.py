@@ -1,0 +1,384 @@
+"""End to end: signed Slack requests → the bot over HTTP → fake Slack Web API + Serval sandbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from tests.conftest import (
+    SlackSender,
+    date_value,
+    eventually,
+    payload,
+    select_value,
+    share_value,
+    submission,
+    text_value,
+)
+
+
+def serval_calls(serval_state: Any, method: str, path_start: str) -> list[dict[str, Any]]:
+    return [r for r in serval_state.requests if r["method"] == method and r["path"].startswith(path_start)]
+
+
+def created(serval_state: Any) -> list[dict[str, Any]]:
+    return [r["body"] for r in serval_calls(serval_state, "POST", "/v2/tickets") if r["path"] == "/v2/tickets"]
+
+
+def connects(serval_state: Any) -> list[dict[str, Any]]:
+    return [r for r in serval_calls(serval_state, "POST", "/v2/tickets/") if r["path"].endswith("/connect")]
+
+
+async def open_modal_with_command(sender: SlackSender, slack_state: Any, text: str = "", **fields: str) -> dict[str, Any]:
+    before = len(slack_state.calls_to("views.open"))
+    r = await sender.command(text, **fields)
+    assert r.status_code == 200, r.text
+    calls = await slack_state.wait_for("views.open", count=before + 1)
+    return calls[-1]["args"]["view"] if isinstance(calls[-1]["args"]["view"], dict) else json.loads(calls[-1]["args"]["view"])
+
+
+def block(view: dict[str, Any], block_id: str) -> dict[str, Any]:
+    return next(b for b in view["blocks"] if b.get("block_id") == block_id)
+
+
+def filled(title: str = "Printer on floor 3 is jammed", *, description: str | None = "It blinks red.",
+           kind: str | None = "TICKET_TYPE_REQUEST", due: str | None = None, share: bool = False) -> dict[str, Any]:
+    return {
+        "title": text_value(title),
+        "description": text_value(description),
+        "field:type": select_value(kind),
+        "field:due_date": date_value(due),
+        "share": share_value(share),
+    }
+
+
+async def test_ticket_command_opens_prefilled_modal(sender, slack):
+    slack_state, _ = slack
+    view = await open_modal_with_command(sender, slack_state, "Printer on floor 3 is jammed")
+    assert view["title"]["text"] == "New ticket"
+    assert view["callback_id"] == "ticket_modal"
+    assert block(view, "title")["element"]["initial_value"] == "Printer on floor 3 is jammed"
+    assert block(view, "description")["element"]["multiline"] is True
+    options = [o["value"] for o in block(view, "field:type")["element"]["options"]]
+    assert options == ["TICKET_TYPE_REQUEST", "TICKET_TYPE_INCIDENT"]
+    assert block(view, "field:due_date")["optional"] is True
+    share = block(view, "share")["element"]["options"][0]["text"]["text"]
+    assert share == "Share in <#C111> and sync the thread"
+
+
+async def test_ticket_command_in_a_dm_has_no_share_checkbox(sender, slack):
+    view = await open_modal_with_command(sender, slack[0], "", channel_id="D0LFFBKLZ", channel_name="directmessage")
+    assert all(b.get("block_id") != "share" for b in view["blocks"])
+
+
+async def test_ticket_help_answers_with_usage_and_opens_nothing(sender, slack):
+    r = await sender.command("help")
+    assert r.status_code == 200
+    assert r.json()["response_type"] == "ephemeral"
+    assert "/ticket Printer on floor 3 is jammed" in r.json()["text"]
+    assert slack[0].calls_to("views.open") == []
+
+
+async def test_command_submission_creates_shares_and_connects(sender, slack, serval, running):
+    slack_state, _ = slack
+    serval_state, _ = serval
+    view = await open_modal_with_command(sender, slack_state, "Printer on floor 3 is jammed")
+    due = (dt.date.today() + dt.timedelta(days=7)).isoformat()
+    r = await sender.interactive(submission(view, filled(kind="TICKET_TYPE_INCIDENT", due=due, share=True)))
+    assert r.status_code == 200
+    ack = r.json()
+    assert ack["response_action"] == "update"
+    assert "Creating your ticket" in json.dumps(ack["view"])
+
+    ephemeral = await slack_state.wait_for("chat.postEphemeral")
+    body = created(serval_state)[0]
+    assert body["teamId"] == "team-it"
+    assert body["name"] == "Printer on floor 3 is jammed"
+    assert body["description"].startswith("It blinks red.")
+    assert body["type"] == "TICKET_TYPE_INCIDENT"
+    y, m, d = map(int, due.split("-"))
+    assert body["dueDate"] == {"year": y, "month": m, "day": d}
+    assert body["channelSyncTargets"] == [{"slackDm": {"targetUserType": "CHANNEL_SYNC_TARGET_USER_TICKET_REQUESTOR"}}]
+    alice = next(u for u in serval_state.users.values() if u["email"] == "alice@example.com") \
+        if isinstance(serval_state.users, dict) else next(u for u in serval_state.users if u["email"] == "alice@example.com")
+    assert body["requesterUserId"] == alice["id"]
+    assert body["createdByUserId"] == alice["id"]
+
+    ticket = next(iter(serval_state.tickets.values()))
+    friendly = ticket["friendlyIdentifier"]
+    shared = slack_state.calls_to("chat.postMessage")
+    assert len(shared) == 1
+    assert shared[0]["args"]["channel"] == "C111" and not shared[0]["args"].get("thread_ts")
+    assert friendly in shared[0]["args"]["text"]
+
+    post_ts = shared[0]["result"]["ts"] if "result" in shared[0] else slack_state.messages["C111"][-1]["ts"]
+    connect = connects(serval_state)
+    assert len(connect) == 1
+    assert connect[0]["path"] == f"/v2/tickets/{ticket['id']}/connect"
+    assert connect[0]["body"] == {
+        "channelTarget": {"slackChannel": {"integrationId": "integ-slack-1"}},
+        "externalTicketId": f"C111:{post_ts}",
+    }
+    assert friendly in ephemeral[0]["args"]["text"]
+    assert ephemeral[0]["args"]["user"] == "U111"
+    link = await running.bot.storage.link_for_thread("C111", post_ts)
+    assert link and link.display_id == friendly
+
+
+async def test_command_without_share_posts_nothing_in_channel(sender, slack, serval):
+    slack_state, _ = slack
+    view = await open_modal_with_command(sender, slack_state, "VPN is down")
+    r = await sender.interactive(submission(view, filled("VPN is down", share=False)))
+    assert r.json()["response_action"] == "update"
+    await slack_state.wait_for("chat.postEphemeral")
+    assert slack_state.calls_to("chat.postMessage") == []
+    assert connects(serval[0]) == []
+    assert len(created(serval[0])) == 1
+
+
+async def open_modal_with_shortcut(sender: SlackSender, slack_state: Any, body: dict[str, Any]) -> dict[str, Any]:
+    before = len(slack_state.calls_to("views.open"))
+    r = await sender.interactive(body)
+    assert r.status_code == 200, r.text
+    calls = await slack_state.wait_for("views.open", count=before + 1)
+    return calls[-1]["args"]["view"]
+
+
+def shortcut(name: str = "message_shortcut.bolt-tests.json") -> dict[str, Any]:
+    body = payload(name)
+    body["callback_id"] = "create_ticket"
+    return body
+
+
+async def test_message_shortcut_prefills_modal_from_message(sender, slack):
+    slack_state, _ = slack
+    view = await open_modal_with_shortcut(sender, slack_state, shortcut())
+    assert block(view, "title")["element"]["initial_value"] == "@W222 test"
+    description = block(view, "description")["element"]["initial_value"]
+    assert description.startswith("@W222 test")
+    assert "https://" in description and "/archives/C111/p1583636382000300" in description
+    assert slack_state.calls_to("chat.getPermalink")[0]["args"]["message_ts"] == "1583636382.000300"
+    assert "<@W111>" in json.dumps(view["blocks"][0])  # requester: the message's author
+    assert all(b.get("block_id") != "share" for b in view["blocks"])
+
+
+async def test_long_message_title_is_cut_at_a_word_boundary(sender, slack):
+    body = shortcut()
+    body["message"]["text"] = ("The checkout page returns a server error whenever a customer in the EU region "
+                               "tries to pay with a saved card\nsecond line")
+    view = await open_modal_with_shortcut(sender, slack[0], body)
+    title = block(view, "title")["element"]["initial_value"]
+    assert len(title) <= 80 and title.endswith("…")
+    assert title.startswith("The checkout page returns a server error") and " saved card" not in title
+    assert "second line" in block(view, "description")["element"]["initial_value"]
+
+
+async def test_shortcut_submission_replies_in_thread_and_connects(sender, slack, serval, running):
+    slack_state, _ = slack
+    serval_state, _ = serval
+    view = await open_modal_with_shortcut(sender, slack_state, shortcut())
+    r = await sender.interactive(submission(view, filled("Checkout broken")))
+    assert r.json()["response_action"] == "update"
+    await slack_state.wait_for("chat.postEphemeral")
+    ticket = next(iter(serval_state.tickets.values()))
+    reply = slack_state.calls_to("chat.postMessage")
+    assert len(reply) == 1
+    assert reply[0]["args"]["channel"] == "C111"
+    assert reply[0]["args"]["thread_ts"] == "1583636382.000300"
+    assert ticket["friendlyIdentifier"] in reply[0]["args"]["text"]
+    body = created(serval_state)[0]
+    bob = [u for u in (serval_state.users.values() if isinstance(serval_state.users, dict) else serval_state.users)]
+    # requester is the message author (W111 = alice in the fake Slack), creator the submitter (U111)
+    assert body["requesterUserId"] and body["createdByUserId"]
+    connect = connects(serval_state)
+    assert connect[0]["body"]["externalTicketId"] == "C111:1583636382.000300"
+    assert connect[0]["body"]["channelTarget"] == {"slackChannel": {"integrationId": "integ-slack-1"}}
+    link = await running.bot.storage.link_for_thread("C111", "1583636382.000300")
+    assert link.display_id == ticket["friendlyIdentifier"]
+    assert reply[0]["args"]["text"].index(ticket["friendlyIdentifier"]) >= 0
+    # the reply comes before the connect call
+    order = [r["path"] for r in serval_state.requests]
+    assert any(p.endswith("/connect") for p in order)
+
+
+async def test_thread_reply_connects_the_thread_root(sender, slack, serval):
+    slack_state, _ = slack
+    body = shortcut("message_shortcut.DERIVED.thread_reply.json")
+    view = await open_modal_with_shortcut(sender, slack_state, body)
+    await sender.interactive(submission(view, filled("From a reply")))
+    await slack_state.wait_for("chat.postEphemeral")
+    assert slack_state.calls_to("chat.postMessage")[0]["args"]["thread_ts"] == "1583636382.000300"
+    assert connects(serval[0])[0]["body"]["externalTicketId"] == "C111:1583636382.000300"
+    # the permalink is for the reply itself
+    assert slack_state.calls_to("chat.getPermalink")[0]["args"]["message_ts"] == "1583636390.000400"
+
+
+async def test_dm_thread_is_connected_as_slack_dm(sender, slack, serval):
+    slack_state, _ = slack
+    view = await open_modal_with_shortcut(sender, slack_state, shortcut("message_shortcut.slack-docs.json"))
+    await sender.interactive(submission(view, filled("Big cat"), user_id="U0D15K92L"))
+    await eventually(lambda: connects(serval[0]))
+    assert connects(serval[0])[0]["body"] == {
+        "channelTarget": {"slackDm": {"integrationId": "integ-slack-1",
+                                      "targetUserType": "CHANNEL_SYNC_TARGET_USER_TICKET_REQUESTOR"}},
+        "externalTicketId": "D0LFFBKLZ:1516229207.000133",
+    }
+
+
+async def test_second_shortcut_on_a_linked_thread_creates_nothing(sender, slack, serval):
+    slack_state, _ = slack
+    view = await open_modal_with_shortcut(sender, slack_state, shortcut())
+    await sender.interactive(submission(view, filled("First")))
+    await eventually(lambda: connects(serval[0]))
+    friendly = next(iter(serval[0].tickets.values()))["friendlyIdentifier"]
+
+    again = await open_modal_with_shortcut(sender, slack_state, shortcut("message_shortcut.DERIVED.thread_reply.json"))
+    assert f"already linked to ticket *{friendly}*" in json.dumps(again)
+    assert "callback_id" not in again or again.get("callback_id") != "ticket_modal"
+    assert len(created(serval[0])) == 1
+
+
+async def test_two_modals_on_one_thread_make_one_ticket(sender, slack, serval):
+    slack_state, _ = slack
+    first = await open_modal_with_shortcut(sender, slack_state, shortcut())
+    second = await open_modal_with_shortcut(sender, slack_state, shortcut())
+    r1 = await sender.interactive(submission(first, filled("One"), view_id="VFIRST"))
+    r2 = await sender.interactive(submission(second, filled("Two"), view_id="VSECOND"))
+    assert r1.json()["response_action"] == "update"
+    assert "already" in json.dumps(r2.json()["view"])
+    await slack_state.wait_for("chat.postEphemeral")
+    assert len(created(serval[0])) == 1
+
+
+async def test_same_view_submitted_twice_makes_one_ticket(sender, slack, serval):
+    slack_state, _ = slack
+    view = await open_modal_with_command(sender, slack_state, "Twice")
+    body = submission(view, filled("Twice"), view_id="VSAME")
+    r1 = await sender.interactive(body)
+    r2 = await sender.interactive(body)
+    assert r1.status_code == r2.status_code == 200
+    await slack_state.wait_for("chat.postEphemeral")
+    await eventually(lambda: len(created(serval[0])) >= 1)
+    assert len(created(serval[0])) == 1
+    assert len(slack_state.calls_to("chat.postEphemeral")) == 1
+
+
+async def test_empty_title_and_past_due_date_are_inline_errors(sender, slack, serval):
+    view = await open_modal_with_command(sender, slack[0], "")
+    r = await sender.interactive(submission(view, filled("   ", due="2020-01-01")))
+    assert r.status_code == 200
+    ack = r.json()
+    assert ack["response_action"] == "errors"
+    assert ack["errors"]["title"] == "Please enter a title."
+    assert "past" in ack["errors"]["field:due_date"]
+    assert created(serval[0]) == []
+
+
+async def test_oversize_title_is_an_inline_error(sender, slack, serval):
+    view = await open_modal_with_command(sender, slack[0], "")
+    r = await sender.interactive(submission(view, filled("x" * 300)))
+    assert r.json()["response_action"] == "errors"
+    assert "250" in r.json()["errors"]["title"]
+
+
+async def test_every_optional_field_empty(sender, slack, serval):
+    """Slack sends untouched optional inputs as null, [] or leaves them out."""
+    slack_state, _ = slack
+    view = await open_modal_with_command(sender, slack_state, "")
+    values = filled("Only a title", description=None, due=None, share=False)
+    del values["share"]  # missing key
+    r = await sender.interactive(submission(view, values))
+    assert r.json()["response_action"] == "update"
+    await slack_state.wait_for("chat.postEphemeral")
+    body = created(serval[0])[0]
+    assert body["name"] == "Only a title"
+    assert "dueDate" not in body
+    assert body["type"] == "TICKET_TYPE_REQUEST"
+
+
+async def test_documented_submission_fixtures_are_accepted(sender, slack, serval):
+    """The fixtures as Slack documents them (other action ids, nulls, [] and unknown blocks)."""
+    slack_state, _ = slack
+    for name in ("view_submission.DERIVED.ticket_modal.optionals_empty.json", "view_submission.DERIVED.ticket_modal.json"):
+        r = await sender.interactive(payload(name) | {})
+        assert r.status_code == 200, r.text
+    # both carry view id V111: the second is a duplicate of the first
+    await slack_state.wait_for("chat.postEphemeral")
+    assert [b["name"] for b in created(serval[0])] == ["Checkout page returns 500"]
+
+
+async def test_serval_refusal_is_reported_with_what_was_typed(tmp_path, slack, serval):
+    from app import serve_http
+    from tests.conftest import SlackSender, make_settings
+
+    slack_state, slack_url = slack
+    settings = make_settings(tmp_path, slack_url, serval[1], serval_team_id="no-such-team")
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    sender = SlackSender(running.url)
+    try:
+        view = await open_modal_with_command(sender, slack_state, "Laptop")
+        await sender.interactive(submission(view, filled("Laptop", description="Battery dies after an hour")))
+        message = (await slack_state.wait_for("chat.postEphemeral"))[0]["args"]["text"]
+        assert "could not be created" in message and "Serval refused" in message
+        assert "Laptop" in message and "Battery dies after an hour" in message
+        updates = slack_state.calls_to("views.update")
+        assert any("could not be created" in json.dumps(u["args"]["view"]) for u in updates)
+        assert slack_state.calls_to("chat.postMessage") == []
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
+async def test_serval_outage_is_queued_then_reported(tmp_path, slack, serval):
+    from app import serve_http
+    from sandbox.serval import Fault
+    from tests.conftest import SlackSender, make_settings
+
+    slack_state, slack_url = slack
+    serval_state, serval_url = serval
+    serval_state.faults["POST /v2/tickets"] = Fault(error_rate=1.0, status=500)
+    settings = make_settings(tmp_path, slack_url, serval_url, queued_after_seconds=0.1, give_up_after_seconds=0.3)
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    sender = SlackSender(running.url)
+    try:
+        view = await open_modal_with_command(sender, slack_state, "Laptop")
+        await sender.interactive(submission(view, filled("Laptop")))
+        message = (await slack_state.wait_for("chat.postEphemeral"))[0]["args"]["text"]
+        assert "could not be created" in message and "Serval" in message and "Laptop" in message
+        updates = [json.dumps(u["args"]["view"]) for u in slack_state.calls_to("views.update")]
+        assert any("queued" in u for u in updates)
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
+async def test_bad_signature_is_rejected(sender, slack):
+    r = await sender.post("command=%2Fticket&text=x&trigger_id=1", signature="v0=" + "0" * 64)
+    assert r.status_code == 401
+    assert slack[0].calls_to("views.open") == []
+
+
+async def test_stale_timestamp_is_rejected(sender, slack):
+    import time
+
+    r = await sender.post("command=%2Fticket&text=x&trigger_id=1", timestamp=int(time.time()) - 6 * 60)
+    assert r.status_code == 401
+
+
+async def test_slack_signing_test_vector_is_verified():
+    """Slack's documented example: the same secret, timestamp and body give the documented signature."""
+    from slack_sdk.signature import SignatureVerifier
+    from tests.conftest import PAYLOADS
+
+    body = (PAYLOADS / "slash_command.signing-example.form.txt").read_text()
+    verifier = SignatureVerifier("8f742231b10e8888abcd99yyyzzz85a5", clock=type("C", (), {"now": lambda self: 1531420618})())
+    assert verifier.is_valid(body, "1531420618", "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503")
+
+
+async def test_healthz(running):
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        r = await http.get(running.url + "/healthz")
+    assert r.status_code == 200 and r.json() == {"ok": True}
