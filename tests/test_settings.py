@@ -1,0 +1,85 @@
+"""Start-up settings: a missing or malformed setting stops start-up with one message naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).parent.parent
+GOOD = {
+    "SLACK_BOT_TOKEN": "xoxb-1-2-abc",
+    "SLACK_SIGNING_SECRET": "s3cret-signing",
+    "SERVAL_BEARER_TOKEN": "serval-token-xyz",
+    "SERVAL_TEAM_ID": "team-it",
+    "SERVAL_SLACK_INTEGRATION_ID": "integ-1",
+}
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    for key in list(os.environ):
+        if key.startswith(("SLACK_", "SERVAL_")) or key in ("DATABASE_URL", "PORT", "HOST"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for key, value in GOOD.items():
+        monkeypatch.setenv(key, value)
+    return monkeypatch
+
+
+def error_for(env, **changes: str | None) -> str:
+    for key, value in changes.items():
+        if value is None:
+            env.delenv(key, raising=False)
+        else:
+            env.setenv(key, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    return str(info.value)
+
+
+def test_good_settings_load(env):
+    s = load_settings()
+    assert s.serval_team_id == "team-it" and s.port == 3000
+    assert s.database_url == "sqlite:///./data/tickets.db"
+
+
+def test_missing_bot_token_is_named(env):
+    assert error_for(env, SLACK_BOT_TOKEN=None) == "Configuration error: SLACK_BOT_TOKEN is not set"
+
+
+def test_malformed_values_are_named(env):
+    assert "SLACK_BOT_TOKEN must be a bot token starting with xoxb-" in error_for(env, SLACK_BOT_TOKEN="xoxp-user")
+    assert "SLACK_APP_TOKEN must be an app-level token" in error_for(env, SLACK_APP_TOKEN="nope")
+    assert "SERVAL_BASE_URL must be an http(s) URL" in error_for(env, SERVAL_BASE_URL="public.api.serval.com")
+    assert "PORT" in error_for(env, PORT="eighty")
+    assert "DATABASE_URL only SQLite is supported" in error_for(env, DATABASE_URL="postgres://x")
+
+
+def test_serval_credentials_are_required(env):
+    message = error_for(env, SERVAL_BEARER_TOKEN=None)
+    assert "SERVAL_BEARER_TOKEN, or SERVAL_CLIENT_ID and SERVAL_CLIENT_SECRET" in message
+    env.setenv("SERVAL_CLIENT_ID", "cid")
+    env.setenv("SERVAL_CLIENT_SECRET", "csecret")
+    assert load_settings().serval_client_id == "cid"
+
+
+def test_settings_never_print_secrets(env):
+    shown = repr(load_settings()) + str(load_settings())
+    for secret in ("xoxb-1-2-abc", "s3cret-signing", "serval-token-xyz"):
+        assert secret not in shown
+
+
+def test_app_refuses_to_start_with_one_clear_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SERVAL_"))}
+    env.update(GOOD)
+    del env["SERVAL_TEAM_ID"]
+    r = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "Configuration error: SERVAL_TEAM_ID must be set for the Serval back end"
+    assert "s3cret-signing" not in r.stderr
