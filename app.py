@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
+import urllib.parse
 from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
 
 import handlers
 from bot.core import Bot
@@ -62,8 +65,44 @@ def build_bolt_app(bot: Bot) -> AsyncApp:
     return app
 
 
+def malformed(body: str) -> str | None:
+    """Why this (signed) body is not a Slack request Bolt can route, or None if it looks fine."""
+    if body.startswith("{"):  # Events API
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return "body is not valid JSON"
+        return None if isinstance(data, dict) and isinstance(data.get("type"), str) else "event has no type"
+    form = urllib.parse.parse_qs(body)
+    if "payload" in form:
+        try:
+            data = json.loads(form["payload"][0])
+        except ValueError:
+            return "payload is not valid JSON"
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            return "payload has no type"
+        if not isinstance(data.get("user"), dict):
+            return "payload has no user"
+        if data["type"].startswith("view_") and not (
+            isinstance(data.get("view"), dict) and isinstance(data["view"].get("type"), str)
+        ):
+            return "payload has no view"
+        return None
+    return None if "command" in form else "neither a command, an interaction nor an event"
+
+
 def build_web_app(bolt: AsyncApp, bot: Bot) -> web.Application:
+    verifier = SignatureVerifier(bot.settings.slack_signing_secret.get_secret_value())
+
     async def slack_events(request: web.Request) -> web.Response:
+        body = await request.text()
+        # Bolt verifies too; checking first means unsigned junk is 401, never parsed.
+        if not verifier.is_valid_request(body, dict(request.headers)):
+            return web.json_response({"error": "invalid request signature"}, status=401)
+        problem = malformed(body)
+        if problem:
+            log.warning("rejected a malformed Slack request: %s", problem)
+            return web.json_response({"error": f"malformed request: {problem}"}, status=400)
         return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
 
     async def healthz(_request: web.Request) -> web.Response:

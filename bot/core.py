@@ -72,6 +72,7 @@ class Bot:
             people=People(slack),
             system_name=backend.name.capitalize() if backend.name != "serval" else "Serval",
             queued_after=settings.queued_after_seconds,
+            retry_base=settings.retry_base_seconds,
             retry_max=settings.retry_max_seconds,
             give_up_after=settings.give_up_after_seconds,
         )

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     # Behaviour
     share_in_channel_default: bool = False
     queued_after_seconds: float = Field(default=2.5, ge=0)
+    retry_base_seconds: float = Field(default=0.5, gt=0)  # first wait between two attempts
     retry_max_seconds: float = Field(default=300.0, gt=0)  # longest wait between two attempts
     give_up_after_seconds: float = Field(default=86400.0, gt=0)  # transient failures, then report
 

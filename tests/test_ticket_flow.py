@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 
 from tests.conftest import (
@@ -30,12 +31,21 @@ def connects(serval_state: Any) -> list[dict[str, Any]]:
     return [r for r in serval_calls(serval_state, "POST", "/v2/tickets/") if r["path"].endswith("/connect")]
 
 
+async def opened_view(slack_state: Any, trigger_id: str) -> dict[str, Any]:
+    """The view the bot opened with this trigger id (requests may run concurrently)."""
+    def find():
+        return next((c for c in slack_state.calls_to("views.open") if c["args"].get("trigger_id") == trigger_id), None)
+
+    call = await eventually(find)
+    assert not call.get("error"), call
+    return call["args"]["view"]
+
+
 async def open_modal_with_command(sender: SlackSender, slack_state: Any, text: str = "", **fields: str) -> dict[str, Any]:
-    before = len(slack_state.calls_to("views.open"))
+    fields.setdefault("trigger_id", f"{time.time_ns()}.{id(fields)}.cmd")
     r = await sender.command(text, **fields)
     assert r.status_code == 200, r.text
-    calls = await slack_state.wait_for("views.open", count=before + 1)
-    return calls[-1]["args"]["view"] if isinstance(calls[-1]["args"]["view"], dict) else json.loads(calls[-1]["args"]["view"])
+    return await opened_view(slack_state, fields["trigger_id"])
 
 
 def block(view: dict[str, Any], block_id: str) -> dict[str, Any]:
@@ -138,11 +148,10 @@ async def test_command_without_share_posts_nothing_in_channel(sender, slack, ser
 
 
 async def open_modal_with_shortcut(sender: SlackSender, slack_state: Any, body: dict[str, Any]) -> dict[str, Any]:
-    before = len(slack_state.calls_to("views.open"))
+    body["trigger_id"] = f"{time.time_ns()}.{id(body)}.sc"
     r = await sender.interactive(body)
     assert r.status_code == 200, r.text
-    calls = await slack_state.wait_for("views.open", count=before + 1)
-    return calls[-1]["args"]["view"]
+    return await opened_view(slack_state, body["trigger_id"])
 
 
 def shortcut(name: str = "message_shortcut.bolt-tests.json") -> dict[str, Any]:
