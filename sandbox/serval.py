@@ -1,38 +1,30 @@
 """Local stand-in ("sandbox") of the Serval ticketing public API, for tests and manual trials.
 
-Written from the documents only, never from the bot's code (a fake that shares the client's models
-agrees with its mistakes):
+Written from the documents only, never from the bot's code (a fake sharing the client's models would
+agree with its mistakes): ``serval_openapi.yaml`` here is a verbatim copy of the official spec from
+Serval's Go SDK (github.com/ServalHQ/serval-go, Apache-2.0); ``_extend`` adds what the newer live docs
+have (requesterUserId, dueDate, waitUntil, workflowRelationship, ticketRelationships, translations,
+more ticket types, the microsoftTeamsDm sync target, the slackChannel target, accountedForMessageIds).
+Request bodies are validated against that, unknown fields included, plus the semantic checks a real
+server would do. Errors are Connect-style ``{"code", "message"}``.
 
-* ``serval_openapi.yaml`` next to this file: a verbatim copy of the official OpenAPI spec shipped with
-  Serval's Go SDK (github.com/ServalHQ/serval-go, Apache-2.0). Request bodies are validated against it.
-* the newer live docs (Create Ticket, Connect to External Ticket), added on top of the spec by
-  ``_extend`` below: requesterUserId, dueDate, waitUntil, workflowRelationship, ticketRelationships,
-  translations, three more ticket types, the ``microsoftTeamsDm`` sync target, the ``slackChannel``
-  channel target and ``accountedForMessageIds``.
+Serval endpoints: POST /v2/auth/token; POST|GET /v2/tickets; GET|PUT /v2/tickets/{id};
+POST /v2/tickets/{ticket_id}/connect; GET /v2/tickets/{ticket_id}/external-tickets; GET|POST /v2/users;
+GET /v2/teams; GET /v2/statuses|priorities|labels?teamId=. Control (no auth): GET /_sandbox/state,
+POST /_sandbox/faults (see ``Fault``), POST /_sandbox/reset, POST /_sandbox/users.
 
-Endpoints: ``POST /v2/auth/token``; ``POST|GET /v2/tickets``; ``GET|PUT /v2/tickets/{id}``;
-``POST /v2/tickets/{ticket_id}/connect``; ``GET /v2/tickets/{ticket_id}/external-tickets``;
-``GET|POST /v2/users``; ``GET /v2/teams``; ``GET /v2/statuses|priorities|labels?teamId=``.
-Errors use the Connect format ``{"code", "message"}``. Control endpoints (no auth, not Serval):
-``GET /_sandbox/state``, ``POST /_sandbox/faults``, ``POST /_sandbox/reset``, ``POST /_sandbox/users``.
-
-Run by hand::
+By hand::
 
     python -m sandbox.serval --port 8081 --token test-token --client-id X --client-secret Y --latency-ms 50
     curl -H 'Authorization: Bearer test-token' http://127.0.0.1:8081/v2/users
     curl -X POST http://127.0.0.1:8081/_sandbox/faults -d '{"POST /v2/tickets": {"next_n": ["lost"]}}'
 
-In tests::
+In tests: ``runner, url = await start(state := ServalState())``, then look at ``state.tickets``,
+``state.requests``, set ``state.faults[...] = Fault(...)``; finally ``await runner.cleanup()``.
 
-    state = ServalState()
-    runner, base_url = await start(state)      # loopback, free port
-    ...                                        # state.tickets, state.requests, state.faults
-    await runner.cleanup()
-
-Guesses where the documents are silent (kept lenient or configurable): the ``slackChannel`` target's
-inner field (``slack_channel_field``, default ``integrationId``), the ``microsoftTeamsDm`` sync target's
-shape (``{targetUserType}``, like ``slackDm``), unknown team/user ids in a body -> ``invalid_argument``,
-``nextPageToken`` omitted on the last page, ``escalationLevel`` HUMAN unless ``aiActive``.
+Guesses where the documents are silent: the slackChannel target's inner field (``slack_channel_field``,
+default integrationId), microsoftTeamsDm shaped like slackDm, unknown team/user ids in a body ->
+invalid_argument, nextPageToken omitted on the last page, escalationLevel HUMAN unless aiActive.
 """
 from __future__ import annotations
 
@@ -40,7 +32,6 @@ import argparse
 import asyncio
 import base64
 import binascii
-import copy
 import dataclasses
 import datetime as dt
 import functools
@@ -49,6 +40,7 @@ import random
 import re
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -716,7 +708,9 @@ async def _serval_middleware(request: web.Request, handler) -> web.StreamRespons
 
 def create_app(state: ServalState | None = None) -> web.Application:
     app = web.Application(middlewares=[_serval_middleware])
-    app["state"] = state or ServalState()
+    with warnings.catch_warnings():  # a plain "state" key is the documented interface
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["state"] = state or ServalState()
     app.router.add_post("/v2/auth/token", issue_token)
     for method, path, operation in ROUTES:
         app.router.add_route(method, path, _handler(operation))
@@ -730,7 +724,7 @@ async def start(state: ServalState | None = None, host: str = "127.0.0.1",
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     real_host, real_port = runner.addresses[0][:2]
-    return runner, f"http://{real_host}:{real_port}"
+    return runner, f"http://[{real_host}]:{real_port}" if ":" in real_host else f"http://{real_host}:{real_port}"
 
 
 def main(argv: list[str] | None = None) -> None:
