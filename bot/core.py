@@ -13,8 +13,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import TicketBackend
-from clients.serval import ServalBackend, ServalClient
 
+from .backends import make_backends
 from .people import People
 from .service import TicketService
 from .settings import Settings, ensure_private_dir
@@ -36,52 +36,38 @@ def slack_client(settings: Settings) -> AsyncWebClient:
     )
 
 
-def make_backend(settings: Settings) -> TicketBackend:
-    client = ServalClient(
-        settings.serval_base_url,
-        bearer_token=settings.serval_bearer_token.get_secret_value() if settings.serval_bearer_token else None,
-        client_id=settings.serval_client_id,
-        client_secret=settings.serval_client_secret.get_secret_value() if settings.serval_client_secret else None,
-        timeout=settings.serval_timeout,
-    )
-    return ServalBackend(
-        client,
-        team_id=settings.serval_team_id,
-        slack_integration_id=settings.serval_slack_integration_id,
-    )
-
-
 @dataclass
 class Bot:
     settings: Settings
     storage: Storage
     slack: AsyncWebClient
-    backend: TicketBackend
+    backends: dict[str, TicketBackend]
     tickets: TicketService
 
     @classmethod
-    async def open(cls, settings: Settings, *, backend: TicketBackend | None = None) -> "Bot":
+    async def open(cls, settings: Settings, *, backends: dict[str, TicketBackend] | None = None) -> "Bot":
         ensure_private_dir(settings.database_path)
         storage = await Storage(settings.database_path).open()
         slack = slack_client(settings)
-        backend = backend or make_backend(settings)
+        backends = backends or make_backends(settings)
         tickets = TicketService(
             storage,
-            backend,
+            backends,
             slack,
+            default_backend=settings.ticket_backend,
             people=People(slack),
-            system_name=backend.name.capitalize() if backend.name != "serval" else "Serval",
             queued_after=settings.queued_after_seconds,
             retry_base=settings.retry_base_seconds,
             retry_max=settings.retry_max_seconds,
             give_up_after=settings.give_up_after_seconds,
         )
-        return cls(settings, storage, slack, backend, tickets)
+        return cls(settings, storage, slack, backends, tickets)
 
     async def start(self) -> None:
         await self.tickets.resume()
 
     async def close(self) -> None:
         await self.tickets.close()
-        await self.backend.aclose()
+        for backend in self.backends.values():
+            await backend.aclose()
         await self.storage.close()

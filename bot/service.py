@@ -62,34 +62,38 @@ class TicketService:
     def __init__(
         self,
         storage: Storage,
-        backend: TicketBackend,
+        backends: dict[str, TicketBackend],
         slack: AsyncWebClient,
         *,
+        default_backend: str,
         people: People | None = None,
-        system_name: str = "Serval",
         queued_after: float = 2.5,
         retry_base: float = 0.5,
         retry_max: float = 300.0,
         give_up_after: float = 86400.0,
     ) -> None:
+        if default_backend not in backends:
+            raise ValueError(f"default back end {default_backend!r} is not configured")
         self.storage = storage
-        self.backend = backend
+        self.backends = backends
+        self.default_backend = default_backend
         self.slack = slack
         self.people = people or People(slack)
-        self.system_name = system_name
         self.queued_after = queued_after
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.give_up_after = give_up_after
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._fields: list[FormField] | None = None
 
     # --- what handlers call ------------------------------------------------------------------
 
-    async def form_fields(self) -> list[FormField]:
-        if self._fields is None:
-            self._fields = await self.backend.form_fields()
-        return self._fields
+    def backend(self, name: str | None = None) -> TicketBackend:
+        """The named back end; the default one for None or a name no longer configured."""
+        return self.backends.get(name or self.default_backend) or self.backends[self.default_backend]
+
+    async def form_fields(self, backend: str | None = None) -> list[FormField]:
+        """The extra fields the back end's form needs (back ends cache these themselves)."""
+        return await self.backend(backend).form_fields()
 
     async def thread_ticket(self, channel_id: str, thread_ts: str) -> tuple[bool, str | None]:
         """(taken, display id): is this thread linked to a ticket, or about to be?"""
@@ -240,16 +244,17 @@ class TicketService:
             requester=requester,
             submitter=submitter,
             source_name=f"Slack #{origin.channel_name}" if origin.channel_name else "Slack",
-            values=values_from_json(await self.form_fields(), p["values"]),
+            values=values_from_json(await self.form_fields(origin.backend), p["values"]),
         )
 
     async def _step_create(self, sub: Submission) -> None:
         draft = await self._draft(sub)
+        backend = self.backend(sub.payload["origin"].get("backend"))
         try:
             ticket = None
             if sub.maybe_created:
                 since = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc)
-                ticket = await self.backend.find_ticket(draft, since)
+                ticket = await backend.find_ticket(draft, since)
                 if ticket:
                     log.info("submission %s: found ticket %s from an earlier attempt", sub.id, ticket.display_id)
             if ticket is None:
@@ -257,7 +262,7 @@ class TicketService:
                 sub.maybe_created = True  # from here a crash leaves "maybe": the next attempt looks first
                 await self.storage.save_submission(sub)
                 try:
-                    ticket = await self.backend.create_ticket(draft)
+                    ticket = await backend.create_ticket(draft)
                 except BackendError as exc:
                     if not exc.ambiguous:
                         sub.maybe_created = earlier
@@ -266,8 +271,10 @@ class TicketService:
             if exc.transient and not self._gave_up(sub):
                 raise RetryLater(exc.message, exc.retry_after) from exc
             sub.last_error = exc.message if not self._gave_up(sub) else (
-                f"{self.system_name} has not answered for too long ({exc.message})"
+                f"{backend.display_name} has not answered for too long ({exc.message})"
             )
+            if exc.field_errors:
+                sub.payload["field_errors"] = exc.field_errors
             sub.thread_key = None  # free the thread for another try
             sub.steps_done.update({REPLY, CONNECT})
             log.warning("submission %s: ticket not created: %s", sub.id, sub.last_error)
@@ -323,11 +330,12 @@ class TicketService:
 
     async def _step_connect(self, sub: Submission) -> None:
         origin = Origin(**sub.payload["origin"])
-        if not (sub.thread_ts and origin.channel_id and self.backend.can_connect_threads):
+        backend = self.backend(origin.backend)
+        if not (sub.thread_ts and origin.channel_id and backend.can_connect_threads):
             await self._done(sub, CONNECT)
             return
         try:
-            await self.backend.connect_thread(
+            await backend.connect_thread(
                 self._ticket(sub), origin.channel_id, sub.thread_ts, direct_message=origin.channel_id.startswith("D")
             )
         except BackendError as exc:
@@ -347,6 +355,12 @@ class TicketService:
             reason = sub.last_error or "unknown error"
             text = views.failed_text(reason, p["title"], p["description"])
             modal = views.failed_modal(reason, p["title"], p["description"])
+            if p.get("field_errors") and p.get("view_id"):
+                # Errors the person can fix: the form comes back with their values and the errors
+                # beside the fields; a message follows only if the form is gone.
+                if await self._update_view(p["view_id"], await self._form_with_errors(sub)):
+                    await self._done(sub, NOTIFY)
+                    return
         if p.get("view_id"):
             await self._update_view(p["view_id"], modal)
         try:
@@ -368,15 +382,35 @@ class TicketService:
                     raise
         await self.slack.chat_postMessage(channel=user_id, text=text)
 
-    async def _update_view(self, view_id: str, view: dict[str, Any]) -> None:
+    async def _form_with_errors(self, sub: Submission) -> dict[str, Any]:
+        p = sub.payload
+        origin = Origin(**p["origin"])
+        backend = self.backend(origin.backend)
+        fields = await backend.form_fields()
+        return views.ticket_modal(
+            origin,
+            fields,
+            title=p["title"],
+            description=p["description"],
+            values=p["values"],
+            share_default=bool(p.get("share")),
+            errors={**p["field_errors"], "": sub.last_error or ""},
+            title_max_length=backend.title_max_length,
+            description_max_length=backend.description_max_length,
+        )
+
+    async def _update_view(self, view_id: str, view: dict[str, Any]) -> bool:
         try:
             await self.slack.views_update(view_id=view_id, view=view)
+            return True
         except Exception as exc:  # the modal may be closed already; the message still goes out
             log.debug("views.update %s: %s", view_id, slack_error(exc))
+            return False
 
     async def _show_queued_later(self, sub: Submission) -> None:
         await asyncio.sleep(self.queued_after)
-        await self._update_view(sub.payload["view_id"], views.queued_modal(sub.payload["title"], self.system_name))
+        name = self.backend(sub.payload["origin"].get("backend")).display_name
+        await self._update_view(sub.payload["view_id"], views.queued_modal(sub.payload["title"], name))
 
 
 __all__ = ["TicketService", "ThreadTaken"]

@@ -86,6 +86,17 @@ class Settings(BaseSettings):
             raise ValueError("only SQLite is supported: use sqlite:///path/to/file.db")
         return v
 
+    @property
+    def serval_configured(self) -> bool:
+        return bool(
+            self.serval_team_id
+            and self.serval_slack_integration_id
+            and (
+                (self.serval_bearer_token and self.serval_bearer_token.get_secret_value())
+                or (self.serval_client_id and self.serval_client_secret)
+            )
+        )
+
     @model_validator(mode="after")
     def _backend(self) -> "Settings":
         if self.ticket_backend == "serval":

@@ -44,6 +44,7 @@ class Origin:
     channel_name: str | None = None
     thread_ts: str | None = None  # shortcut: the thread root to reply in and connect
     requester_id: str | None = None  # shortcut: the message's author
+    backend: str | None = None  # the ticket system this form was built for; None = default
 
     def dump(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
@@ -111,21 +112,22 @@ def description_from_message(text: str, permalink: str | None, limit: int = SLAC
     return body + link
 
 
-def _field_block(f: FormField) -> InputBlock:
+def _field_block(f: FormField, value: Any = None) -> InputBlock:
     element: Any
+    initial = f.default if value in (None, "") else str(value)
     if f.kind in ("text", "multiline", "number"):
         element = PlainTextInputElement(
             action_id=VALUE,
             multiline=f.kind == "multiline",
-            initial_value=f.default or None,
+            initial_value=initial or None,
             max_length=min(f.max_length or SLACK_TEXT_LIMIT, SLACK_TEXT_LIMIT),
         )
     elif f.kind == "select":
         options = [Option(value=o.value[:150], label=o.label[:75]) for o in f.options[:MAX_OPTIONS]]
-        initial = next((o for o in options if o.value == f.default), None)
-        element = StaticSelectElement(action_id=VALUE, options=options, initial_option=initial)
+        chosen = next((o for o in options if o.value == initial), None)
+        element = StaticSelectElement(action_id=VALUE, options=options, initial_option=chosen)
     elif f.kind == "date":
-        element = DatePickerElement(action_id=VALUE, initial_date=f.default or None)
+        element = DatePickerElement(action_id=VALUE, initial_date=initial or None)
     else:  # pragma: no cover - FieldKind is closed
         raise ValueError(f"unknown field kind {f.kind}")
     return InputBlock(
@@ -146,8 +148,20 @@ def ticket_modal(
     share_default: bool = False,
     title_max_length: int = 250,
     description_max_length: int = SLACK_TEXT_LIMIT,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The ticket form. `values`: earlier answers by field id; `errors`: messages to show beside
+    fields (by field id, or "title"/"description"), and under "" one for the whole form."""
+    values, errors = values or {}, errors or {}
     blocks: list[Any] = []
+
+    def error_note(key: str) -> None:
+        if errors.get(key):
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f":warning: {escape(errors[key])}")]))
+
+    if errors.get(""):
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=f":x: {escape(errors[''])}")))
     if origin.requester_id:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=f"Requester: <@{origin.requester_id}>")])
@@ -166,6 +180,7 @@ def ticket_modal(
             ),
         )
     )
+    error_note("title")
     blocks.append(
         InputBlock(
             block_id=DESCRIPTION_BLOCK,
@@ -179,7 +194,10 @@ def ticket_modal(
             ),
         )
     )
-    blocks.extend(_field_block(f) for f in fields)
+    error_note("description")
+    for f in fields:
+        blocks.append(_field_block(f, values.get(f.id)))
+        error_note(f.id)
     if origin.source == "command" and origin.shareable_channel:
         share = Option(
             value="share",

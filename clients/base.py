@@ -104,6 +104,7 @@ class TicketBackend:
     """Base class: override what the system supports."""
 
     name: str = "backend"
+    display_name: str = "The ticket system"  # shown to people: "Serval is slow to answer"
     title_max_length: int = 250
     description_max_length: int = 3000
 

@@ -249,6 +249,7 @@ class ServalBackend(TicketBackend):
     """Serval behind the bot's back-end interface."""
 
     name = "serval"
+    display_name = "Serval"
 
     def __init__(
         self,

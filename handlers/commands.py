@@ -27,13 +27,15 @@ def register(app: AsyncApp, bot: Bot) -> None:
             source="command",
             channel_id=command.get("channel_id") or None,
             channel_name=command.get("channel_name") or None,
+            backend=bot.tickets.default_backend,
         )
+        backend = bot.tickets.backend(origin.backend)
         view = views.ticket_modal(
             origin,
-            await bot.tickets.form_fields(),
+            await backend.form_fields(),
             title=text,
             share_default=bot.settings.share_in_channel_default,
-            title_max_length=bot.backend.title_max_length,
-            description_max_length=bot.backend.description_max_length,
+            title_max_length=backend.title_max_length,
+            description_max_length=backend.description_max_length,
         )
         await client.views_open(trigger_id=command["trigger_id"], view=view)

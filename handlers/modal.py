@@ -18,17 +18,18 @@ log = logging.getLogger(__name__)
 def register(app: AsyncApp, bot: Bot) -> None:
     @app.view_submission(views.MODAL_CALLBACK_ID)
     async def ticket_modal_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        origin = views.Origin.load(view.get("private_metadata"))
+        backend = bot.tickets.backend(origin.backend)
         form = parse_form(
             view.get("state"),
-            await bot.tickets.form_fields(),
-            title_max_length=bot.backend.title_max_length,
-            description_max_length=bot.backend.description_max_length,
+            await backend.form_fields(),
+            title_max_length=backend.title_max_length,
+            description_max_length=backend.description_max_length,
             block_ids={b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)},
         )
         if form.errors:
             await ack(response_action="errors", errors=form.errors)
             return
-        origin = views.Origin.load(view.get("private_metadata"))
         user_id = (body.get("user") or {}).get("id")
         view_id = view.get("id")
         if not user_id:
@@ -36,7 +37,9 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return
         try:
             await bot.tickets.submit(
-                dedupe_key=f"view:{view_id}" if view_id else f"hash:{view.get('hash')}:{user_id}",
+                # A view submitted twice (double click, replay) has the same id and hash; after the
+                # bot updates the form (errors to fix), its hash changes and a new submission counts.
+                dedupe_key=f"view:{view_id}:{view.get('hash') or ''}" if view_id else f"hash:{view.get('hash')}:{user_id}",
                 origin=origin,
                 form=form,
                 user_id=user_id,

@@ -38,14 +38,16 @@ def register(app: AsyncApp, bot: Bot) -> None:
             channel_name=channel.get("name"),
             thread_ts=root,
             requester_id=message.get("user"),
+            backend=bot.tickets.default_backend,
         )
+        backend = bot.tickets.backend(origin.backend)
         view = views.ticket_modal(
             origin,
-            await bot.tickets.form_fields(),
+            await backend.form_fields(),
             title=views.title_from_message(text),
-            description=views.description_from_message(text, permalink, bot.backend.description_max_length),
-            title_max_length=bot.backend.title_max_length,
-            description_max_length=bot.backend.description_max_length,
+            description=views.description_from_message(text, permalink, backend.description_max_length),
+            title_max_length=backend.title_max_length,
+            description_max_length=backend.description_max_length,
         )
         await client.views_open(trigger_id=trigger_id, view=view)
 
