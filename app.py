@@ -180,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         print("Configuration error: SLACK_APP_TOKEN is not set (needed for --mode socket)", file=sys.stderr)
         return 2
     setup_logging(settings)
-    asyncio.run(run(settings, mode))
+    try:
+        asyncio.run(run(settings, mode))
+    except SettingsError as exc:  # found while opening the bot, e.g. a bad routing file
+        print(exc, file=sys.stderr)
+        return 2
     return 0
 
 

@@ -16,8 +16,9 @@ from clients.base import TicketBackend
 
 from .backends import make_backends
 from .people import People
+from .routing import Router, RoutingError, load_routing_file
 from .service import TicketService
-from .settings import Settings, ensure_private_dir
+from .settings import Settings, SettingsError, ensure_private_dir
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -43,28 +44,59 @@ class Bot:
     slack: AsyncWebClient
     backends: dict[str, TicketBackend]
     tickets: TicketService
+    people: People
+    router: Router
 
     @classmethod
     async def open(cls, settings: Settings, *, backends: dict[str, TicketBackend] | None = None) -> "Bot":
+        backends = backends or make_backends(settings)
+        try:
+            file_routes = load_routing_file(
+                settings.routing_file, set(backends), required=settings.routing_file != "config/routing.yml"
+            )
+        except RoutingError as exc:
+            raise SettingsError(str(exc)) from None
         ensure_private_dir(settings.database_path)
         storage = await Storage(settings.database_path).open()
         slack = slack_client(settings)
-        backends = backends or make_backends(settings)
+        people = People(slack, storage, refresh=settings.people_refresh_seconds)
+        router = Router(
+            storage,
+            file_routes,
+            default_backend=settings.ticket_backend,
+            default_share=settings.share_in_channel_default,
+            backends=set(backends),
+        )
         tickets = TicketService(
             storage,
             backends,
             slack,
             default_backend=settings.ticket_backend,
-            people=People(slack),
+            people=people,
+            unmatched_requester=settings.unmatched_requester,
+            identity_refresh=settings.people_refresh_seconds,
             queued_after=settings.queued_after_seconds,
             retry_base=settings.retry_base_seconds,
             retry_max=settings.retry_max_seconds,
             give_up_after=settings.give_up_after_seconds,
         )
-        return cls(settings, storage, slack, backends, tickets)
+        return cls(settings, storage, slack, backends, tickets, people, router)
 
     async def start(self) -> None:
+        for backend in self.backends.values():
+            await backend.start()
         await self.tickets.resume()
+
+    async def may_configure(self, user_id: str) -> bool:
+        """Workspace admins and owners, and people listed in TICKET_ADMINS."""
+        if user_id in self.settings.admin_ids:
+            return True
+        profile = await self.people.profile(user_id)
+        return bool(profile and profile.is_admin and not profile.deleted)
+
+    async def may_file_for_others(self, user_id: str) -> bool:
+        policy = self.settings.on_behalf_of
+        return policy == "anyone" or (policy == "admins" and await self.may_configure(user_id))
 
     async def close(self) -> None:
         await self.tickets.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 from clients.base import FormField
 
-from .views import DESCRIPTION_BLOCK, FIELD_BLOCK_PREFIX, SHARE_BLOCK, TITLE_BLOCK, VALUE
+from .views import DESCRIPTION_BLOCK, FIELD_BLOCK_PREFIX, ON_BEHALF_BLOCK, SHARE_BLOCK, TITLE_BLOCK, VALUE
 
 # Slack's date picker gives the person's local date; without their time zone, the earliest "today"
 # anywhere (UTC-12) is the only safe bound for "in the past".
@@ -26,6 +26,7 @@ class Form:
     description: str = ""
     values: dict[str, Any] = field(default_factory=dict)
     share: bool = False
+    requester_id: str | None = None  # "Requester" picker: filing on behalf of someone
     errors: dict[str, str] = field(default_factory=dict)
 
     def values_json(self) -> dict[str, Any]:
@@ -105,6 +106,9 @@ def parse_form(
             form.errors[block_id] = f"{f.label} is required."
         elif value not in (None, ""):
             form.values[f.id] = value
+
+    picked = _element(values, ON_BEHALF_BLOCK).get("selected_user")
+    form.requester_id = picked if isinstance(picked, str) and picked else None
 
     selected = _element(values, SHARE_BLOCK).get("selected_options")
     form.share = isinstance(selected, list) and any(

@@ -32,7 +32,7 @@ from .views import Origin
 
 log = logging.getLogger(__name__)
 
-CREATE, REPLY, CONNECT, NOTIFY = "create", "reply", "connect", "notify"
+CREATE, COMPLETE, REPLY, CONNECT, NOTIFY = "create", "complete", "reply", "connect", "notify"
 SLACK_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # Errors that mean "the bot cannot post there"; the person is told in a DM instead.
 SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action"}
@@ -66,7 +66,9 @@ class TicketService:
         slack: AsyncWebClient,
         *,
         default_backend: str,
-        people: People | None = None,
+        people: People,
+        unmatched_requester: str = "describe",
+        identity_refresh: float = 3600.0,
         queued_after: float = 2.5,
         retry_base: float = 0.5,
         retry_max: float = 300.0,
@@ -78,7 +80,9 @@ class TicketService:
         self.backends = backends
         self.default_backend = default_backend
         self.slack = slack
-        self.people = people or People(slack)
+        self.people = people
+        self.unmatched_requester = unmatched_requester
+        self.identity_refresh = identity_refresh
         self.queued_after = queued_after
         self.retry_base = retry_base
         self.retry_max = retry_max
@@ -103,7 +107,16 @@ class TicketService:
         pending = await self.storage.pending_display_for_thread(channel_id, thread_ts)
         return (True, None) if pending else (False, None)
 
-    async def submit(self, *, dedupe_key: str, origin: Origin, form: Form, user_id: str, view_id: str | None) -> Submission:
+    async def submit(
+        self,
+        *,
+        dedupe_key: str,
+        origin: Origin,
+        form: Form,
+        user_id: str,
+        view_id: str | None,
+        requester_id: str | None = None,
+    ) -> Submission:
         """Journal a submission and start working on it. A repeat of an earlier submission (same
         dedupe key) returns the earlier one and starts nothing. Raises ThreadTaken."""
         thread_key = (
@@ -114,6 +127,7 @@ class TicketService:
         payload = {
             "origin": asdict(origin),
             "user_id": user_id,
+            "requester_id": requester_id or origin.requester_id or user_id,
             "view_id": view_id,
             "title": form.title,
             "description": form.description,
@@ -147,6 +161,32 @@ class TicketService:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def recent_tickets(self, user_id: str, limit: int = 10) -> list[views.HomeTicket]:
+        """The person's recent tickets, with current status and thread link where they can be had
+        quickly (the Home tab must not hang on a slow ticket system)."""
+        subs = await self.storage.tickets_of(user_id, limit)
+
+        async def one(sub: Submission) -> views.HomeTicket:
+            ticket = self._ticket(sub)
+            origin = Origin(**sub.payload["origin"])
+            status = link = None
+            try:
+                status = await asyncio.wait_for(self.backend(origin.backend).ticket_status(ticket), 2.0)
+            except Exception as exc:
+                log.debug("status of %s: %s", ticket.display_id, exc)
+            if sub.thread_ts and origin.channel_id:
+                try:
+                    resp = await asyncio.wait_for(
+                        self.slack.chat_getPermalink(channel=origin.channel_id, message_ts=sub.thread_ts), 2.0
+                    )
+                    link = resp.get("permalink")
+                except Exception as exc:
+                    log.debug("permalink of %s: %s", ticket.display_id, exc)
+            created = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc).strftime("%Y-%m-%d")
+            return views.HomeTicket(ticket.display_id, sub.payload["title"], status, link, created)
+
+        return list(await asyncio.gather(*(one(s) for s in subs)))
 
     # --- the steps -----------------------------------------------------------------------
 
@@ -200,6 +240,8 @@ class TicketService:
             await self._step_create(sub)
             if timer:
                 timer.cancel()
+        if COMPLETE not in sub.steps_done:
+            await self._step_complete(sub)
         if REPLY not in sub.steps_done:
             await self._step_reply(sub)
         if CONNECT not in sub.steps_done:
@@ -217,26 +259,36 @@ class TicketService:
     def _gave_up(self, sub: Submission) -> str | None:
         return sub.payload.get("gave_up")
 
-    async def _draft(self, sub: Submission) -> TicketDraft:
+    async def _draft(self, sub: Submission, backend: TicketBackend) -> TicketDraft:
         p = sub.payload
         origin = Origin(**p["origin"])
+        requester_slack = p.get("requester_id") or origin.requester_id or p["user_id"]
         try:
             submitter = await self.people.get(p["user_id"])
-            requester = await self.people.get(origin.requester_id) if origin.requester_id else submitter
+            requester = submitter if requester_slack == p["user_id"] else await self.people.get(requester_slack)
         except Exception as exc:
             if slack_transient(exc):
                 raise RetryLater(f"Slack users.info: {slack_error(exc)}") from exc
             raise
+        requester_id = await self._user_id(backend, requester_slack, requester, requester=True)
+        submitter_id = (
+            requester_id
+            if requester_slack == p["user_id"]
+            else await self._user_id(backend, p["user_id"], submitter, requester=False)
+        )
         reference = f"slack-{sub.id}"
         who = requester.name if requester else "an unknown Slack user"
         if requester and requester.email:
             who += f" <{requester.email}>"
         footer = f"Requested in Slack by {who}"
-        if origin.requester_id and submitter and submitter != requester:
+        if requester_slack != p["user_id"] and submitter:
             footer += f", filed by {submitter.name}"
         if origin.channel_name:
             footer += f" in #{origin.channel_name}"
         description = (p["description"] + "\n\n" if p["description"] else "") + f"—\n{footer} · ref {reference}"
+        values = values_from_json(await backend.form_fields_for(p["values"]), p["values"])
+        if origin.team_id:
+            values.setdefault("team_id", origin.team_id)
         return TicketDraft(
             title=p["title"],
             description=description,
@@ -244,13 +296,37 @@ class TicketService:
             requester=requester,
             submitter=submitter,
             source_name=f"Slack #{origin.channel_name}" if origin.channel_name else "Slack",
-            values=values_from_json(await self.form_fields(origin.backend), p["values"]),
+            values=values,
+            requester_id=requester_id,
+            submitter_id=submitter_id,
         )
 
+    async def _user_id(self, backend: TicketBackend, slack_id: str, person: Any, *, requester: bool) -> str | None:
+        """The person's user id in the ticket system, by e-mail (cached); per UNMATCHED_REQUESTER
+        an unmatched requester is created there, described in the ticket, or refused."""
+        email = (person.email or "").strip().lower() if person else ""
+        if email:
+            cached = await self.storage.identity(backend.name, slack_id, email, self.identity_refresh)
+            if cached:
+                return cached
+            user_id = await backend.find_user(email)
+            if user_id is None and requester and self.unmatched_requester == "create":
+                user_id = await backend.create_user(person)
+            if user_id:
+                await self.storage.save_identity(backend.name, slack_id, email, user_id)
+                return user_id
+        if requester and self.unmatched_requester == "refuse":
+            if not email:
+                why = "Slack does not show the requester's e-mail address"
+            else:
+                why = f"{backend.display_name} has no user with the e-mail {email}"
+            raise BackendError(f"{why}, and tickets here are only filed for known users. Ask your IT team to add them.")
+        return None
+
     async def _step_create(self, sub: Submission) -> None:
-        draft = await self._draft(sub)
         backend = self.backend(sub.payload["origin"].get("backend"))
         try:
+            draft = await self._draft(sub, backend)
             ticket = None
             if sub.maybe_created:
                 since = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc)
@@ -276,7 +352,7 @@ class TicketService:
             if exc.field_errors:
                 sub.payload["field_errors"] = exc.field_errors
             sub.thread_key = None  # free the thread for another try
-            sub.steps_done.update({REPLY, CONNECT})
+            sub.steps_done.update({COMPLETE, REPLY, CONNECT})
             log.warning("submission %s: ticket not created: %s", sub.id, sub.last_error)
             await self._done(sub, CREATE)
             return
@@ -293,6 +369,16 @@ class TicketService:
     def _ticket(self, sub: Submission) -> CreatedTicket:
         assert sub.ticket is not None
         return CreatedTicket(**sub.ticket)
+
+    async def _step_complete(self, sub: Submission) -> None:
+        backend = self.backend(sub.payload["origin"].get("backend"))
+        try:
+            await backend.complete_ticket(self._ticket(sub), await self._draft(sub, backend))
+        except BackendError as exc:
+            if exc.transient and not self._gave_up(sub):
+                raise RetryLater(exc.message, exc.retry_after) from exc
+            sub.warnings.append(f"The ticket was created, but not all its fields could be set: {exc.message}")
+        await self._done(sub, COMPLETE)
 
     async def _step_reply(self, sub: Submission) -> None:
         origin = Origin(**sub.payload["origin"])

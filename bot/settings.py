@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300.0, gt=0)  # longest wait between two attempts
     give_up_after_seconds: float = Field(default=86400.0, gt=0)  # transient failures, then report
 
+    # People and channels
+    unmatched_requester: Literal["describe", "create", "refuse"] = "describe"
+    on_behalf_of: Literal["anyone", "admins", "nobody"] = "anyone"
+    ticket_admins: str = ""  # Slack user ids (comma-separated) who may use /ticket config
+    routing_file: str = "config/routing.yml"
+    people_refresh_seconds: float = Field(default=3600.0, gt=0)
+
     # Storage and serving
     database_url: str = "sqlite:///./data/tickets.db"
     host: str = "0.0.0.0"
@@ -117,6 +124,10 @@ class Settings(BaseSettings):
                     "set SERVAL_BEARER_TOKEN, or SERVAL_CLIENT_ID and SERVAL_CLIENT_SECRET"
                 )
         return self
+
+    @property
+    def admin_ids(self) -> set[str]:
+        return {u.strip() for u in self.ticket_admins.split(",") if u.strip()}
 
     @property
     def database_path(self) -> str:

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     thread_key      TEXT UNIQUE,
     status          TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed
     payload         TEXT NOT NULL,
+    user_id         TEXT,
     steps_done      TEXT NOT NULL DEFAULT '',
     ticket          TEXT,                              -- JSON of the created ticket
     thread_ts       TEXT,                              -- thread connected to the ticket
@@ -37,6 +38,26 @@ CREATE TABLE IF NOT EXISTS submissions (
     updated_at      REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS submissions_pending ON submissions(status) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS submissions_user ON submissions(user_id, created_at);
+CREATE TABLE IF NOT EXISTS people (          -- Slack profiles (users.info), refreshed after a while
+    slack_user_id TEXT PRIMARY KEY,
+    profile       TEXT,                      -- JSON, NULL when Slack does not know the user
+    fetched_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identities (      -- Slack user → user id in a ticket system
+    backend       TEXT NOT NULL,
+    slack_user_id TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    user_id       TEXT NOT NULL,
+    resolved_at   REAL NOT NULL,
+    PRIMARY KEY (backend, slack_user_id)
+);
+CREATE TABLE IF NOT EXISTS routes (          -- what admins set in Slack with /ticket config
+    channel_id  TEXT PRIMARY KEY,
+    route       TEXT NOT NULL,               -- JSON
+    updated_by  TEXT NOT NULL,
+    updated_at  REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS links (
     channel_id    TEXT NOT NULL,
     thread_ts     TEXT NOT NULL,
@@ -166,9 +187,17 @@ class Storage:
                 raise ThreadTaken(link.display_id)
         try:
             await self.db.execute(
-                "INSERT INTO submissions (id, dedupe_key, thread_key, payload, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (sub.id, sub.dedupe_key, sub.thread_key, json.dumps(sub.payload), sub.created_at, sub.updated_at),
+                "INSERT INTO submissions (id, dedupe_key, thread_key, payload, user_id, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sub.id,
+                    sub.dedupe_key,
+                    sub.thread_key,
+                    json.dumps(sub.payload),
+                    sub.payload.get("user_id"),
+                    sub.created_at,
+                    sub.updated_at,
+                ),
             )
             return sub, True
         except sqlite3.IntegrityError:
@@ -209,6 +238,14 @@ class Storage:
             ),
         )
 
+    async def tickets_of(self, user_id: str, limit: int = 10) -> list[Submission]:
+        """The person's most recent submissions that became tickets."""
+        async with self.db.execute(
+            "SELECT * FROM submissions WHERE user_id = ? AND ticket IS NOT NULL ORDER BY created_at DESC LIMIT ?",
+            (user_id, limit),
+        ) as cur:
+            return [Submission._from_row(r) for r in await cur.fetchall()]
+
     async def counts(self) -> dict[str, int]:
         async with self.db.execute("SELECT status, COUNT(*) FROM submissions GROUP BY status") as cur:
             return {row[0]: row[1] for row in await cur.fetchall()}
@@ -240,4 +277,49 @@ class Storage:
             "INSERT OR IGNORE INTO links (channel_id, thread_ts, ticket_id, display_id, backend,"
             " submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (link.channel_id, link.thread_ts, link.ticket_id, link.display_id, link.backend, submission_id, time.time()),
+        )
+
+    # --- people, identities, routes ---------------------------------------------------------
+
+    async def person(self, slack_user_id: str) -> tuple[dict[str, Any] | None, float] | None:
+        """(profile or None, fetched_at), or None when never fetched."""
+        async with self.db.execute(
+            "SELECT profile, fetched_at FROM people WHERE slack_user_id = ?", (slack_user_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if not row:
+            return None
+        return (json.loads(row[0]) if row[0] else None), row[1]
+
+    async def save_person(self, slack_user_id: str, profile: dict[str, Any] | None) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO people (slack_user_id, profile, fetched_at) VALUES (?, ?, ?)",
+            (slack_user_id, json.dumps(profile) if profile is not None else None, time.time()),
+        )
+
+    async def identity(self, backend: str, slack_user_id: str, email: str, max_age: float) -> str | None:
+        async with self.db.execute(
+            "SELECT user_id FROM identities WHERE backend = ? AND slack_user_id = ? AND email = ?"
+            " AND resolved_at > ?",
+            (backend, slack_user_id, email, time.time() - max_age),
+        ) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def save_identity(self, backend: str, slack_user_id: str, email: str, user_id: str) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO identities (backend, slack_user_id, email, user_id, resolved_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (backend, slack_user_id, email, user_id, time.time()),
+        )
+
+    async def route(self, channel_id: str) -> dict[str, Any] | None:
+        async with self.db.execute("SELECT route FROM routes WHERE channel_id = ?", (channel_id,)) as cur:
+            row = await cur.fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def save_route(self, channel_id: str, route: dict[str, Any], updated_by: str) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO routes (channel_id, route, updated_by, updated_at) VALUES (?, ?, ?, ?)",
+            (channel_id, json.dumps(route), updated_by, time.time()),
         )

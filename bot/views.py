@@ -19,15 +19,23 @@ from slack_sdk.models.blocks import (
     Option,
     PlainTextInputElement,
     SectionBlock,
+    ActionsBlock,
+    ButtonElement,
+    DividerBlock,
+    HeaderBlock,
     StaticSelectElement,
+    UserSelectElement,
 )
 from slack_sdk.models.views import View
 
 from clients.base import FormField
 
 MODAL_CALLBACK_ID = "ticket_modal"
+CONFIG_CALLBACK_ID = "channel_config"
 SHORTCUT_CALLBACK_ID = "create_ticket"
-TITLE_BLOCK, DESCRIPTION_BLOCK, SHARE_BLOCK = "title", "description", "share"
+HOME_NEW_TICKET = "home_new_ticket"
+TITLE_BLOCK, DESCRIPTION_BLOCK, SHARE_BLOCK, ON_BEHALF_BLOCK = "title", "description", "share", "on_behalf"
+BACKEND_BLOCK = "backend"
 FIELD_BLOCK_PREFIX = "field:"
 VALUE = "value"  # action_id of every input
 TITLE_PREFILL_LENGTH = 80
@@ -45,6 +53,7 @@ class Origin:
     thread_ts: str | None = None  # shortcut: the thread root to reply in and connect
     requester_id: str | None = None  # shortcut: the message's author
     backend: str | None = None  # the ticket system this form was built for; None = default
+    team_id: str | None = None  # the channel's team when the form has no team field
 
     def dump(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
@@ -136,6 +145,7 @@ def _field_block(f: FormField, value: Any = None) -> InputBlock:
         element=element,
         optional=not f.required,
         hint=f.hint,
+        dispatch_action=True if f.refreshes_form else None,
     )
 
 
@@ -150,6 +160,8 @@ def ticket_modal(
     description_max_length: int = SLACK_TEXT_LIMIT,
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
+    on_behalf: bool = False,
+    requester_id: str | None = None,
 ) -> dict[str, Any]:
     """The ticket form. `values`: earlier answers by field id; `errors`: messages to show beside
     fields (by field id, or "title"/"description"), and under "" one for the whole form."""
@@ -162,10 +174,20 @@ def ticket_modal(
 
     if errors.get(""):
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f":x: {escape(errors[''])}")))
-    if origin.requester_id:
+    requester_id = requester_id or origin.requester_id
+    if on_behalf:
         blocks.append(
-            ContextBlock(elements=[MarkdownTextObject(text=f"Requester: <@{origin.requester_id}>")])
+            InputBlock(
+                block_id=ON_BEHALF_BLOCK,
+                label="Requester",
+                optional=True,
+                hint="Filing for someone else? Pick them; leave empty to file for yourself.",
+                element=UserSelectElement(action_id=VALUE, initial_user=requester_id or None),
+            )
         )
+        error_note("on_behalf")
+    elif requester_id:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Requester: <@{requester_id}>")]))
     title_max = min(title_max_length, SLACK_TEXT_LIMIT)
     description_max = min(description_max_length, SLACK_TEXT_LIMIT)
     blocks.append(
@@ -301,3 +323,86 @@ def failed_text(reason: str, title: str, description: str) -> str:
         f":x: Your ticket could not be created: {escape(reason)}\n"
         f"Here is what you typed, so nothing is lost:\n{typed_back(title, description)}"
     )
+
+
+def config_modal(
+    channel_id: str,
+    backends: list[tuple[str, str]],
+    current_backend: str,
+    fields: list[FormField],
+    *,
+    values: dict[str, Any],
+    share: bool,
+) -> dict[str, Any]:
+    """`/ticket config`: where tickets from this channel go, and the form's defaults there."""
+    blocks: list[Any] = [
+        SectionBlock(text=MarkdownTextObject(text=f"Ticket settings for <#{channel_id}>. They apply to `/ticket` and *Create ticket* here."))
+    ]
+    if len(backends) > 1:
+        options = [Option(value=name, label=label) for name, label in backends]
+        blocks.append(
+            InputBlock(
+                block_id=BACKEND_BLOCK,
+                label="Ticket system",
+                element=StaticSelectElement(
+                    action_id=VALUE,
+                    options=options,
+                    initial_option=next((o for o in options if o.value == current_backend), None),
+                ),
+            )
+        )
+    for f in fields:
+        blocks.append(_field_block(f, values.get(f.id)))
+    option = Option(value="share", label="Share new tickets in the channel by default")
+    blocks.append(
+        InputBlock(
+            block_id=SHARE_BLOCK,
+            label="Sharing",
+            optional=True,
+            element=CheckboxesElement(action_id=VALUE, options=[option], initial_options=[option] if share else None),
+        )
+    )
+    return View(
+        type="modal",
+        callback_id=CONFIG_CALLBACK_ID,
+        title="Channel tickets",
+        submit="Save",
+        close="Cancel",
+        private_metadata=json.dumps({"channel_id": channel_id}),
+        blocks=blocks,
+    ).to_dict()
+
+
+@dataclass
+class HomeTicket:
+    display_id: str
+    title: str
+    status: str | None
+    thread_link: str | None
+    created_at: str
+
+
+def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
+    blocks: list[Any] = [
+        HeaderBlock(text="My tickets"),
+        ActionsBlock(
+            elements=[ButtonElement(text="New ticket", action_id=HOME_NEW_TICKET, style="primary", value="new")]
+        ),
+        DividerBlock(),
+    ]
+    if not tickets:
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text="You have no tickets from Slack yet. Use *New ticket*, type `/ticket`, "
+                    "or choose *Create ticket* on any message."
+                )
+            )
+        )
+    for t in tickets:
+        line = f"*{escape(t.display_id)}* {escape(t.title)}"
+        details = [f"Status: {escape(t.status)}" if t.status else "Status: unknown", f"opened {t.created_at}"]
+        if t.thread_link:
+            details.append(f"<{t.thread_link}|Slack thread>")
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line + "\n" + " · ".join(details))))
+    return View(type="home", blocks=blocks[:100]).to_dict()

@@ -36,6 +36,7 @@ class FormField:
     hint: str | None = None
     max_length: int | None = None
     future_only: bool = False  # dates: reject a day before today
+    refreshes_form: bool = False  # changing it changes other fields (a team → its priorities)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class TicketDraft:
     submitter: Person | None = None
     source_name: str | None = None  # where it came from, e.g. "Slack #it-help"
     values: dict[str, Any] = field(default_factory=dict)  # FormField.id -> value
+    requester_id: str | None = None  # the requester's user id in the ticket system, when known
+    submitter_id: str | None = None  # the submitter's user id in the ticket system, when known
 
     def value(self, key: str, default: Any = None) -> Any:
         v = self.values.get(key)
@@ -108,8 +111,32 @@ class TicketBackend:
     title_max_length: int = 250
     description_max_length: int = 3000
 
+    async def start(self) -> None:
+        """Begin background work (e.g. refreshing cached lists). Must not fail when offline."""
+
     async def form_fields(self) -> list[FormField]:
         return []
+
+    async def form_fields_for(self, values: dict[str, Any]) -> list[FormField]:
+        """The fields for a form whose answers so far are `values` (a team changes the priorities).
+        Must answer from memory: a modal has to open within Slack's 3 seconds."""
+        return await self.form_fields()
+
+    async def find_user(self, email: str) -> str | None:
+        """The system's user id for an e-mail address, or None."""
+        return None
+
+    async def create_user(self, person: Person) -> str | None:
+        """Create a user for this person; None when the system cannot."""
+        return None
+
+    async def complete_ticket(self, ticket: CreatedTicket, draft: TicketDraft) -> None:
+        """Work after creation that the create call cannot carry (e.g. setting a priority).
+        Must be safe to repeat."""
+
+    async def ticket_status(self, ticket: CreatedTicket) -> str | None:
+        """The ticket's current status, in words, or None when unknown."""
+        return None
 
     async def create_ticket(self, draft: TicketDraft) -> CreatedTicket:  # pragma: no cover
         raise NotImplementedError

@@ -6,7 +6,9 @@ because every Serval schema is `additionalProperties: false` and a stray `null` 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import time
 from typing import Any, Literal
 
@@ -14,7 +16,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from ._http import TokenCache, retry_after_seconds, status_is_transient, transport_errors
-from .base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft
+from .base import BackendError, CreatedTicket, FormField, Option, Person, TicketBackend, TicketDraft
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://public.api.serval.com"
 REQUESTER = "CHANNEL_SYNC_TARGET_USER_TICKET_REQUESTOR"
@@ -116,6 +120,33 @@ class Team(_Model):
     prefix: str | None = None
 
 
+class Priority(_Model):
+    id: str
+    teamId: str | None = None
+    priority: str | None = None  # NONE, LOW, MEDIUM, HIGH, URGENT, ...
+    description: str | None = None
+
+
+class Status(_Model):
+    id: str
+    teamId: str | None = None
+    name: str | None = None
+    statusGroup: str | None = None
+    isDefault: bool | None = None
+
+
+class CreateUserRequest(BaseModel):
+    email: str
+    firstName: str | None = None
+    lastName: str | None = None
+
+
+class UpdateTicketRequest(BaseModel):
+    priorityId: str | None = None
+    statusId: str | None = None
+    requesterUserId: str | None = None
+
+
 class ServalClient:
     """Small async client for the endpoints the bot uses.
 
@@ -211,8 +242,22 @@ class ServalClient:
     async def list_users(self, *, page_size: int = 1000) -> list[User]:
         return [User.model_validate(u) for u in await self._pages("/v2/users", {"pageSize": page_size})]
 
+    async def create_user(self, body: CreateUserRequest) -> User:
+        data = await self._request("POST", "/v2/users", json=body.model_dump(exclude_none=True))
+        return User.model_validate(data["data"])
+
+    async def update_ticket(self, ticket_id: str, body: UpdateTicketRequest) -> Ticket:
+        data = await self._request("PUT", f"/v2/tickets/{ticket_id}", json=body.model_dump(exclude_none=True))
+        return Ticket.model_validate(data["data"])
+
     async def list_teams(self) -> list[Team]:
         return [Team.model_validate(t) for t in await self._pages("/v2/teams", {})]
+
+    async def list_priorities(self, team_id: str) -> list[Priority]:
+        return [Priority.model_validate(p) for p in await self._pages("/v2/priorities", {"teamId": team_id})]
+
+    async def list_statuses(self, team_id: str) -> list[Status]:
+        return [Status.model_validate(p) for p in await self._pages("/v2/statuses", {"teamId": team_id})]
 
     async def _pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -246,7 +291,11 @@ def _error(r: httpx.Response, doing: str) -> BackendError:
 
 
 class ServalBackend(TicketBackend):
-    """Serval behind the bot's back-end interface."""
+    """Serval behind the bot's back-end interface.
+
+    Teams, priorities and statuses are cached and refreshed in the background, so building a form
+    never waits on Serval; when Serval is unreachable the last known lists are used.
+    """
 
     name = "serval"
     display_name = "Serval"
@@ -258,16 +307,66 @@ class ServalBackend(TicketBackend):
         team_id: str,
         slack_integration_id: str,
         user_cache_ttl: float = 600.0,
+        catalog_ttl: float = 300.0,
     ) -> None:
         self.client = client
         self.team_id = team_id
         self.slack_integration_id = slack_integration_id
         self._user_cache_ttl = user_cache_ttl
+        self._catalog_ttl = catalog_ttl
         self._users_by_email: dict[str, str] = {}
         self._users_loaded_at = -1e18
+        self.teams: list[Team] = []
+        self.priorities: dict[str, list[Priority]] = {}
+        self.statuses: dict[str, list[Status]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    # --- cached lists ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_forever(), name="serval-catalog")
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh_catalog()
+                await asyncio.sleep(self._catalog_ttl)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the last known lists; try again soon
+                log.warning("could not refresh Serval teams/priorities/statuses: %s", exc)
+                await asyncio.sleep(min(30.0, self._catalog_ttl))
+
+    async def refresh_catalog(self) -> None:
+        teams = await self.client.list_teams()
+        wanted = {t.id for t in teams} | {self.team_id}
+        priorities, statuses = {}, {}
+        for team_id in wanted:
+            priorities[team_id], statuses[team_id] = await asyncio.gather(
+                self.client.list_priorities(team_id), self.client.list_statuses(team_id)
+            )
+        self.teams, self.priorities, self.statuses = teams, priorities, statuses
 
     async def form_fields(self) -> list[FormField]:
-        return [
+        return await self.form_fields_for({})
+
+    async def form_fields_for(self, values: dict[str, Any]) -> list[FormField]:
+        team_id = values.get("team_id") or self.team_id
+        fields: list[FormField] = []
+        if len(self.teams) > 1:
+            fields.append(
+                FormField(
+                    id="team_id",
+                    label="Team",
+                    kind="select",
+                    required=True,
+                    options=tuple(Option(t.id, t.name or t.id) for t in self.teams),
+                    default=team_id,
+                    refreshes_form=True,
+                )
+            )
+        fields.append(
             FormField(
                 id="type",
                 label="Type",
@@ -277,47 +376,84 @@ class ServalBackend(TicketBackend):
                     Option("TICKET_TYPE_REQUEST", "Request"),
                     Option("TICKET_TYPE_INCIDENT", "Incident"),
                 ),
-                default="TICKET_TYPE_REQUEST",
-            ),
-            FormField(id="due_date", label="Due date", kind="date", future_only=True),
-        ]
+                default=values.get("type") or "TICKET_TYPE_REQUEST",
+            )
+        )
+        priorities = [p for p in self.priorities.get(team_id, []) if p.priority != "NONE"]
+        if priorities:
+            fields.append(
+                FormField(
+                    id="priority_id",
+                    label="Priority",
+                    kind="select",
+                    options=tuple(Option(p.id, (p.priority or p.id).capitalize()) for p in priorities),
+                    default=values.get("priority_id"),
+                )
+            )
+        fields.append(FormField(id="due_date", label="Due date", kind="date", future_only=True))
+        return fields
 
-    async def user_id_for(self, email: str | None) -> str | None:
-        """Serval user id for an e-mail address (case-insensitive), from a cached user list."""
-        if not email:
-            return None
+    # --- people ------------------------------------------------------------------------------
+
+    async def find_user(self, email: str) -> str | None:
+        """Serval user id for an e-mail address (case-insensitive), from the whole user list,
+        paged through completely and cached; a miss reloads it at most once a minute."""
         key = email.strip().lower()
-        stale = time.monotonic() - self._users_loaded_at > self._user_cache_ttl
-        if stale or key not in self._users_by_email:
-            # A miss reloads at most once a minute, so a new hire is found without hammering Serval.
-            if stale or time.monotonic() - self._users_loaded_at > 60:
-                users = await self.client.list_users()
-                self._users_by_email = {
-                    u.email.strip().lower(): u.id for u in users if u.email and not u.deactivatedAt
-                }
-                self._users_loaded_at = time.monotonic()
+        age = time.monotonic() - self._users_loaded_at
+        if age > self._user_cache_ttl or (key not in self._users_by_email and age > 60):
+            users = await self.client.list_users()
+            self._users_by_email = {
+                u.email.strip().lower(): u.id for u in users if u.email and not u.deactivatedAt
+            }
+            self._users_loaded_at = time.monotonic()
         return self._users_by_email.get(key)
 
-    def _request_for(
-        self, draft: TicketDraft, requester_id: str | None, creator_id: str | None
-    ) -> CreateTicketRequest:
+    async def create_user(self, person: Person) -> str | None:
+        if not person.email:
+            return None
+        first, _, last = person.name.partition(" ")
+        try:
+            user = await self.client.create_user(
+                CreateUserRequest(email=person.email, firstName=first or None, lastName=last or None)
+            )
+        except BackendError as exc:
+            if exc.code == "already_exists":  # created meanwhile (or deactivated): look again
+                self._users_loaded_at = -1e18
+                return await self.find_user(person.email)
+            raise
+        self._users_by_email[person.email.strip().lower()] = user.id
+        return user.id
+
+    # --- tickets -----------------------------------------------------------------------------
+
+    def _request_for(self, draft: TicketDraft) -> CreateTicketRequest:
         due = draft.value("due_date")
         return CreateTicketRequest(
             teamId=draft.value("team_id", self.team_id),
             name=draft.title,
             description=draft.description,
-            createdByUserId=creator_id,
-            requesterUserId=requester_id,
+            createdByUserId=draft.submitter_id,
+            requesterUserId=draft.requester_id,
             type=draft.value("type", "TICKET_TYPE_REQUEST"),
             dueDate=DueDate(year=due.year, month=due.month, day=due.day) if due else None,
             channelSyncTargets=[ChannelSyncTarget(slackDm=SlackDmSyncTarget())],
         )
 
     async def create_ticket(self, draft: TicketDraft) -> CreatedTicket:
-        requester_id = await self.user_id_for(draft.requester.email if draft.requester else None)
-        creator_id = await self.user_id_for(draft.submitter.email if draft.submitter else None)
-        ticket = await self.client.create_ticket(self._request_for(draft, requester_id, creator_id))
-        return _created(ticket)
+        return _created(await self.client.create_ticket(self._request_for(draft)))
+
+    async def complete_ticket(self, ticket: CreatedTicket, draft: TicketDraft) -> None:
+        """Create has no priority field: the priority is set right after, with PUT."""
+        priority = draft.value("priority_id")
+        if priority:
+            await self.client.update_ticket(ticket.id, UpdateTicketRequest(priorityId=priority))
+
+    async def ticket_status(self, ticket: CreatedTicket) -> str | None:
+        current = await self.client.get_ticket(ticket.id)
+        team_id = current.teamId or self.team_id
+        if team_id not in self.statuses:
+            self.statuses[team_id] = await self.client.list_statuses(team_id)
+        return next((s.name for s in self.statuses[team_id] if s.id == current.statusId), None)
 
     async def find_ticket(self, draft: TicketDraft, since: dt.datetime) -> CreatedTicket | None:
         team = draft.value("team_id", self.team_id)
@@ -349,6 +485,9 @@ class ServalBackend(TicketBackend):
             raise
 
     async def aclose(self) -> None:
+        if self._refresher:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
         await self.client.aclose()
 
 

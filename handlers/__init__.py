@@ -4,10 +4,13 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.core import Bot
 
-from . import commands, modal, shortcuts
+from . import actions, commands, config, home, modal, shortcuts
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
     commands.register(app, bot)
+    config.register(app, bot)
     shortcuts.register(app, bot)
     modal.register(app, bot)
+    actions.register(app, bot)
+    home.register(app, bot)

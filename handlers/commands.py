@@ -1,8 +1,8 @@
-"""`/ticket [title]` opens the ticket modal; `/ticket help` explains the bot."""
+"""`/ticket [title]` opens the ticket modal; `/ticket help` explains; `/ticket config` sets up the
+channel (see handlers/config.py)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -10,8 +10,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import views
 from bot.core import Bot
+from bot.forms import new_ticket_form
 
-log = logging.getLogger(__name__)
+from .config import open_channel_config
+
 HELP_WORDS = {"help", "-h", "--help", "?"}
 
 
@@ -22,20 +24,16 @@ def register(app: AsyncApp, bot: Bot) -> None:
         if text.lower() in HELP_WORDS:
             await ack(text=views.help_text(bot.settings.slash_command), response_type="ephemeral")
             return
+        if text.lower() == "config":
+            await open_channel_config(bot, ack, command, client)
+            return
         await ack()
-        origin = views.Origin(
+        view = await new_ticket_form(
+            bot,
             source="command",
+            user_id=command.get("user_id", ""),
             channel_id=command.get("channel_id") or None,
             channel_name=command.get("channel_name") or None,
-            backend=bot.tickets.default_backend,
-        )
-        backend = bot.tickets.backend(origin.backend)
-        view = views.ticket_modal(
-            origin,
-            await backend.form_fields(),
             title=text,
-            share_default=bot.settings.share_in_channel_default,
-            title_max_length=backend.title_max_length,
-            description_max_length=backend.description_max_length,
         )
         await client.views_open(trigger_id=command["trigger_id"], view=view)

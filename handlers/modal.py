@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -10,9 +9,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot import views
 from bot.core import Bot
 from bot.drafts import parse_form
+from bot.forms import may_file_for_others
 from bot.storage import ThreadTaken
-
-log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
@@ -20,21 +18,34 @@ def register(app: AsyncApp, bot: Bot) -> None:
     async def ticket_modal_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         origin = views.Origin.load(view.get("private_metadata"))
         backend = bot.tickets.backend(origin.backend)
-        form = parse_form(
-            view.get("state"),
-            await backend.form_fields(),
-            title_max_length=backend.title_max_length,
-            description_max_length=backend.description_max_length,
-            block_ids={b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)},
-        )
+        block_ids = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
+
+        async def parse(values: dict[str, Any]):
+            return parse_form(
+                view.get("state"),
+                await backend.form_fields_for(values),
+                title_max_length=backend.title_max_length,
+                description_max_length=backend.description_max_length,
+                block_ids=block_ids,
+            )
+
+        # Twice: which fields exist (and their options) can depend on answers, like a team.
+        form = await parse(values=(await parse({})).values_json())
+        user_id = (body.get("user") or {}).get("id")
+        if not user_id:
+            form.errors.setdefault(views.TITLE_BLOCK, "Slack did not say who you are; try again.")
+        requester = form.requester_id
+        if (
+            user_id
+            and requester
+            and requester not in (user_id, origin.requester_id)
+            and not await may_file_for_others(bot, user_id)
+        ):
+            form.errors[views.ON_BEHALF_BLOCK] = "You can file tickets only for yourself here."
         if form.errors:
             await ack(response_action="errors", errors=form.errors)
             return
-        user_id = (body.get("user") or {}).get("id")
         view_id = view.get("id")
-        if not user_id:
-            await ack(response_action="errors", errors={views.TITLE_BLOCK: "Slack did not say who you are; try again."})
-            return
         try:
             await bot.tickets.submit(
                 # A view submitted twice (double click, replay) has the same id and hash; after the
@@ -44,6 +55,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 form=form,
                 user_id=user_id,
                 view_id=view_id,
+                requester_id=requester,
             )
         except ThreadTaken as taken:
             await ack(response_action="update", view=views.already_linked_modal(taken.display_id))

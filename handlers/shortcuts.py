@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import views
 from bot.core import Bot
+from bot.forms import new_ticket_form
 
 log = logging.getLogger(__name__)
 PERMALINK_WAIT = 1.0  # the trigger_id lives 3 s: never wait longer than this for the link
@@ -32,22 +33,16 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 return
         permalink = await _permalink(client, channel_id, message.get("ts"))
         text = message.get("text") or ""
-        origin = views.Origin(
+        view = await new_ticket_form(
+            bot,
             source="shortcut",
+            user_id=(shortcut.get("user") or {}).get("id", ""),
             channel_id=channel_id,
             channel_name=channel.get("name"),
+            title=views.title_from_message(text),
+            description=views.description_from_message(text, permalink),
             thread_ts=root,
             requester_id=message.get("user"),
-            backend=bot.tickets.default_backend,
-        )
-        backend = bot.tickets.backend(origin.backend)
-        view = views.ticket_modal(
-            origin,
-            await backend.form_fields(),
-            title=views.title_from_message(text),
-            description=views.description_from_message(text, permalink, backend.description_max_length),
-            title_max_length=backend.title_max_length,
-            description_max_length=backend.description_max_length,
         )
         await client.views_open(trigger_id=trigger_id, view=view)
 

@@ -168,7 +168,8 @@ async def test_message_shortcut_prefills_modal_from_message(sender, slack):
     assert description.startswith("@W222 test")
     assert "https://" in description and "/archives/C111/p1583636382000300" in description
     assert slack_state.calls_to("chat.getPermalink")[0]["args"]["message_ts"] == "1583636382.000300"
-    assert "<@W111>" in json.dumps(view["blocks"][0])  # requester: the message's author
+    # the requester: the message's author, in a picker (anyone may file for others by default)
+    assert block(view, "on_behalf")["element"] == {"action_id": "value", "initial_user": "W111", "type": "users_select"}
     assert all(b.get("block_id") != "share" for b in view["blocks"])
 
 

@@ -1,0 +1,141 @@
+"""Where tickets from a channel go: back end, team, default type and whether to share.
+
+Each value comes from the first source that sets it: what admins set in Slack (`/ticket config`,
+stored in the database), then the routing file (`config/routing.yml`), then the global default.
+
+Routing file format (validated at start-up; see config/routing.example.yml):
+
+    channels:
+      C0123ABCD:            # a channel id (names change, ids don't)
+        backend: serval     # serval | rezolve | socialboards (must be configured)
+        team: team-it       # Serval team id
+        type: incident      # request | incident
+        share: true         # "Share in #channel" starts checked
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from .storage import Storage
+
+TYPE_VALUES = {"request": "TICKET_TYPE_REQUEST", "incident": "TICKET_TYPE_INCIDENT"}
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+
+
+class RoutingError(Exception):
+    pass
+
+
+class RouteEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str | None = None
+    team: str | None = None
+    type: Literal["request", "incident"] | None = None
+    share: bool | None = None
+
+
+class RoutingFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channels: dict[str, RouteEntry] = {}
+
+    @field_validator("channels")
+    @classmethod
+    def _ids(cls, channels: dict[str, RouteEntry]) -> dict[str, RouteEntry]:
+        for channel_id in channels:
+            if not CHANNEL_ID.match(channel_id):
+                raise ValueError(f"{channel_id!r} is not a channel id (like C0123ABCD)")
+        return channels
+
+
+def load_routing_file(path: str, backends: set[str], *, required: bool = False) -> dict[str, RouteEntry]:
+    """Read and check the routing file; a clear RoutingError names the file, channel and field."""
+    file = Path(path)
+    if not file.exists():
+        if required:
+            raise RoutingError(f"Routing file {path} does not exist")
+        return {}
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+        routes = RoutingFile.model_validate(data).channels
+    except yaml.YAMLError as exc:
+        raise RoutingError(f"Routing file {path} is not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        raise RoutingError(f"Routing file {path}: " + "; ".join(problems)) from None
+    for channel_id, entry in routes.items():
+        if entry.backend and entry.backend not in backends:
+            raise RoutingError(
+                f"Routing file {path}: channels.{channel_id}.backend: {entry.backend!r} is not configured"
+                f" (configured: {', '.join(sorted(backends))})"
+            )
+    return routes
+
+
+@dataclass
+class Route:
+    backend: str
+    values: dict[str, Any] = field(default_factory=dict)  # form defaults: team_id, type
+    share: bool = False
+    sources: dict[str, str] = field(default_factory=dict)  # setting → "slack" | "file" | "default"
+
+
+class Router:
+    def __init__(
+        self,
+        storage: Storage,
+        file_routes: dict[str, RouteEntry],
+        *,
+        default_backend: str,
+        default_share: bool,
+        backends: set[str],
+    ) -> None:
+        self.storage = storage
+        self.file_routes = file_routes
+        self.default_backend = default_backend
+        self.default_share = default_share
+        self.backends = backends
+
+    async def route(self, channel_id: str | None) -> Route:
+        layers: list[tuple[str, dict[str, Any]]] = []
+        if channel_id:
+            stored = await self.storage.route(channel_id)
+            if stored:
+                layers.append(("slack", stored))
+            if channel_id in self.file_routes:
+                layers.append(("file", self.file_routes[channel_id].model_dump(exclude_none=True)))
+        layers.append(("default", {"backend": self.default_backend, "share": self.default_share}))
+
+        def pick(key: str) -> tuple[Any, str | None]:
+            for source, layer in layers:
+                if layer.get(key) is not None:
+                    return layer[key], source
+            return None, None
+
+        route = Route(backend=self.default_backend)
+        backend, source = pick("backend")
+        if backend in self.backends:
+            route.backend, route.sources["backend"] = backend, source or "default"
+        team, source = pick("team")
+        if team:
+            route.values["team_id"], route.sources["team"] = team, source or "default"
+        kind, source = pick("type")
+        if kind:
+            route.values["type"], route.sources["type"] = TYPE_VALUES.get(kind, kind), source or "default"
+        share, source = pick("share")
+        route.share, route.sources["share"] = bool(share), source or "default"
+        return route
+
+    async def save(self, channel_id: str, entry: RouteEntry, user_id: str) -> None:
+        await self.storage.save_route(channel_id, entry.model_dump(exclude_none=True), user_id)
