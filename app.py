@@ -160,7 +160,10 @@ async def run(settings: Settings, mode: str) -> None:
     await stop.wait()
     log.info("shutting down; unfinished submissions resume on next start")
     if socket_handler:
-        await socket_handler.close_async()
+        try:  # a peer that never answers the close handshake must not hold up the shutdown
+            await asyncio.wait_for(socket_handler.close_async(), 3.0)
+        except (asyncio.TimeoutError, Exception) as exc:
+            log.info("Socket Mode connection closed without a handshake (%s)", type(exc).__name__)
     await running.close()
 
 

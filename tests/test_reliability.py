@@ -271,7 +271,8 @@ class BotProcess:
         "SERVAL_CLIENT_SECRET": "serval-client-secret-93ab",
     }
 
-    def __init__(self, tmp_path: Path, slack_url: str, serval_url: str, **env: str) -> None:
+    def __init__(self, tmp_path: Path, slack_url: str, serval_url: str, *, args: tuple[str, ...] = ("--mode", "http"), **env: str) -> None:
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = tmp_path / "bot.log"
@@ -294,7 +295,7 @@ class BotProcess:
 
     async def start(self) -> None:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--mode", "http"], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), *self.args], cwd=ROOT, env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT)
 
         async def up() -> bool:

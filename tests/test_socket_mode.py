@@ -1,0 +1,42 @@
+"""Socket Mode: with SLACK_APP_TOKEN set, `python app.py` connects to Slack over a WebSocket instead of
+serving requests, and the same listeners answer."""
+
+from __future__ import annotations
+
+import time
+
+from sandbox.slack_socket import APP_TOKEN, SocketModeServer
+from tests.conftest import eventually, submission
+from tests.test_reliability import BotProcess, serval_clients  # noqa: F401  (fixture)
+from tests.test_ticket_flow import filled
+
+
+async def test_socket_mode_end_to_end(tmp_path, slack, serval_clients):  # noqa: F811
+    slack_state, slack_url = slack
+    server = await SocketModeServer.start(slack_state)
+    bot = BotProcess(tmp_path, slack_url, serval_clients[1], args=(), SLACK_APP_TOKEN=APP_TOKEN)
+    try:
+        await bot.start()  # no --mode: the app token alone selects Socket Mode
+        opened = await eventually(lambda: slack_state.calls_to("apps.connections.open"), timeout=10)
+        assert opened[0]["status"] == 200 and not opened[0]["error"]
+        trigger = f"{time.time_ns()}.sock"
+        ack = await server.send("slash_commands", {
+            "command": "/ticket", "text": "Over the socket", "user_id": "U111", "user_name": "alice",
+            "channel_id": "C111", "channel_name": "dev", "team_id": "T111", "trigger_id": trigger,
+            "response_url": "https://hooks.slack.com/commands/T111/1/x", "api_app_id": "A111",
+        })
+        assert ack.get("payload") in (None, {}, "")
+        call = await eventually(lambda: [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == trigger])
+        view = call[0]["args"]["view"]
+        assert view["blocks"][1]["element"]["initial_value"] == "Over the socket"
+
+        ack = await server.send("interactive", submission(view, filled("Over the socket", share=True)))
+        assert ack["payload"]["response_action"] == "update"
+        await eventually(lambda: serval_clients[0].tickets, timeout=10)
+        ticket = next(iter(serval_clients[0].tickets.values()))
+        told = await slack_state.wait_for("chat.postEphemeral", timeout=10)
+        assert ticket["friendlyIdentifier"] in told[0]["args"]["text"]
+    finally:
+        bot.stop()
+        await server.close()
+    assert APP_TOKEN not in bot.log_path.read_text()
