@@ -212,6 +212,7 @@ class SlackState:
         self.trigger_ttl = trigger_ttl
         self.team_id, self.team, self.domain = "T111", "Sandbox", "example"
         self.bot_user_id, self.bot_id, self.app_id = "UBOT", "BBOT", "ASANDBOX"
+        self.listeners: list = []  # called with each recorded call, as it happens (the demo's UI)
         self.reset()
 
     def reset(self) -> None:
@@ -553,7 +554,13 @@ async def auth_test(s, args):
             "team_id": s.team_id, "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": False}
 
 
+async def apps_connections_open(s, args):
+    """Socket Mode: where to open the WebSocket (see sandbox/slack_socket.py)."""
+    return {"url": s.socket_url}
+
+
 METHODS = {
+    "apps.connections.open": apps_connections_open,
     "auth.test": auth_test, "views.open": views_open, "views.push": views_open, "views.update": views_update,
     "views.publish": views_publish, "chat.postMessage": chat_post_message,
     "chat.postEphemeral": chat_post_ephemeral, "chat.update": chat_update,
@@ -599,7 +606,11 @@ async def api(request: web.Request) -> web.Response:
             raise SlackError("unknown_method")
         if not token:
             raise SlackError("not_authed")
-        if token != s.token:
+        app_token = getattr(s, "app_token", None)  # set by sandbox.slack_socket
+        if method == "apps.connections.open":
+            if token != app_token:  # it takes the app-level token, never the bot token
+                raise SlackError("not_allowed_token_type" if token == s.token else "invalid_auth")
+        elif token != s.token:
             raise SlackError("invalid_auth")
         if s._failures.get(method):
             status, error, retry_after = s._failures[method].pop(0)
@@ -613,6 +624,8 @@ async def api(request: web.Request) -> web.Response:
             body["response_metadata"] = {"messages": exc.messages}
     s.calls.append({"method": method, "args": args, "at": time.monotonic(), "status": status,
                     "error": body.get("error"), "response": copy.deepcopy(body)})
+    for listener in s.listeners:
+        listener(s.calls[-1])
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
 
 
