@@ -56,6 +56,11 @@ def setup_logging(settings: Settings) -> None:
 
 
 def build_bolt_app(bot: Bot) -> AsyncApp:
+    # Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (which carries
+    # that same token, plus retry handlers) makes it unused: true, and nothing to act on.
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(
+        lambda record: "`token` will be unused" not in record.getMessage()
+    )
     app = AsyncApp(
         client=bot.slack,
         signing_secret=bot.settings.slack_signing_secret.get_secret_value(),

@@ -293,7 +293,8 @@ def help_text(command: str) -> str:
         f"• `{command}` — empty form\n"
         f"• `{command} Printer on floor 3 is jammed` — form with the title filled in\n"
         "• On any message: *More actions* (⋯) → *Create ticket* to file it and link its thread.\n"
-        "Replies in a linked thread are synced with the ticket."
+        f"• `{command} config` — (admins) where tickets from this channel go\n"
+        "Replies in a linked thread are synced with the ticket. Your tickets are in my *Home* tab."
     )
 
 
