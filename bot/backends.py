@@ -7,7 +7,9 @@ Every back end whose settings are present is built, so a channel can be routed t
 from __future__ import annotations
 
 from clients.base import TicketBackend
+from clients.rezolve import RezolveBackend, RezolveClient
 from clients.serval import ServalBackend, ServalClient
+from clients.socialboards import SocialboardsBackend, SocialboardsClient
 
 from .settings import Settings
 
@@ -27,8 +29,49 @@ def serval_backend(settings: Settings) -> ServalBackend:
     )
 
 
+def rezolve_backend(settings: Settings) -> RezolveBackend:
+    assert settings.rezolve_client_secret is not None
+    client = RezolveClient(
+        settings.rezolve_base_url,
+        client_id=settings.rezolve_client_id,
+        client_secret=settings.rezolve_client_secret.get_secret_value(),
+        tenant_id=settings.rezolve_tenant_id,
+        realm=settings.rezolve_realm,
+        token_url=settings.rezolve_token_endpoint,
+        scope=settings.rezolve_scope or None,
+        catalog_type=settings.rezolve_catalog_type,
+        timeout=settings.rezolve_timeout,
+    )
+    return RezolveBackend(
+        client,
+        team_id=settings.rezolve_team_id,
+        item_type_id=settings.rezolve_item_type_id,
+        offer_id=settings.rezolve_offer_id or None,
+        summary_field_id=settings.rezolve_summary_field_id or None,
+        description_field_id=settings.rezolve_description_field_id or None,
+    )
+
+
+def socialboards_backend(settings: Settings) -> SocialboardsBackend:
+    """Its refresh token rotates: once storage is open, `client.keep_refresh_token(load, save)` makes a
+    restart start from the newest one."""
+    assert settings.socialboards_refresh_token is not None
+    client = SocialboardsClient(
+        settings.socialboards_base_url,
+        client_id=settings.socialboards_client_id,
+        refresh_token=settings.socialboards_refresh_token.get_secret_value(),
+        token_url=settings.socialboards_token_url or None,
+        timeout=settings.socialboards_timeout,
+    )
+    return SocialboardsBackend(client, community=settings.socialboards_community or None)
+
+
 def make_backends(settings: Settings) -> dict[str, TicketBackend]:
     backends: dict[str, TicketBackend] = {}
     if settings.serval_configured:
         backends["serval"] = serval_backend(settings)
+    if settings.rezolve_configured:
+        backends["rezolve"] = rezolve_backend(settings)
+    if settings.socialboards_configured:
+        backends["socialboards"] = socialboards_backend(settings)
     return backends

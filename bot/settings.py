@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     slash_command: str = "/ticket"
 
     # Back end
-    ticket_backend: Literal["serval"] = "serval"
+    ticket_backend: Literal["serval", "rezolve", "socialboards"] = "serval"
 
     # Serval
     serval_base_url: str = "https://public.api.serval.com"
@@ -35,6 +35,65 @@ class Settings(BaseSettings):
     serval_team_id: str = ""
     serval_slack_integration_id: str = ""
     serval_timeout: float = Field(default=10.0, gt=0)
+
+    # Rezolve.ai and Socialboards (see docs/backends.md)
+    rezolve_base_url: str = "https://api.rezolve.ai"
+    rezolve_token_url: str = ""  # default: {REZOLVE_BASE_URL}/auth/realms/{REZOLVE_REALM}/protocol/openid-connect/token
+    rezolve_client_id: str = ""
+    rezolve_client_secret: SecretStr | None = None
+    rezolve_tenant_id: str = ""
+    rezolve_realm: str = ""
+    rezolve_team_id: str = ""
+    rezolve_item_type_id: str = ""
+    rezolve_offer_id: str = ""  # default: the first offer of REZOLVE_ITEM_TYPE_ID
+    rezolve_summary_field_id: str = ""
+    rezolve_description_field_id: str = ""
+    rezolve_scope: str = ""  # e.g. tickets:write, when the write scope is an optional client scope
+    rezolve_catalog_type: Literal["template", "agent", "user"] = "template"
+    rezolve_timeout: float = Field(default=10.0, gt=0)
+    socialboards_base_url: str = "https://api.socialboards.com"
+    socialboards_token_url: str = ""  # default: {SOCIALBOARDS_BASE_URL}/token
+    socialboards_client_id: str = ""
+    socialboards_refresh_token: SecretStr | None = None
+    socialboards_community: str = ""
+    socialboards_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("rezolve_base_url", "rezolve_token_url", "socialboards_base_url", "socialboards_token_url")
+    @classmethod
+    def _backend_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+    def _missing_for(self, backend: str) -> list[str]:
+        """The settings a back end still needs, by environment variable name."""
+        required = {
+            "rezolve": ("rezolve_client_id", "rezolve_client_secret", "rezolve_tenant_id", "rezolve_realm",
+                        "rezolve_team_id", "rezolve_item_type_id"),
+            "socialboards": ("socialboards_client_id", "socialboards_refresh_token"),
+        }[backend]
+        missing = []
+        for name in required:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if not value:
+                missing.append(name.upper())
+        return missing
+
+    @property
+    def rezolve_configured(self) -> bool:
+        return not self._missing_for("rezolve")
+
+    @property
+    def socialboards_configured(self) -> bool:
+        return not self._missing_for("socialboards")
+
+    @property
+    def rezolve_token_endpoint(self) -> str:
+        return self.rezolve_token_url or (
+            f"{self.rezolve_base_url}/auth/realms/{self.rezolve_realm}/protocol/openid-connect/token"
+        )
 
     # Behaviour
     share_in_channel_default: bool = False
@@ -123,6 +182,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "set SERVAL_BEARER_TOKEN, or SERVAL_CLIENT_ID and SERVAL_CLIENT_SECRET"
                 )
+        elif self.ticket_backend in ("rezolve", "socialboards"):
+            if missing := self._missing_for(self.ticket_backend):
+                label = {"rezolve": "Rezolve.ai", "socialboards": "Socialboards"}[self.ticket_backend]
+                raise ValueError(f"{', '.join(missing)} must be set for the {label} back end")
         return self
 
     @property

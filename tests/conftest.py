@@ -177,3 +177,26 @@ async def sender(running: Running) -> AsyncIterator[SlackSender]:
     s = SlackSender(running.url)
     yield s
     await s.aclose()
+
+
+# --- Rezolve.ai and Socialboards sandboxes -------------------------------------------------------
+
+
+@pytest.fixture
+async def rezolve() -> AsyncIterator[tuple[Any, str]]:
+    from sandbox import rezolve as rezolve_sandbox
+
+    state = rezolve_sandbox.RezolveState()
+    runner, url = await rezolve_sandbox.start(state)
+    yield state, url
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def socialboards() -> AsyncIterator[tuple[Any, str]]:
+    from sandbox import socialboards as socialboards_sandbox
+
+    state = socialboards_sandbox.SocialboardsState()
+    runner, url = await socialboards_sandbox.start(state)
+    yield state, url
+    await runner.cleanup()
