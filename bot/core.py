@@ -13,6 +13,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import TicketBackend
+from clients.socialboards import SocialboardsBackend
 
 from .backends import make_backends
 from .people import People
@@ -58,6 +59,13 @@ class Bot:
             raise SettingsError(str(exc)) from None
         ensure_private_dir(settings.database_path)
         storage = await Storage(settings.database_path).open()
+        socialboards = backends.get("socialboards")
+        if isinstance(socialboards, SocialboardsBackend):
+            # Socialboards replaces its refresh token at every exchange: keep the newest across restarts.
+            await socialboards.client.keep_refresh_token(
+                lambda: storage.get_state("socialboards.refresh_token"),
+                lambda value: storage.set_state("socialboards.refresh_token", value),
+            )
         slack = slack_client(settings)
         people = People(slack, storage, refresh=settings.people_refresh_seconds)
         router = Router(

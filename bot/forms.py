@@ -7,8 +7,11 @@ import asyncio
 import logging
 from typing import Any
 
+from clients.base import BackendError
+
 from . import views
 from .core import Bot
+from .drafts import Form, parse_form
 from .views import Origin
 
 log = logging.getLogger(__name__)
@@ -46,9 +49,17 @@ async def new_ticket_form(
         backend=backend.name,
         team_id=route.values.get("team_id"),
     )
+    try:
+        fields = await backend.form_fields_for(route.values)
+    except BackendError as exc:  # e.g. the ticket system was unreachable since start-up
+        log.warning("cannot build the %s form: %s", backend.name, exc.message)
+        return views.notice_modal(
+            f":warning: The ticket form cannot be shown right now: {views.escape(exc.message)}\n"
+            "Please try again in a minute."
+        )
     return views.ticket_modal(
         origin,
-        await backend.form_fields_for(route.values),
+        fields,
         title=title,
         description=description,
         values=route.values,
@@ -59,11 +70,31 @@ async def new_ticket_form(
     )
 
 
+async def parse_ticket_form(bot: Bot, view: dict[str, Any]) -> tuple[Origin, Form]:
+    """The submitted ticket form as a validated `Form` (with inline errors if any)."""
+    origin = Origin.load(view.get("private_metadata"))
+    backend = bot.tickets.backend(origin.backend)
+    block_ids = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
+
+    async def parse(values: dict[str, Any]) -> Form:
+        return parse_form(
+            view.get("state"),
+            await backend.form_fields_for(values),
+            title_max_length=backend.title_max_length,
+            description_max_length=backend.description_max_length,
+            block_ids=block_ids,
+        )
+
+    try:
+        # Twice: which fields exist (and their options) can depend on answers, like a team.
+        return origin, await parse((await parse({})).values_json())
+    except BackendError as exc:  # the form's fields cannot be loaded: keep the form open
+        return origin, Form(errors={views.TITLE_BLOCK: f"Please try again in a minute: {exc.message}"[:150]})
+
+
 async def refreshed_ticket_form(bot: Bot, view: dict[str, Any]) -> dict[str, Any]:
     """The same form after a field that changes others (a team → its priorities) was changed;
     what the person typed so far is kept."""
-    from .drafts import parse_form
-
     origin = Origin.load(view.get("private_metadata"))
     backend = bot.tickets.backend(origin.backend)
     block_ids = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}

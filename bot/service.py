@@ -304,6 +304,8 @@ class TicketService:
     async def _user_id(self, backend: TicketBackend, slack_id: str, person: Any, *, requester: bool) -> str | None:
         """The person's user id in the ticket system, by e-mail (cached); per UNMATCHED_REQUESTER
         an unmatched requester is created there, described in the ticket, or refused."""
+        if not backend.can_match_users:  # the system takes people as they are (name, e-mail)
+            return None
         email = (person.email or "").strip().lower() if person else ""
         if email:
             cached = await self.storage.identity(backend.name, slack_id, email, self.identity_refresh)

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS identities (      -- Slack user → user id in a tick
     resolved_at   REAL NOT NULL,
     PRIMARY KEY (backend, slack_user_id)
 );
+CREATE TABLE IF NOT EXISTS state (           -- small named values, e.g. a rotating refresh token
+    name       TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS routes (          -- what admins set in Slack with /ticket config
     channel_id  TEXT PRIMARY KEY,
     route       TEXT NOT NULL,               -- JSON
@@ -311,6 +316,16 @@ class Storage:
             "INSERT OR REPLACE INTO identities (backend, slack_user_id, email, user_id, resolved_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (backend, slack_user_id, email, user_id, time.time()),
+        )
+
+    async def get_state(self, name: str) -> str | None:
+        async with self.db.execute("SELECT value FROM state WHERE name = ?", (name,)) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def set_state(self, name: str, value: str) -> None:
+        await self.db.execute(
+            "INSERT OR REPLACE INTO state (name, value, updated_at) VALUES (?, ?, ?)", (name, value, time.time())
         )
 
     async def route(self, channel_id: str) -> dict[str, Any] | None:

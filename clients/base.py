@@ -122,6 +122,8 @@ class TicketBackend:
         Must answer from memory: a modal has to open within Slack's 3 seconds."""
         return await self.form_fields()
 
+    can_match_users: bool = False  # find_user looks people up; False: nobody is ever "unmatched"
+
     async def find_user(self, email: str) -> str | None:
         """The system's user id for an e-mail address, or None."""
         return None

@@ -299,6 +299,7 @@ class ServalBackend(TicketBackend):
 
     name = "serval"
     display_name = "Serval"
+    can_match_users = True
 
     def __init__(
         self,

@@ -8,29 +8,14 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import views
 from bot.core import Bot
-from bot.drafts import parse_form
-from bot.forms import may_file_for_others
+from bot.forms import may_file_for_others, parse_ticket_form
 from bot.storage import ThreadTaken
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
     @app.view_submission(views.MODAL_CALLBACK_ID)
     async def ticket_modal_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        origin = views.Origin.load(view.get("private_metadata"))
-        backend = bot.tickets.backend(origin.backend)
-        block_ids = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
-
-        async def parse(values: dict[str, Any]):
-            return parse_form(
-                view.get("state"),
-                await backend.form_fields_for(values),
-                title_max_length=backend.title_max_length,
-                description_max_length=backend.description_max_length,
-                block_ids=block_ids,
-            )
-
-        # Twice: which fields exist (and their options) can depend on answers, like a team.
-        form = await parse(values=(await parse({})).values_json())
+        origin, form = await parse_ticket_form(bot, view)
         user_id = (body.get("user") or {}).get("id")
         if not user_id:
             form.errors.setdefault(views.TITLE_BLOCK, "Slack did not say who you are; try again.")

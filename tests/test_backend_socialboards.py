@@ -195,25 +195,16 @@ async def test_access_token_expiry_mid_run_uses_the_rotated_refresh_token(tmp_pa
 
 async def test_the_newest_refresh_token_is_stored_and_survives_a_restart(tmp_path, slack, socialboards):
     slack_state, state = slack[0], socialboards[0]
-    store: dict[str, str] = {}  # stands in for the bot's storage
-
-    async def load() -> str | None:
-        return store.get("socialboards.refresh_token")
-
-    async def save(value: str) -> None:
-        store["socialboards.refresh_token"] = value
-
     settings = socialboards_settings(tmp_path, slack[1], socialboards[1])
     for n, title in enumerate(["Before restart", "After restart"], start=1):
-        backends = make_backends(settings)
-        await backends["socialboards"].client.keep_refresh_token(load, save)  # the wiring Bot.open needs
-        bot = await Bot.open(settings, backends=backends)
+        bot = await Bot.open(settings)  # the same database both times
         async with socialboards_bot(tmp_path, slack, socialboards, bot=bot) as (running, sender):
             view = await open_modal_with_command(sender, slack_state, "")
             await sender.interactive(submission(view, filled(title)))
             assert str(4484635 + n) in await told(slack_state, n)
             await running.bot.tickets.idle(5)  # finished before the "restart"
-        assert state.refresh_token in store["socialboards.refresh_token"]
+            stored = await running.bot.storage.get_state("socialboards.refresh_token")
+        assert state.refresh_token in stored  # the rotated token, not the configured (now dead) one
     assert [t["title"] for t in state.tickets.values()] == ["Before restart", "After restart"]
 
 
