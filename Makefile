@@ -1,12 +1,13 @@
 # make run    — run the bot (reads .env; Socket Mode when SLACK_APP_TOKEN is set, else HTTP)
 # make test   — create .venv, install the bot and its test tools, run the tests
 # make bench  — benchmarks; writes docs/benchmarks.md
+# make demo   — try it without a workspace: Serval sandbox + Slack stand-in + the bot; prints a URL
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench sandbox install clean
+.PHONY: run test bench sandbox demo install clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +28,9 @@ bench: $(STAMP)
 
 sandbox: $(STAMP)
 	$(BIN)/python -m sandbox.serval --port 8081
+
+demo: $(STAMP)
+	$(BIN)/python -m sandbox.demo $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache data

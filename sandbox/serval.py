@@ -21,6 +21,8 @@ By hand::
 
 In tests: ``runner, url = await start(state := ServalState())``, then look at ``state.tickets``,
 ``state.requests``, set ``state.faults[...] = Fault(...)``; finally ``await runner.cleanup()``.
+``state.listeners`` are called with ``(event, data)`` after each change (ticket_created, ...);
+``ServalState(db_path=...)`` (``--db PATH``) keeps the data in a SQLite file across restarts.
 
 Guesses where the documents are silent: the slackChannel target's inner field (``slack_channel_field``,
 default integrationId), microsoftTeamsDm shaped like slackDm, unknown team/user ids in a body ->
@@ -32,12 +34,14 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import json
 import random
 import re
+import sqlite3
 import time
 import uuid
 import warnings
@@ -294,13 +298,18 @@ class ServalState:
 
     def __init__(self, *, bearer_tokens: set[str] | None = None, clients: dict[str, str] | None = None,
                  token_ttl: int = 3600, latency: float = 0.0, seed: int = 0,
-                 slack_channel_field: str = "integrationId"):
+                 slack_channel_field: str = "integrationId", db_path: str | None = None):
         self.bearer_tokens = set(bearer_tokens) if bearer_tokens is not None else {"test-token"}
         self.clients = dict(clients) if clients is not None else {"test-client": "test-secret"}
         self.token_ttl, self.latency, self.seed = token_ttl, latency, seed
         self.slack_channel_field = slack_channel_field
         self.clock: Callable[[], float] = time.time  # replace to move time (token expiry)
+        self.listeners: list[Callable[[str, dict], None]] = []  # (event, data) after each change
         self.reset()
+        self.db_path = db_path
+        if db_path:  # keep the data in a SQLite file: load it now, save it after each change
+            self.load()
+            self.listeners.append(lambda _event, _data: self.save())
 
     def reset(self) -> None:
         """Back to the seeded data; forgets tickets, tokens, faults and the request log."""
@@ -324,6 +333,7 @@ class ServalState:
         self.add_user("bob@example.com", "Bob", "Baker")
         self.add_user("carol@example.com", "Carol", "Clark", deactivated=True)
         self.teams["team-it"]["userIds"] = ["usr-alice", "usr-bob"]
+        self._emit("reset", {})
 
     # -- seeding and accessors ---------------------------------------------------------------------
     def now(self) -> str:
@@ -369,6 +379,7 @@ class ServalState:
         if deactivated:
             user["deactivatedAt"] = now
         self.users[user_id] = user
+        self._emit("user_added", user)
         return user
 
     def user_by_email(self, email: str) -> dict | None:
@@ -418,6 +429,36 @@ class ServalState:
                 "connections": self.connections, "connectRequests": self.connect_requests,
                 "requestCount": len(self.requests),
                 "faults": {k: dataclasses.asdict(f) for k, f in self.faults.items()}}
+
+    # -- change hooks and persistence ----------------------------------------------------------------
+    PERSISTED = ("teams", "users", "statuses", "priorities", "labels", "tickets", "sync_targets",
+                 "connections", "connect_requests", "_numbers")  # not tokens, faults or the request log
+
+    def _emit(self, event: str, data: dict) -> None:
+        for listener in list(self.listeners):
+            listener(event, data)
+
+    def save(self) -> None:
+        """Write the data to the SQLite file ``db_path`` (one JSON value per attribute)."""
+        rows = [(k, json.dumps(getattr(self, k))) for k in self.PERSISTED]
+        rows.append(("_id_rng", json.dumps(self._id_rng.getstate())))
+        with contextlib.closing(sqlite3.connect(self.db_path)) as db, db:
+            db.execute("CREATE TABLE IF NOT EXISTS serval_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            db.executemany("INSERT OR REPLACE INTO serval_state VALUES (?, ?)", rows)
+
+    def load(self) -> None:
+        """Read what ``save`` wrote, if the file has it; the seeded data stays otherwise."""
+        with contextlib.closing(sqlite3.connect(self.db_path)) as db:
+            try:
+                rows = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM serval_state")}
+            except sqlite3.OperationalError:  # a new file
+                return
+        for key in self.PERSISTED:
+            if key in rows:
+                setattr(self, key, rows[key])
+        if "_id_rng" in rows:  # new ids must not repeat the saved ones
+            version, internal, gauss = rows["_id_rng"]
+            self._id_rng.setstate((version, tuple(internal), gauss))
 
     # -- auth ----------------------------------------------------------------------------------------
     def issue_token(self) -> str:
@@ -501,6 +542,7 @@ class ServalState:
             self.tickets[parent]["childTicketIds"].append(ticket["id"])
         self.tickets[ticket["id"]] = ticket
         self.sync_targets[ticket["id"]] = list(body.get("channelSyncTargets") or [])
+        self._emit("ticket_created", ticket)
         return ticket
 
     def update_ticket(self, ticket_id: str, body: Any) -> dict:
@@ -524,6 +566,7 @@ class ServalState:
                 ticket.setdefault("completedAt", self.now())
             else:
                 ticket.pop("completedAt", None)
+        self._emit("ticket_updated", ticket)
         return ticket
 
     def connect(self, ticket_id: str, body: Any) -> dict:
@@ -555,6 +598,7 @@ class ServalState:
             "sourceId": (inner or {}).get("integrationId") or (inner or {}).get(self.slack_channel_field) or kind,
             "isOrigin": False, "createdAt": now, "updatedAt": now})
         self.connect_requests[external_id] = {"ticketId": ticket_id, **body}
+        self._emit("ticket_connected", self.connections[ticket_id][-1])
         return {}
 
     def create_user(self, body: Any) -> dict:
@@ -738,11 +782,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slack-channel-field", default="integrationId")
+    parser.add_argument("--db", metavar="PATH", help="keep the data in this SQLite file (created if missing)")
     args = parser.parse_args(argv)
     state = ServalState(bearer_tokens=set(args.token) if args.token else None,
                         clients={args.client_id: args.client_secret}, token_ttl=args.token_ttl,
                         latency=args.latency_ms / 1000, seed=args.seed,
-                        slack_channel_field=args.slack_channel_field)
+                        slack_channel_field=args.slack_channel_field, db_path=args.db)
 
     async def serve() -> None:
         runner, url = await start(state, args.host, args.port)

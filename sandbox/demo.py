@@ -1,0 +1,280 @@
+"""``make demo``: the whole product on one machine, with no Slack workspace and no Serval account.
+
+Starts, on loopback and with credentials made up for this run:
+
+- the Serval sandbox (``sandbox/serval.py``), keeping its data in ``<data>/demo-serval.db``;
+- the Slack stand-in (``sandbox/slack.py``) with its page (``sandbox/slack_ui.py``, ``sandbox/static/``),
+  which knows the app's commands and shortcuts from ``manifest.yml``, as Slack does;
+- the real bot, ``python app.py --mode http``, wired to both: the stand-in sends it signed requests,
+  it calls the stand-in's Web API and the sandbox's API. Its database and log are under ``<data>/``.
+
+It prints one URL: the page. Ctrl-C stops everything. Serval's part that Slack's page shows is demo
+glue here: when a ticket with a ``slackDm`` sync target is created, "Serval" DMs the requester (found
+by e-mail among the stand-in's people), as Serval's Slack integration would.
+
+    python -m sandbox.demo [--data-dir data] [--port 0] [--fresh]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from . import serval as serval_sandbox
+from . import slack as slack_sandbox
+from .slack_ui import SlackUI
+
+ROOT = Path(__file__).resolve().parents[1]
+PEOPLE = ["U111", "U222", "UADMIN"]  # who the page lets you be
+REAL_NAMES = {"U111": "Alice Anderson", "U222": "Bob Baker", "UADMIN": "Ada Admin"}
+SERVAL_USER = "USERVAL"
+SERVAL_DM_PREFIX = "DSV"
+FILES = ("demo-serval.db", "demo-bot.db", "demo-slack.json", "demo-bot.log")
+log = logging.getLogger("demo")
+
+
+class DemoError(Exception):
+    pass
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def read_manifest(path: Path = ROOT / "manifest.yml") -> dict:
+    """What Slack knows about the app from its manifest: name, commands, shortcuts, App Home."""
+    manifest = yaml.safe_load(path.read_text("utf-8")) or {}
+    features, settings = manifest.get("features") or {}, manifest.get("settings") or {}
+    home = features.get("app_home") or {}
+    return {"app_name": (features.get("bot_user") or {}).get("display_name") or "App",
+            "commands": features.get("slash_commands") or [],
+            "shortcuts": features.get("shortcuts") or [],
+            "home_tab": bool(home.get("home_tab_enabled")),
+            "dm_read_only": bool(home.get("messages_tab_read_only_enabled")),
+            "events": (settings.get("event_subscriptions") or {}).get("bot_events") or []}
+
+
+def _target(target: dict) -> str:
+    """{"slackDm": {"targetUserType": "..._TICKET_REQUESTOR"}} -> "slackDm → requestor"."""
+    kind, inner = next(iter(target.items()), ("?", {}))
+    who = (inner or {}).get("targetUserType", "")
+    return f"{kind} → {who.rsplit('_', 1)[-1].lower()}" if who else kind
+
+
+class Demo:
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0, fresh: bool = False,
+                 ack_timeout: float = 3.0):
+        self.data, self.host, self.port, self.fresh, self.ack_timeout = Path(data_dir), host, port, fresh, ack_timeout
+        self.runners: list[web.AppRunner] = []
+        self.bot: asyncio.subprocess.Process | None = None
+        self.url = ""
+
+    # -- the Slack stand-in's workspace -------------------------------------------------------------
+    def _seed_slack(self, state: slack_sandbox.SlackState, app_name: str) -> None:
+        # Timestamps from the clock, as Slack's: new messages never reuse a ts the bot's database
+        # (kept between runs) has linked to a ticket.
+        state._seq = itertools.count(int((time.time() * 1e6 - 1_700_000_000_000_000) // 100))
+        for uid, real_name in REAL_NAMES.items():
+            state.users[uid]["real_name"] = state.users[uid]["profile"]["real_name"] = real_name
+        state.users[state.bot_user_id]["real_name"] = state.users[state.bot_user_id]["profile"]["real_name"] = app_name
+        state.add_user(SERVAL_USER, name="serval", real_name="Serval", is_bot=True)
+        saved = self.data / "demo-slack.json"
+        if saved.exists():
+            data = json.loads(saved.read_text("utf-8"))
+            state.channels.update(data["channels"])
+            state.messages.update(data["messages"])
+            return
+        for uid in PEOPLE:
+            state.dm_with(uid)
+        state.post_user_message("C123", "UADMIN", "Welcome to the sandbox workspace :wave:")
+        state.post_user_message("C111", "UADMIN", "Try it: type `/ticket Printer jammed` below, or hover over a "
+                                "message, click ⋮ and choose *Create ticket*. Switch people at the top left.")
+        root = state.post_user_message("C111", "U222", "The printer on floor 3 is jammed again :(")
+        state.post_user_message("C111", "U111", "Same here, tray 2 shows a red light.", thread_ts=root["ts"])
+
+    def _save_slack(self) -> None:
+        s = self.slack
+        data = {"channels": s.channels, "messages": s.messages}
+        (self.data / "demo-slack.json").write_text(json.dumps(data, indent=1), "utf-8")
+
+    # -- Serval's side of Slack -----------------------------------------------------------------------
+    def _on_serval(self, event: str, data: dict) -> None:
+        if event == "ticket_created":
+            try:
+                self._serval_dm(data)
+            except Exception:  # demo glue must never break the sandbox's answer
+                log.exception("could not show Serval's DM")
+        self.ui.changed()
+
+    def _serval_dm(self, ticket: dict) -> None:
+        """Serval's slackDm sync target: Serval tells the requester in a DM."""
+        if not any("slackDm" in t for t in self.serval.sync_targets.get(ticket["id"], [])):
+            return
+        email = (self.serval.users.get(ticket.get("requesterUserId") or "") or {}).get("email", "").lower()
+        people = sorted(self.slack.users.values(), key=lambda u: u["id"][0] != "U")  # U... before W...
+        person = next((u for u in people if email and not u["deleted"] and not u["is_bot"]
+                       and u["profile"].get("email", "").lower() == email), None)
+        if person is None:
+            return
+        channel = SERVAL_DM_PREFIX + person["id"]
+        if channel not in self.slack.channels:
+            self.slack.add_channel(channel, channel.lower(), is_im=True, user=person["id"], bot_is_member=False)
+            self.ui.dm_peers[channel] = SERVAL_USER
+        title = ticket["name"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        self.slack.post_user_message(channel, SERVAL_USER, f":ticket: Your ticket *{ticket['friendlyIdentifier']}* "
+                                     f"“{title}” was created. I will let you know here when it changes.")
+
+    def _panel(self) -> dict:
+        st = self.serval
+        statuses = {o["id"]: o["name"] for options in st.statuses.values() for o in options}
+        items = []
+        for t in reversed(list(st.tickets.values())):
+            requester = st.users.get(t.get("requesterUserId") or "") or {}
+            due = t.get("dueDate")
+            fields = [["Team", st.teams[t["teamId"]]["name"]], ["Status", statuses.get(t.get("statusId"), "?")],
+                      ["Type", t.get("type", "").removeprefix("TICKET_TYPE_").title()],
+                      ["Requester", requester.get("email") or "—"]]
+            if due:
+                fields.append(["Due", f"{due['year']:04d}-{due['month']:02d}-{due['day']:02d}"])
+            links = []
+            for c in st.connections.get(t["id"], []):
+                kind = next(iter((st.connect_requests.get(c["externalTicketId"]) or {}).get("channelTarget") or {}), "")
+                channel, _, ts = c["externalTicketId"].partition(":")
+                links.append({"label": c["externalTicketId"], "kind": kind, "channel": channel, "ts": ts})
+            items.append({"id": t.get("friendlyIdentifier") or t["id"], "title": t["name"], "fields": fields,
+                          "tags": [_target(x) for x in st.sync_targets.get(t["id"], [])], "links": links})
+        teams = ", ".join(t["name"] for t in st.teams.values())
+        return {"title": "Serval sandbox", "subtitle": f"teams {teams} · {len(items)} ticket(s)", "items": items}
+
+    # -- start and stop ---------------------------------------------------------------------------------
+    async def _serve(self, app: web.Application, port: int) -> str:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
+        await runner.setup()
+        await web.TCPSite(runner, self.host, port).start()
+        self.runners.append(runner)
+        return f"http://{self.host}:{runner.addresses[0][1]}"
+
+    async def start(self) -> str:
+        self.data.mkdir(parents=True, exist_ok=True)
+        if self.fresh:
+            for name in FILES:
+                (self.data / name).unlink(missing_ok=True)
+        manifest = read_manifest()
+        signing_secret, bot_token = secrets.token_hex(16), "xoxb-demo-" + secrets.token_hex(12)
+        serval_token = "demo-" + secrets.token_hex(16)
+
+        self.serval = serval_sandbox.ServalState(bearer_tokens={serval_token}, db_path=str(self.data / "demo-serval.db"))
+        if "team-fac" not in self.serval.teams:  # a second team: the form gets a Team field
+            self.serval.add_team("Facilities", "FAC", team_id="team-fac", description="Buildings and rooms")
+            self.serval.teams["team-fac"]["userIds"] = ["usr-bob"]
+            self.serval.save()
+        serval_url = await self._serve(serval_sandbox.create_app(self.serval), 0)
+
+        self.slack = slack_sandbox.SlackState(bot_token, strict_triggers=True)
+        self._seed_slack(self.slack, manifest["app_name"])
+        bot_port = free_port(self.host)
+        self.ui = SlackUI(self.slack, request_url=f"http://{self.host}:{bot_port}/slack/events",
+                          signing_secret=signing_secret, app_name=manifest["app_name"],
+                          commands=manifest["commands"], shortcuts=manifest["shortcuts"],
+                          home_tab=manifest["home_tab"], dm_read_only=manifest["dm_read_only"],
+                          events=manifest["events"], people=PEOPLE, panel=self._panel,
+                          ack_timeout=self.ack_timeout)
+        self.ui.dm_peers.update({c: SERVAL_USER for c in self.slack.channels if c.startswith(SERVAL_DM_PREFIX)})
+        self.serval.listeners.append(self._on_serval)
+        app = slack_sandbox.create_app(self.slack)
+        self.ui.install(app)
+        self.url = await self._serve(app, self.port) + "/"
+
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SLACK_", "SERVAL_", "REZOLVE_", "SOCIALBOARDS_", "TICKET_"))}
+        env.update(SLACK_BOT_TOKEN=bot_token, SLACK_SIGNING_SECRET=signing_secret, SLACK_APP_TOKEN="",
+                   SLACK_API_URL=self.url + "api/", SERVAL_BASE_URL=serval_url, SERVAL_BEARER_TOKEN=serval_token,
+                   SERVAL_TEAM_ID="team-it", SERVAL_SLACK_INTEGRATION_ID="integ-slack-demo", TICKET_BACKEND="serval",
+                   DATABASE_URL=f"sqlite:///{(self.data / 'demo-bot.db').resolve()}", HOST=self.host,
+                   PORT=str(bot_port), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+        with open(self.data / "demo-bot.log", "ab") as out:  # the child keeps its own handle
+            # cwd: the data directory, so a developer's .env is not read into the demo.
+            self.bot = await asyncio.create_subprocess_exec(
+                sys.executable, str(ROOT / "app.py"), "--mode", "http", cwd=self.data, env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT)
+        await self._wait_for_bot(f"http://{self.host}:{bot_port}/healthz")
+        return self.url
+
+    async def _wait_for_bot(self, url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.bot.returncode is not None:
+                    break
+                try:
+                    async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        if r.status == 200:
+                            return
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+                await asyncio.sleep(0.1)
+        tail = (self.data / "demo-bot.log").read_text("utf-8", "replace").splitlines()[-15:]
+        raise DemoError("the bot did not start; the end of its log:\n" + "\n".join(tail))
+
+    async def stop(self) -> None:
+        if self.bot is not None and self.bot.returncode is None:
+            self.bot.terminate()
+            try:
+                await asyncio.wait_for(self.bot.wait(), 10)
+            except asyncio.TimeoutError:
+                self.bot.kill()
+                await self.bot.wait()
+        if hasattr(self, "slack"):
+            self._save_slack()
+        for runner in reversed(self.runners):
+            await runner.cleanup()
+
+
+async def _run(opts: argparse.Namespace) -> int:
+    demo = Demo(Path(opts.data_dir), host=opts.host, port=opts.port, fresh=opts.fresh, ack_timeout=opts.ack_timeout)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        url = await demo.start()
+        print("The demo runs on this machine: the Serval sandbox, a Slack stand-in and the bot. Open", flush=True)
+        print(f"  {url}", flush=True)
+        print(f"Ctrl-C stops it. Data and the bot's log: {opts.data_dir}/", flush=True)
+        await stop.wait()
+        return 0
+    except (DemoError, OSError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await demo.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default="data", help="where the databases and the bot's log go (default: data)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="the page's port (default: a free one)")
+    parser.add_argument("--fresh", action="store_true", help="forget the tickets and messages of earlier runs")
+    parser.add_argument("--ack-timeout", type=float, default=3.0, help=argparse.SUPPRESS)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(_run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

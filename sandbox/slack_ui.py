@@ -1,0 +1,500 @@
+"""A small Slack in the browser, on top of the Web API stand-in (``sandbox/slack.py``).
+
+It plays Slack's client and servers for one app, from Slack's documents: people post in channels
+and threads, type slash commands, use message shortcuts and App Home, and fill in modals. What the
+app is sent goes to its request URL the way Slack sends it: signed (``X-Slack-Signature``,
+``X-Slack-Request-Timestamp``) form posts of commands and ``payload=<json>`` interactions, JSON event
+callbacks, each with a fresh ``trigger_id``. What the app does comes back through the Web API
+stand-in, whose calls this module watches (``SlackState.listeners``): ``views.open/push/update``
+open and change modals, ``chat.*`` adds messages. Answers to a ``view_submission`` are handled as
+Slack does: empty closes the view, ``response_action`` errors / update / push / clear.
+
+Browser endpoints (JSON, not Slack's; ``user`` is who the person says they are):
+  GET  /                               the page (``sandbox/static/``)
+  GET  /ui/state?user=U&since=N        the workspace as U sees it, once newer than N (long poll, 25 s)
+  POST /ui/message   {user, channel, text, thread_ts?}   a message, or a slash command ("/ticket ...")
+  POST /ui/shortcut  {user, channel, ts, callback_id}     a message shortcut
+  POST /ui/submit    {user, view_id, values}              submit the open modal (values by block id)
+  POST /ui/action    {user, view_id | channel+ts, block_id, action_id, values?}   block_actions
+  POST /ui/close     {user, view_id, all?}                close the modal (all: the whole stack)
+  POST /ui/home      {user}                               App Home opened (app_home_opened event)
+  POST /ui/respond/{key}                                  a response_url, as the app would use it
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
+from aiohttp import web
+
+from . import slack
+from .slack import SlackError, SlackState
+
+STATIC = Path(__file__).with_name("static")
+FORM = "application/x-www-form-urlencoded"
+SLACKBOT = "USLACKBOT"
+TROUBLE = "We had some trouble connecting. Try again?"  # what Slack shows when the app fails a modal
+TEXT_INPUTS = {"plain_text_input", "email_text_input", "url_text_input", "number_input"}
+
+
+def _escape(text: str) -> str:
+    """Slack escapes these three in message text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _options(element: dict) -> list[dict]:
+    groups = element.get("option_groups") or []
+    return list(element.get("options") or []) + [o for g in groups for o in g.get("options") or []]
+
+
+def element_state(element: dict, raw: Any) -> dict:
+    """What Slack puts in ``view.state.values`` (and in a block action) for an element given the
+    browser's raw value: a string, or a list of option values for multi-choice elements."""
+    kind = element.get("type")
+    out: dict[str, Any] = {"type": kind}
+
+    def option(value: Any) -> dict | None:
+        return next((copy.deepcopy(o) for o in _options(element) if o.get("value") == value), None)
+
+    many = raw if isinstance(raw, list) else [raw] if raw else []
+    if kind in TEXT_INPUTS:
+        out["value"] = raw or None
+    elif kind == "datepicker":
+        out["selected_date"] = raw or None
+    elif kind == "timepicker":
+        out["selected_time"] = raw or None
+    elif kind in ("static_select", "radio_buttons"):
+        out["selected_option"] = option(raw)
+    elif kind in ("multi_static_select", "checkboxes"):
+        out["selected_options"] = [o for o in map(option, many) if o]
+    elif kind == "users_select":
+        out["selected_user"] = raw or None
+    elif kind == "multi_users_select":
+        out["selected_users"] = many
+    elif kind in ("conversations_select", "channels_select"):
+        out["selected_conversation" if kind == "conversations_select" else "selected_channel"] = raw or None
+    return out
+
+
+class SlackUI:
+    """The browser side of the stand-in. ``panel`` (optional) returns a side panel to show, e.g.
+    the tickets of a back-end sandbox; call ``changed()`` when what it shows changes."""
+
+    def __init__(self, state: SlackState, *, request_url: str, signing_secret: str, app_name: str = "App",
+                 commands: list[dict] | None = None, shortcuts: list[dict] | None = None,
+                 home_tab: bool = False, dm_read_only: bool = False, events: list[str] | None = None,
+                 people: list[str] | None = None, panel: Callable[[], dict] | None = None,
+                 ack_timeout: float = 3.0):
+        self.s, self.request_url, self.secret = state, request_url, signing_secret
+        self.app_name, self.home_tab, self.panel, self.ack_timeout = app_name, home_tab, panel, ack_timeout
+        self.dm_read_only = dm_read_only   # the manifest's messages_tab_read_only_enabled
+        self.events = set(events or [])    # the bot events the app subscribed to
+        self.commands = commands or []     # manifest entries: {command, description, usage_hint}
+        self.shortcuts = shortcuts or []   # manifest entries: {name, type, callback_id, description}
+        self.people = people
+        self.version = 0
+        self._event = asyncio.Event()
+        self.stacks: dict[str, list[str]] = {}         # user -> open modal view ids, top last
+        self.errors: dict[str, dict[str, str]] = {}    # view id -> block id -> inline error
+        self.notices: dict[str, str] = {}              # view id -> Slack's own message on top of it
+        self.trigger_users: dict[str, str] = {}        # trigger_id -> who it was issued for
+        self.local: list[dict] = []                    # ephemeral messages Slack itself shows
+        self.dm_peers: dict[str, str] = {}             # DM channel id -> the other side (default: the app)
+        self.responders: dict[str, tuple[str, str, str | None]] = {}  # response_url key -> (user, channel, thread)
+        self.origin = ""                               # this server's base URL, for response_urls
+        self.http: aiohttp.ClientSession | None = None
+        state.listeners.append(self._on_call)
+
+    # -- changes ------------------------------------------------------------------------------
+    def changed(self) -> None:
+        """Something anybody might see changed: wake the long polls."""
+        self.version += 1
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def _on_call(self, call: dict) -> None:
+        method, args, response = call["method"], call["args"], call["response"]
+        if not call.get("error") and method in ("views.open", "views.push"):
+            user = self.trigger_users.get(args.get("trigger_id") or args.get("interactivity_pointer") or "")
+            if user:
+                stack = self.stacks.setdefault(user, [])
+                if method == "views.open":
+                    stack.clear()
+                stack.append(response["view"]["id"])
+        elif not call.get("error") and method == "views.update":
+            self.errors.pop(response["view"]["id"], None)
+            self.notices.pop(response["view"]["id"], None)
+        self.changed()
+
+    # -- what a person sees -----------------------------------------------------------------------
+    def person_ids(self) -> list[str]:
+        users = self.s.users.values()
+        return self.people or [u["id"] for u in users if not (u["is_bot"] or u["deleted"])]
+
+    def _name(self, user: dict) -> str:
+        return user["profile"].get("real_name") or user.get("real_name") or user["name"]
+
+    def snapshot(self, me: str) -> dict:
+        s = self.s
+        channels = []
+        for c in s.channels.values():
+            if c["is_im"] and c.get("user") != me:
+                continue
+            peer = s.users.get(self.dm_peers.get(c["id"], s.bot_user_id)) if c["is_im"] else None
+            channels.append({"id": c["id"], "name": c["name"], "is_im": c["is_im"],
+                             "label": self._name(peer) if peer else c["name"],
+                             "app_dm": c["is_im"] and c["id"] not in self.dm_peers})
+        channels.sort(key=lambda c: (c["is_im"], c["label"].lower()))
+        ephemeral = [{"channel": e["channel"], "thread_ts": e.get("thread_ts"), "ts": e["message_ts"],
+                      "user": s.bot_user_id, "text": e.get("text", ""), "blocks": e.get("blocks"), "ephemeral": True}
+                     for e in s.ephemeral if e["user"] == me] + [e for e in self.local if e["to"] == me]
+        users = {u["id"]: {"name": self._name(u), "handle": u["name"], "is_bot": u["is_bot"]} for u in s.users.values()}
+        users[SLACKBOT] = {"name": "Slackbot", "handle": "slackbot", "is_bot": True}
+        stack = self.stacks.get(me) or []
+        modal = None
+        if stack and stack[-1] in s.views:
+            view = s.views[stack[-1]]
+            modal = {"id": view["id"], "hash": view["hash"], "view": view, "depth": len(stack),
+                     "errors": self.errors.get(view["id"], {}), "notice": self.notices.get(view["id"])}
+        return {
+            "version": self.version, "me": me, "team": s.team,
+            "app": {"name": self.app_name, "bot_user": s.bot_user_id, "home_tab": self.home_tab,
+                    "dm_read_only": self.dm_read_only,
+                    "commands": self.commands, "shortcuts": [x for x in self.shortcuts if x.get("type") == "message"]},
+            "people": [{"id": u, "name": self._name(s.users[u])} for u in self.person_ids() if u in s.users],
+            "users": users, "channels": channels,
+            "channel_names": {c["id"]: c["name"] for c in s.channels.values()},
+            "messages": {c["id"]: s.messages.get(c["id"], []) for c in channels},
+            "ephemeral": ephemeral, "modal": modal, "home": s.home_views.get(me),
+            "panel": self.panel() if self.panel else None,
+        }
+
+    def _slackbot(self, user: str, channel: str, text: str, thread_ts: str | None = None,
+                  author: str = SLACKBOT) -> None:
+        """An ephemeral message from Slack itself (or a command's answer) to one person."""
+        self.local.append({"to": user, "channel": channel, "thread_ts": thread_ts, "ts": self.s.next_ts(),
+                           "user": author, "text": text, "ephemeral": True})
+        self.changed()
+
+    # -- talking to the app -----------------------------------------------------------------------
+    def _trigger(self, user: str) -> str:
+        trigger_id = self.s.issue_trigger_id()
+        self.trigger_users[trigger_id] = user
+        return trigger_id
+
+    def _user_ref(self, user: str) -> dict:
+        name = self.s.users[user]["name"]
+        return {"id": user, "username": name, "name": name, "team_id": self.s.team_id}
+
+    def _response_url(self, user: str, channel: str, thread_ts: str | None = None) -> str:
+        key = secrets.token_urlsafe(12)
+        self.responders[key] = (user, channel, thread_ts)
+        return f"{self.origin}/ui/respond/{key}"
+
+    async def send(self, body: str, content_type: str = FORM) -> tuple[int, str]:
+        """POST a signed request to the app; (HTTP status, body), status 0 when it did not answer in time."""
+        if self.http is None:
+            self.http = aiohttp.ClientSession()
+        ts = str(int(time.time()))
+        base = f"v0:{ts}:{body}".encode()
+        signature = "v0=" + hmac.new(self.secret.encode(), base, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
+                   "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
+        try:
+            async with self.http.post(self.request_url, data=body.encode(), headers=headers,
+                                      timeout=aiohttp.ClientTimeout(total=self.ack_timeout)) as r:
+                return r.status, await r.text()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return 0, ""
+
+    async def send_payload(self, payload: dict) -> tuple[int, str]:
+        return await self.send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
+
+    def _base_payload(self, kind: str, user: str) -> dict:
+        s = self.s
+        return {"type": kind, "token": "sandbox-verification-token", "team": {"id": s.team_id, "domain": s.domain},
+                "user": self._user_ref(user), "api_app_id": s.app_id, "trigger_id": self._trigger(user),
+                "is_enterprise_install": False, "enterprise": None}
+
+    def _answer(self, user: str, channel: str, thread_ts: str | None, body: str) -> None:
+        """An app's answer with a message (command ack or response_url): ephemeral or in the channel."""
+        if not body.strip():
+            return
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = {"text": body}
+        if not isinstance(answer, dict) or not (answer.get("text") or answer.get("blocks")):
+            return
+        if answer.get("response_type") == "in_channel":
+            message = {"type": "message", "user": self.s.bot_user_id, "bot_id": self.s.bot_id,
+                       "text": answer.get("text") or "", **({"blocks": answer["blocks"]} if answer.get("blocks") else {})}
+            self.s._store(channel, message, thread_ts)
+            self.changed()
+        else:
+            self._slackbot(user, channel, answer.get("text") or "", thread_ts, author=self.s.bot_user_id)
+
+    # -- what a person does -----------------------------------------------------------------------
+    def post_message(self, user: str, channel: str, text: str, thread_ts: str | None) -> dict:
+        text = _escape(text)
+        people = self.person_ids()  # a name shared by several users means the one people can be, or a U... id
+        handles = {u["name"]: u["id"] for u in sorted(self.s.users.values(),
+                                                      key=lambda u: (u["id"] in people, u["id"][0] == "U"))
+                   if not u["deleted"]}
+        text = re.sub(r"(?<!\w)@([\w.-]+)", lambda m: f"<@{handles[m[1]]}>" if m[1] in handles else m[0], text)
+        message = self.s.post_user_message(channel, user, text, thread_ts or None)
+        self.changed()
+        return message
+
+    async def command(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> None:
+        name, _, rest = text.strip().partition(" ")
+        if name not in {c.get("command") for c in self.commands}:
+            self._slackbot(user, channel, f"`{_escape(name)}` is not a valid command. In Slack, all messages "
+                           "that start with the \"/\" character are interpreted as commands.", thread_ts)
+            return
+        s, ch = self.s, self.s.channels[channel]
+        form = {"token": "sandbox-verification-token", "team_id": s.team_id, "team_domain": s.domain,
+                "channel_id": channel, "channel_name": "directmessage" if ch["is_im"] else ch["name"],
+                "user_id": user, "user_name": s.users[user]["name"], "command": name, "text": rest.strip(),
+                "api_app_id": s.app_id, "is_enterprise_install": "false",
+                "response_url": self._response_url(user, channel, thread_ts), "trigger_id": self._trigger(user)}
+        status, body = await self.send(urllib.parse.urlencode(form))
+        if status != 200:
+            error = "operation_timeout" if status == 0 else "dispatch_failed"
+            self._slackbot(user, channel, f"{name} failed with the error \"{error}\"", thread_ts)
+            return
+        self._answer(user, channel, thread_ts, body)
+
+    async def shortcut(self, user: str, channel: str, ts: str, callback_id: str) -> None:
+        message = self.s.find_message(channel, ts)
+        ch = self.s.channels.get(channel)
+        if message is None or ch is None:
+            raise web.HTTPNotFound(text="no such message")
+        payload = {**self._base_payload("message_action", user), "callback_id": callback_id,
+                   "action_ts": f"{time.time():.6f}", "message_ts": ts, "message": copy.deepcopy(message),
+                   "channel": {"id": channel, "name": "directmessage" if ch["is_im"] else ch["name"]},
+                   "response_url": self._response_url(user, channel, message.get("thread_ts"))}
+        status, _ = await self.send_payload(payload)
+        if status != 200:
+            self._slackbot(user, channel, f"Darn – that shortcut didn’t work (error message: "
+                           f"`{'operation_timeout' if status == 0 else 'dispatch_failed'}`).", message.get("thread_ts"))
+
+    def _state_values(self, view: dict, raw: dict) -> dict:
+        values = {}
+        for block in view.get("blocks") or []:
+            element = block.get("element") or {}
+            if block.get("type") == "input" and element.get("type"):
+                action_id = element.get("action_id") or block["block_id"]
+                values[block["block_id"]] = {action_id: element_state(element, raw.get(block["block_id"]))}
+        return values
+
+    def _top(self, user: str, view_id: str) -> tuple[list[str], dict]:
+        stack = self.stacks.get(user) or []
+        if not stack or stack[-1] != view_id or view_id not in self.s.views:
+            raise web.HTTPConflict(text="that view is not open any more")
+        return stack, self.s.views[view_id]
+
+    async def submit(self, user: str, view_id: str, raw: dict) -> dict:
+        stack, view = self._top(user, view_id)
+        view["state"] = {"values": self._state_values(view, raw)}
+        self.errors.pop(view_id, None)
+        self.notices.pop(view_id, None)
+        self.changed()
+        payload = {**self._base_payload("view_submission", user), "view": copy.deepcopy(view), "response_urls": []}
+        status, body = await self.send_payload(payload)
+        try:
+            answer = json.loads(body) if body.strip() else {}
+            if status != 200 or not isinstance(answer, dict):
+                raise ValueError(f"HTTP {status}")
+            action = answer.get("response_action")
+            if action is None:
+                if view_id in stack:  # (the app may have opened another view meanwhile)
+                    stack.remove(view_id)
+            elif action == "errors":
+                self.errors[view_id] = {str(k): str(v) for k, v in (answer.get("errors") or {}).items()}
+            elif action == "update":
+                slack._save_view(self.s, answer.get("view"), (view["type"],), view)
+            elif action == "push":
+                pushed = slack._save_view(self.s, answer.get("view"))
+                pushed.update(previous_view_id=view_id, root_view_id=stack[0])
+                stack.append(pushed["id"])
+            elif action == "clear":
+                stack.clear()
+            else:
+                raise ValueError(f"unknown response_action {action!r}")
+        except (ValueError, SlackError):
+            self.notices[view_id] = TROUBLE
+            action = "trouble"
+        self.changed()
+        return {"response_action": action}
+
+    async def close(self, user: str, view_id: str, everything: bool) -> None:
+        stack, view = self._top(user, view_id)
+        closed = list(stack) if everything else [view_id]
+        del stack[len(stack) - len(closed):]
+        self.changed()
+        if view.get("notify_on_close"):
+            payload = {**self._base_payload("view_closed", user), "view": copy.deepcopy(view),
+                       "is_cleared": everything and len(closed) > 1}
+            await self.send_payload(payload)
+
+    def _find_element(self, blocks: list[dict], block_id: str, action_id: str) -> dict:
+        for block in blocks or []:
+            if block.get("block_id") != block_id:
+                continue
+            for el in [block.get("element"), block.get("accessory"), *(block.get("elements") or [])]:
+                if isinstance(el, dict) and (el.get("action_id") or block_id) == action_id:
+                    return el
+        raise web.HTTPNotFound(text="no such element")
+
+    async def action(self, user: str, body: dict) -> None:
+        """block_actions: a button, or a changed input with dispatch_action, in a view or a message."""
+        s, payload = self.s, self._base_payload("block_actions", user)
+        if body.get("view_id"):
+            view = s.views.get(body["view_id"])
+            if view is None:
+                raise web.HTTPNotFound(text="no such view")
+            if view["type"] == "modal":
+                view["state"] = {"values": self._state_values(view, body.get("values") or {})}
+            payload.update(container={"type": "view", "view_id": view["id"]}, view=copy.deepcopy(view))
+            blocks = view["blocks"]
+        else:
+            message = s.find_message(body.get("channel", ""), body.get("ts"))
+            if message is None:
+                raise web.HTTPNotFound(text="no such message")
+            payload.update(container={"type": "message", "message_ts": message["ts"], "channel_id": body["channel"],
+                                      "is_ephemeral": False},
+                           channel={"id": body["channel"], "name": s.channels[body["channel"]]["name"]},
+                           message=copy.deepcopy(message),
+                           response_url=self._response_url(user, body["channel"], message.get("thread_ts")))
+            blocks = message.get("blocks") or []
+        element = self._find_element(blocks, body.get("block_id"), body.get("action_id"))
+        act = {"block_id": body["block_id"], "action_id": body["action_id"], "action_ts": f"{time.time():.6f}"}
+        if element["type"] == "button":
+            act.update(type="button", text=element.get("text"), value=element.get("value"))
+        else:
+            act.update(element_state(element, (body.get("values") or {}).get(body["block_id"])))
+        payload["actions"] = [act]
+        status, _ = await self.send_payload(payload)
+        if status != 200 and body.get("view_id") in self.stacks.get(user, []):
+            self.notices[body["view_id"]] = TROUBLE
+            self.changed()
+
+    async def home_opened(self, user: str) -> None:
+        s = self.s
+        if "app_home_opened" not in self.events:
+            return
+        event = {"type": "app_home_opened", "user": user, "channel": s.dm_with(user)["id"], "tab": "home",
+                 "event_ts": f"{time.time():.6f}"}
+        if user in s.home_views:
+            event["view"] = s.home_views[user]
+        body = {"token": "sandbox-verification-token", "team_id": s.team_id, "api_app_id": s.app_id,
+                "event": event, "type": "event_callback", "event_id": "Ev" + secrets.token_hex(5).upper(),
+                "event_time": int(time.time()), "is_ext_shared_channel": False,
+                "authorizations": [{"enterprise_id": None, "team_id": s.team_id, "user_id": s.bot_user_id,
+                                    "is_bot": True, "is_enterprise_install": False}]}
+        await self.send(json.dumps(body), "application/json")
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    async def _state(self, request: web.Request) -> web.Response:
+        people = self.person_ids()
+        me = request.query.get("user") if request.query.get("user") in self.s.users else people[0]
+        try:
+            since = int(request.query.get("since", "-1"))
+        except ValueError:
+            since = -1
+        if self.version <= since:
+            try:
+                await asyncio.wait_for(self._event.wait(), 25)
+            except asyncio.TimeoutError:
+                pass
+        return web.json_response(self.snapshot(me), dumps=slack._dumps)
+
+    async def _body(self, request: web.Request) -> dict:
+        self.origin = str(request.url.origin())
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text="expected a JSON body") from None
+        if not isinstance(body, dict) or body.get("user") not in self.s.users:
+            raise web.HTTPBadRequest(text="unknown user")
+        channel = body.get("channel")
+        if channel is not None and channel not in self.s.channels:
+            raise web.HTTPNotFound(text="no such channel")
+        return body
+
+    async def _message(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        text = (b.get("text") or "").strip()
+        if not text or not b.get("channel"):
+            raise web.HTTPBadRequest(text="a message needs a channel and text")
+        if text.startswith("/"):
+            await self.command(b["user"], b["channel"], text, b.get("thread_ts"))
+            return web.json_response({"ok": True, "command": text.split()[0]})
+        return web.json_response({"ok": True, "ts": self.post_message(b["user"], b["channel"], text, b.get("thread_ts"))["ts"]})
+
+    async def _shortcut(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        await self.shortcut(b["user"], b.get("channel", ""), b.get("ts", ""), b.get("callback_id", ""))
+        return web.json_response({"ok": True})
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        return web.json_response({"ok": True, **await self.submit(b["user"], b.get("view_id", ""), b.get("values") or {})})
+
+    async def _action(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        await self.action(b["user"], b)
+        return web.json_response({"ok": True})
+
+    async def _close(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        await self.close(b["user"], b.get("view_id", ""), bool(b.get("all")))
+        return web.json_response({"ok": True})
+
+    async def _home(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        await self.home_opened(b["user"])
+        return web.json_response({"ok": True})
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        if request.match_info["key"] not in self.responders:
+            raise web.HTTPNotFound(text="unknown response_url")
+        user, channel, thread_ts = self.responders[request.match_info["key"]]
+        self._answer(user, channel, thread_ts, await request.text())
+        return web.Response(text="ok")
+
+    async def _page(self, request: web.Request) -> web.FileResponse:
+        name = request.match_info.get("name", "index.html")
+        if name not in {p.name for p in STATIC.iterdir()}:
+            raise web.HTTPNotFound()
+        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+    async def _shutdown(self, _app: web.Application) -> None:
+        self.changed()  # long polls answer now rather than hold up the shutdown
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+    def install(self, app: web.Application) -> None:
+        """Add the page and the /ui/ endpoints to the stand-in's application (``slack.create_app``)."""
+        app.router.add_get("/", self._page)
+        app.router.add_get("/static/{name}", self._page)
+        app.router.add_get("/ui/state", self._state)
+        for path, handler in (("message", self._message), ("shortcut", self._shortcut), ("submit", self._submit),
+                              ("action", self._action), ("close", self._close), ("home", self._home),
+                              ("respond/{key}", self._respond)):
+            app.router.add_post(f"/ui/{path}", handler)
+        app.on_shutdown.append(self._shutdown)
+        app.on_cleanup.append(self._cleanup)
