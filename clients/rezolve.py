@@ -33,6 +33,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ._refresh import KeptFresh
 from ._http import TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FieldKind, FormField, Option, TicketBackend, TicketDraft
 
@@ -456,65 +457,29 @@ class RezolveBackend(TicketBackend):
         self.configured_offer_id = str(offer_id) if offer_id else None
         self.summary_field_id = summary_field_id or None
         self.description_field_id = description_field_id or None
-        self.cache_ttl = cache_ttl
-        self._fields: list[FormField] | None = None
         self._type_fields: dict[str, TicketTypeField] = {}
         self._offer_id: str | None = None
-        self._loaded_at = -1e18
-        self._lock = asyncio.Lock()
-        self._refresher: asyncio.Task[None] | None = None
-        self._loading: asyncio.Task[None] | None = None
-        self.first_load_wait = first_load_wait
+        self._form = KeptFresh(self._load, system=SYSTEM, what="form", every=cache_ttl, first_load_wait=first_load_wait)
 
     # form ---------------------------------------------------------------------------------------
 
+    @property
+    def _fields(self) -> list[FormField] | None:
+        return self._form.value
+
     async def start(self) -> None:
         """Load the form in the background and keep it fresh, so a modal never waits on Rezolve.ai."""
-        if self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh_forever(), name="rezolve-form")
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-                await asyncio.sleep(self.cache_ttl)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep the last good form; try again soon
-                log.warning("could not refresh the Rezolve.ai form: %s", exc)
-                await asyncio.sleep(min(30.0, self.cache_ttl))
+        self._form.start()
 
     async def refresh(self) -> None:
         """Reload the ticket type and the offer (two 304s when nothing changed)."""
-        async with self._lock:
-            await self._load()
-
-    async def _first_load(self) -> None:
-        """Load the form, waiting at most `first_load_wait` seconds (a modal has 3 seconds to open);
-        a load that takes longer goes on in the background, for the next try."""
-        if self._loading is None or self._loading.done():
-            self._loading = asyncio.create_task(self.refresh())
-            self._loading.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
-        try:
-            await asyncio.wait_for(asyncio.shield(self._loading), self.first_load_wait)
-        except asyncio.TimeoutError:
-            raise BackendError(f"{SYSTEM} is slow to answer; try again in a moment", transient=True) from None
+        await self._form.refresh()
 
     async def form_fields(self) -> list[FormField]:
-        """From memory once loaded. The first call loads (and raises if it cannot); without the
-        background refresher a stale form is reloaded inline, falling back to the last good one."""
-        if self._fields is None:
-            await self._first_load()
-        elif self._refresher is None and time.monotonic() - self._loaded_at >= self.cache_ttl:
-            try:
-                await self.refresh()
-            except BackendError as exc:
-                log.warning("Rezolve.ai form refresh failed, using the last one: %s", exc.message)
-                self._loaded_at = time.monotonic() - self.cache_ttl + min(30.0, self.cache_ttl)
-        assert self._fields is not None
-        return self._fields
+        """From memory once loaded; the first call loads (and raises if it cannot)."""
+        return await self._form.get()
 
-    async def _load(self) -> None:
+    async def _load(self) -> list[FormField]:
         types, offers = await asyncio.gather(self.client.ticket_types(), self.client.offers())
         ttype = next((t for t in types if str(t.id) == self.item_type_id), None)
         if ttype is None:
@@ -522,8 +487,7 @@ class RezolveBackend(TicketBackend):
         self._offer_id = self._pick_offer(offers)
         self._type_fields = {f.id: f for f in ttype.fields}
         skip = {self.summary_field_id, self.description_field_id}
-        self._fields = [ff for f in ttype.fields if f.id not in skip and (ff := form_field(f)) is not None]
-        self._loaded_at = time.monotonic()
+        return [ff for f in ttype.fields if f.id not in skip and (ff := form_field(f)) is not None]
 
     def _pick_offer(self, offers: list[Offer]) -> str:
         if self.configured_offer_id:
@@ -639,8 +603,5 @@ class RezolveBackend(TicketBackend):
         return problems
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._refresher, self._loading) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._form.aclose()
         await self.client.aclose()

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from ._refresh import KeptFresh
 from ._http import TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FormField, Option, Person, TicketBackend, TicketDraft
 
@@ -314,32 +315,21 @@ class ServalBackend(TicketBackend):
         self.team_id = team_id
         self.slack_integration_id = slack_integration_id
         self._user_cache_ttl = user_cache_ttl
-        self._catalog_ttl = catalog_ttl
         self._users_by_email: dict[str, str] = {}
         self._users_loaded_at = -1e18
         self.teams: list[Team] = []
         self.priorities: dict[str, list[Priority]] = {}
         self.statuses: dict[str, list[Status]] = {}
-        self._refresher: asyncio.Task[None] | None = None
+        self._catalog = KeptFresh(
+            self.refresh_catalog, system="Serval", what="teams, priorities and statuses", every=catalog_ttl
+        )
 
     # --- cached lists ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh_forever(), name="serval-catalog")
+        self._catalog.start()
 
-    async def _refresh_forever(self) -> None:
-        while True:
-            try:
-                await self.refresh_catalog()
-                await asyncio.sleep(self._catalog_ttl)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep the last known lists; try again soon
-                log.warning("could not refresh Serval teams/priorities/statuses: %s", exc)
-                await asyncio.sleep(min(30.0, self._catalog_ttl))
-
-    async def refresh_catalog(self) -> None:
+    async def refresh_catalog(self) -> bool:
         teams = await self.client.list_teams()
         wanted = {t.id for t in teams} | {self.team_id}
         priorities, statuses = {}, {}
@@ -348,6 +338,7 @@ class ServalBackend(TicketBackend):
                 self.client.list_priorities(team_id), self.client.list_statuses(team_id)
             )
         self.teams, self.priorities, self.statuses = teams, priorities, statuses
+        return True
 
     async def form_fields(self) -> list[FormField]:
         return await self.form_fields_for({})
@@ -486,9 +477,7 @@ class ServalBackend(TicketBackend):
             raise
 
     async def aclose(self) -> None:
-        if self._refresher:
-            self._refresher.cancel()
-            await asyncio.gather(self._refresher, return_exceptions=True)
+        await self._catalog.aclose()
         await self.client.aclose()
 
 

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ._refresh import KeptFresh
 from ._http import TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft
 
@@ -414,59 +415,18 @@ class SocialboardsBackend(TicketBackend):
         self.client = client
         self.community = community or None
         self.default_sentiment = default_sentiment
-        self.cache_ttl = cache_ttl
-        self._fields: list[FormField] | None = None
-        self._loaded_at = -1e18
-        self._lock = asyncio.Lock()
-        self._refresher: asyncio.Task[None] | None = None
-        self._loading: asyncio.Task[None] | None = None
-        self.first_load_wait = first_load_wait
+        self._form = KeptFresh(self._load, system=SYSTEM, what="form", every=cache_ttl, first_load_wait=first_load_wait)
 
     async def start(self) -> None:
         """Load the form in the background and keep it fresh, so a modal never waits on Socialboards."""
-        if self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh_forever(), name="socialboards-form")
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-                await asyncio.sleep(self.cache_ttl)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep the last good form; try again soon
-                log.warning("could not refresh the Socialboards form: %s", exc)
-                await asyncio.sleep(min(30.0, self.cache_ttl))
+        self._form.start()
 
     async def refresh(self) -> None:
-        async with self._lock:
-            self._fields = await self._load()
-            self._loaded_at = time.monotonic()
-
-    async def _first_load(self) -> None:
-        """Load the form, waiting at most `first_load_wait` seconds (a modal has 3 seconds to open);
-        a load that takes longer goes on in the background, for the next try."""
-        if self._loading is None or self._loading.done():
-            self._loading = asyncio.create_task(self.refresh())
-            self._loading.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
-        try:
-            await asyncio.wait_for(asyncio.shield(self._loading), self.first_load_wait)
-        except asyncio.TimeoutError:
-            raise BackendError(f"{SYSTEM} is slow to answer; try again in a moment", transient=True) from None
+        await self._form.refresh()
 
     async def form_fields(self) -> list[FormField]:
-        """From memory once loaded. The first call loads (and raises if it cannot); without the
-        background refresher a stale form is reloaded inline, falling back to the last good one."""
-        if self._fields is None:
-            await self._first_load()
-        elif self._refresher is None and time.monotonic() - self._loaded_at >= self.cache_ttl:
-            try:
-                await self.refresh()
-            except BackendError as exc:
-                log.warning("Socialboards form refresh failed, using the last one: %s", exc.message)
-                self._loaded_at = time.monotonic() - self.cache_ttl + min(30.0, self.cache_ttl)
-        assert self._fields is not None
-        return self._fields
+        """From memory once loaded; the first call loads (and raises if it cannot)."""
+        return await self._form.get()
 
     async def _load(self) -> list[FormField]:
         roots = [c for c in await self.client.root_categories() if not c.isHidden]
@@ -584,8 +544,5 @@ class SocialboardsBackend(TicketBackend):
         return status.replace("_", " ").capitalize() if status else None
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._refresher, self._loading) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._form.aclose()
         await self.client.aclose()
