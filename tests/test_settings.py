@@ -83,3 +83,11 @@ def test_app_refuses_to_start_with_one_clear_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip() == "Configuration error: SERVAL_TEAM_ID must be set for the Serval back end"
     assert "s3cret-signing" not in r.stderr
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from bot.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    assert missing == []
