@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
-import urllib.parse
 from dataclasses import dataclass
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
@@ -70,20 +69,32 @@ def build_bolt_app(bot: Bot) -> AsyncApp:
     return app
 
 
-def malformed(body: str) -> str | None:
-    """Why this (signed) body is not a Slack request Bolt can route, or None if it looks fine."""
+def is_interaction(body: str) -> bool:
+    """A form body with a `payload` field (interactions), as opposed to a slash command."""
+    return body.startswith("payload=") or "&payload=" in body
+
+
+def bolt_request_for(request: web.Request, body: str) -> AsyncBoltRequest:
+    """The Bolt request for a signed HTTP body, parsed once.
+
+    Bolt takes any form body that contains the word "payload" for an interaction, so
+    `/ticket payload export fails` would be parsed as an empty interaction and answered 404. For a
+    form body without a `payload` field, Bolt parses a copy in which the word is percent-encoded
+    (`%70ayload` decodes to the same text); its signature check still sees the body Slack signed."""
+    parsed = body
+    if not body.startswith("{") and not is_interaction(body) and "payload" in body:
+        parsed = body.replace("payload", "%70ayload")
+    bolt_request = AsyncBoltRequest(body=parsed, query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+    bolt_request.raw_body = body
+    return bolt_request
+
+
+def malformed(body: str, data: object) -> str | None:
+    """Why this (signed) body is not a Slack request Bolt can route, or None if it looks fine.
+    `data`: the body as Bolt parsed it (`AsyncBoltRequest.body`), so the body is parsed only once."""
     if body.startswith("{"):  # Events API
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return "body is not valid JSON"
         return None if isinstance(data, dict) and isinstance(data.get("type"), str) else "event has no type"
-    form = urllib.parse.parse_qs(body)
-    if "payload" in form:
-        try:
-            data = json.loads(form["payload"][0])
-        except ValueError:
-            return "payload is not valid JSON"
+    if is_interaction(body):  # Bolt parsed the payload's JSON
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             return "payload has no type"
         if not isinstance(data.get("user"), dict):
@@ -93,7 +104,7 @@ def malformed(body: str) -> str | None:
         ):
             return "payload has no view"
         return None
-    return None if "command" in form else "neither a command, an interaction nor an event"
+    return None if isinstance(data, dict) and "command" in data else "neither a command, an interaction nor an event"
 
 
 def build_web_app(bolt: AsyncApp, bot: Bot) -> web.Application:
@@ -104,11 +115,16 @@ def build_web_app(bolt: AsyncApp, bot: Bot) -> web.Application:
         # Bolt verifies too; checking first means unsigned junk is 401, never parsed.
         if not verifier.is_valid_request(body, dict(request.headers)):
             return web.json_response({"error": "invalid request signature"}, status=401)
-        problem = malformed(body)
+        try:
+            bolt_request = bolt_request_for(request, body)  # parses the form and the payload's JSON
+        except Exception:  # invalid JSON, or JSON Bolt cannot read (a list, a string)
+            problem: str | None = "body is not valid JSON" if body.startswith("{") else "payload is not a JSON object"
+        else:
+            problem = malformed(body, bolt_request.body)
         if problem:
             log.warning("rejected a malformed Slack request: %s", problem)
             return web.json_response({"error": f"malformed request: {problem}"}, status=400)
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     async def healthz(_request: web.Request) -> web.Response:
         if await bot.storage.ping():

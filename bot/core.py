@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -25,12 +26,16 @@ from .storage import Storage
 log = logging.getLogger(__name__)
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
+def slack_client(settings: Settings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """`session`: one keep-alive connection pool for every Web API call. Without it, slack_sdk opens
+    a new aiohttp session (and TCP/TLS connection) for each call. Bolt's per-request clients reuse
+    the session of the client given to AsyncApp."""
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=base_url,
         timeout=10,
+        session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),  # waits Retry-After
@@ -66,7 +71,7 @@ class Bot:
                 lambda: storage.get_state("socialboards.refresh_token"),
                 lambda value: storage.set_state("socialboards.refresh_token", value),
             )
-        slack = slack_client(settings)
+        slack = slack_client(settings, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)))
         people = People(slack, storage, refresh=settings.people_refresh_seconds)
         router = Router(
             storage,
@@ -111,3 +116,5 @@ class Bot:
         for backend in self.backends.values():
             await backend.aclose()
         await self.storage.close()
+        if self.slack.session is not None:
+            await self.slack.session.close()

@@ -73,6 +73,7 @@ class TicketService:
         retry_base: float = 0.5,
         retry_max: float = 300.0,
         give_up_after: float = 86400.0,
+        max_active: int = 64,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default back end {default_backend!r} is not configured")
@@ -88,6 +89,10 @@ class TicketService:
         self.retry_max = retry_max
         self.give_up_after = give_up_after
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # At most this many submissions move through their steps at once; the rest wait their turn
+        # (journaled, with the "queued" notice after queued_after). Without a bound, a burst puts
+        # hundreds of requests into httpx's pool, whose bookkeeping is quadratic in waiting requests.
+        self._active = asyncio.Semaphore(max_active)
 
     # --- what handlers call ------------------------------------------------------------------
 
@@ -210,7 +215,8 @@ class TicketService:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 try:
-                    await self._advance(sub, timer)
+                    async with self._active:
+                        await self._advance(sub, timer)
                 except RetryLater as again:
                     self._plan_retry(sub, again)
                     await self.storage.save_submission(sub)
@@ -247,14 +253,17 @@ class TicketService:
         if CONNECT not in sub.steps_done:
             await self._step_connect(sub)
         if NOTIFY not in sub.steps_done:
-            await self._step_notify(sub)
+            await self._step_notify(sub, save=False)  # saved with the final status, just below
         sub.status = "done" if sub.ticket else "failed"
         await self.storage.save_submission(sub)
 
-    async def _done(self, sub: Submission, step: str) -> None:
+    async def _done(self, sub: Submission, step: str, *, save: bool = True) -> None:
+        """Mark a step done. `save=False` for a step that did nothing outside the bot (nothing to
+        repeat if it is lost): the next save records it."""
         sub.steps_done.add(step)
         sub.next_attempt_at = 0.0
-        await self.storage.save_submission(sub)
+        if save:
+            await self.storage.save_submission(sub)
 
     def _gave_up(self, sub: Submission) -> str | None:
         return sub.payload.get("gave_up")
@@ -396,7 +405,7 @@ class TicketService:
         elif sub.payload.get("share") and origin.channel_id:
             kwargs = dict(channel=origin.channel_id, text=views.shared_ticket_text(ticket.display_id, title, user_id))
         else:
-            await self._done(sub, REPLY)
+            await self._done(sub, REPLY, save=False)  # nothing to post
             return
         try:
             resp = await self.slack.chat_postMessage(**kwargs)
@@ -420,7 +429,7 @@ class TicketService:
         origin = Origin(**sub.payload["origin"])
         backend = self.backend(origin.backend)
         if not (sub.thread_ts and origin.channel_id and backend.can_connect_threads):
-            await self._done(sub, CONNECT)
+            await self._done(sub, CONNECT, save=False)  # nothing to connect
             return
         try:
             await backend.connect_thread(
@@ -432,7 +441,7 @@ class TicketService:
             sub.warnings.append(f"The Slack thread could not be linked to the ticket: {exc.message}")
         await self._done(sub, CONNECT)
 
-    async def _step_notify(self, sub: Submission) -> None:
+    async def _step_notify(self, sub: Submission, *, save: bool = True) -> None:
         p = sub.payload
         origin = Origin(**p["origin"])
         if sub.ticket:
@@ -447,7 +456,7 @@ class TicketService:
                 # Errors the person can fix: the form comes back with their values and the errors
                 # beside the fields; a message follows only if the form is gone.
                 if await self._update_view(p["view_id"], await self._form_with_errors(sub)):
-                    await self._done(sub, NOTIFY)
+                    await self._done(sub, NOTIFY, save=save)
                     return
         if p.get("view_id"):
             await self._update_view(p["view_id"], modal)
@@ -457,7 +466,7 @@ class TicketService:
             if slack_transient(exc) and not self._gave_up(sub):
                 raise RetryLater(f"Slack: {slack_error(exc)}") from exc
             log.error("submission %s: could not tell <%s> the outcome: %s", sub.id, p["user_id"], slack_error(exc))
-        await self._done(sub, NOTIFY)
+        await self._done(sub, NOTIFY, save=save)
 
     async def _tell(self, user_id: str, channel_id: str | None, text: str) -> None:
         """An ephemeral message where the person is; a DM when the bot cannot post there."""

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import aiohttp
 import httpx
 
 from .base import BackendError
@@ -75,3 +76,52 @@ async def transport_errors(system: str, *, unsafe: bool) -> AsyncIterator[None]:
 
 def status_is_transient(status: int) -> bool:
     return status == 429 or status == 408 or status >= 500
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx requests sent over one aiohttp connection pool.
+
+    httpcore's pool (httpx's default transport) re-checks every pooled connection on each request
+    and response (`has_expired()` polls the socket through anyio; idle-connection pruning is
+    quadratic), which made it the largest CPU cost of creating a ticket under load. aiohttp's
+    connector keeps idle connections in a per-host deque. Transport failures are raised as the
+    httpx exceptions `transport_errors` maps (connect vs. read: ambiguous or not)."""
+
+    def __init__(self, *, limit: int = 100) -> None:
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit),
+                auto_decompress=False,  # httpx decodes the body by its Content-Encoding
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                trust_env=True,  # HTTPS_PROXY / NO_PROXY, as httpx would honour them
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        t = request.extensions.get("timeout") or {}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.get("connect"), sock_read=t.get("read"))
+        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in ("host", "content-length")]
+        body = await request.aread()
+        try:
+            async with self._client().request(
+                request.method, str(request.url), headers=headers, data=body or None,
+                timeout=timeout, allow_redirects=False,
+            ) as r:
+                content = await r.read()
+                return httpx.Response(r.status, headers=list(r.raw_headers), content=content, request=request)
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc), request=request) from exc
+        except (aiohttp.SocketTimeoutError, asyncio.TimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc), request=request) from exc
+        except aiohttp.ClientError as exc:  # disconnected, reset, bad response
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

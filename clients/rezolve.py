@@ -34,7 +34,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._refresh import KeptFresh
-from ._http import TokenCache, retry_after_seconds, status_is_transient, transport_errors
+from ._http import AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FieldKind, FormField, Option, TicketBackend, TicketDraft
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class RezolveClient:
     ) -> None:
         if not (client_id and client_secret and tenant_id and realm):
             raise ValueError("Rezolve.ai needs a client id and secret, a tenant id and a realm")
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport or AiohttpTransport())
         self.token_url = token_url or keycloak_token_url(base_url, realm)
         self._credentials = {"client_id": client_id, "client_secret": client_secret}
         if scope:  # an optional client scope to ask for, e.g. tickets:write (seed) or ticketing:write (docs)

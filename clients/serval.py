@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from ._refresh import KeptFresh
-from ._http import TokenCache, retry_after_seconds, status_is_transient, transport_errors
+from ._http import AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FormField, Option, Person, TicketBackend, TicketDraft
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class ServalClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
-            transport=transport,
+            transport=transport or AiohttpTransport(),
             headers={"Accept": "application/json"},
         )
         self._static_token = bearer_token

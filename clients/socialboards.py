@@ -33,7 +33,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._refresh import KeptFresh
-from ._http import TokenCache, retry_after_seconds, status_is_transient, transport_errors
+from ._http import AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class SocialboardsClient:
         if not (client_id and refresh_token):
             raise ValueError("Socialboards needs a client id and a refresh token")
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport, headers={"Accept": "application/json"}
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport or AiohttpTransport(), headers={"Accept": "application/json"}
         )
         self.token_url = token_url or f"{base_url.rstrip('/')}/token"
         self.client_id = client_id

@@ -77,6 +77,13 @@ async def test_ticket_command_opens_prefilled_modal(sender, slack):
     assert share == "Share in <#C111> and sync the thread"
 
 
+async def test_command_text_mentioning_payload_still_opens_the_modal(sender, slack):
+    # Bolt alone would take any form body containing "payload" for an interaction and answer 404.
+    slack_state, _ = slack
+    view = await open_modal_with_command(sender, slack_state, "payload=export fails for payload uploads")
+    assert block(view, "title")["element"]["initial_value"] == "payload=export fails for payload uploads"
+
+
 async def test_ticket_command_in_a_dm_has_no_share_checkbox(sender, slack):
     view = await open_modal_with_command(sender, slack[0], "", channel_id="D0LFFBKLZ", channel_name="directmessage")
     assert all(b.get("block_id") != "share" for b in view["blocks"])
