@@ -92,6 +92,7 @@ class Bot:
             retry_base=settings.retry_base_seconds,
             retry_max=settings.retry_max_seconds,
             give_up_after=settings.give_up_after_seconds,
+            max_active=settings.max_tickets_in_flight,
         )
         return cls(settings, storage, slack, backends, tickets, people, router)
 

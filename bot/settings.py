@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=0.5, gt=0)  # first wait between two attempts
     retry_max_seconds: float = Field(default=300.0, gt=0)  # longest wait between two attempts
     give_up_after_seconds: float = Field(default=86400.0, gt=0)  # transient failures, then report
+    max_tickets_in_flight: int = Field(default=64, ge=1)  # submissions in their steps at once
 
     # People and channels
     unmatched_requester: Literal["describe", "create", "refuse"] = "describe"

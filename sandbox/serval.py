@@ -20,7 +20,8 @@ By hand::
     curl -X POST http://127.0.0.1:8081/_sandbox/faults -d '{"POST /v2/tickets": {"next_n": ["lost"]}}'
 
 In tests: ``runner, url = await start(state := ServalState())``, then look at ``state.tickets``,
-``state.requests``, set ``state.faults[...] = Fault(...)``; finally ``await runner.cleanup()``.
+``state.requests`` (and ``state.peak_in_flight``: most requests per endpoint answered at once),
+set ``state.faults[...] = Fault(...)``; finally ``await runner.cleanup()``.
 ``state.listeners`` are called with ``(event, data)`` after each change (ticket_created, ...);
 ``ServalState(db_path=...)`` (``--db PATH``) keeps the data in a SQLite file across restarts.
 
@@ -45,6 +46,7 @@ import sqlite3
 import time
 import uuid
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -325,6 +327,8 @@ class ServalState:
         self.connections: dict[str, list[dict]] = {}      # ticket id -> ExternalTicket dicts
         self.connect_requests: dict[str, dict] = {}       # externalTicketId -> {ticketId, **request body}
         self.requests: list[dict] = []
+        self.in_flight: Counter[str] = Counter()          # "METHOD /path" -> requests being answered now
+        self.peak_in_flight: Counter[str] = Counter()     # "METHOD /path" -> most at once so far
         self.issued_tokens: dict[str, float] = {}         # token -> expiry (clock seconds)
         self.faults: dict[str, Fault] = {}
         self._numbers: dict[str, int] = {}
@@ -725,6 +729,16 @@ async def _serval_middleware(request: web.Request, handler) -> web.StreamRespons
     state.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
                            "body": body, "headers": {k: v for k, v in request.headers.items()
                                                      if k.lower() != "authorization"}})
+    key = f"{request.method} {request.path}"
+    state.in_flight[key] += 1
+    state.peak_in_flight[key] = max(state.peak_in_flight[key], state.in_flight[key])
+    try:
+        return await _answer(request, handler, state)
+    finally:
+        state.in_flight[key] -= 1
+
+
+async def _answer(request: web.Request, handler, state: ServalState) -> web.StreamResponse:
     resource = getattr(request.match_info.route, "resource", None)
     fault = state.fault_for(request.method, request.path, resource.canonical if resource else None)
     outcome = fault.decide(state.rng) if fault else "ok"

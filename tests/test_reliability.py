@@ -131,6 +131,26 @@ async def test_lost_response_on_create_does_not_duplicate(tmp_path, slack, serva
         await running.close()
 
 
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_tickets_in_flight_are_bounded_and_the_rest_wait_their_turn(tmp_path, slack, serval, limit):
+    slack_state, slack_url = slack
+    serval_state, serval_url = serval
+    serval_state.latency = 0.1
+    settings = make_settings(tmp_path, slack_url, serval_url, max_tickets_in_flight=limit)
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    sender = SlackSender(running.url)
+    try:
+        views = [await open_modal_with_command(sender, slack_state, "") for _ in range(8)]
+        answers = await asyncio.gather(*(sender.interactive(submission(v, filled(f"Burst {i}"))) for i, v in enumerate(views)))
+        assert all(a.status_code == 200 for a in answers)
+        await eventually(lambda: len(told(slack_state)) == 8, timeout=10)
+        assert len(serval_state.tickets) == 8
+        assert serval_state.peak_in_flight["POST /v2/tickets"] == limit
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
 async def test_replayed_slack_request_makes_one_ticket(sender, slack, serval):
     slack_state, _ = slack
     view = await open_modal_with_command(sender, slack_state, "")
