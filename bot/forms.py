@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 async def may_file_for_others(bot: Bot, user_id: str) -> bool:
     """Bounded in time: a modal must open within Slack's 3 seconds, so in doubt the answer is no."""
+    if bot.settings.on_behalf_of != "admins":  # "anyone" or "nobody": no lookup, no timer task
+        return bot.settings.on_behalf_of == "anyone"
     try:
         return await asyncio.wait_for(bot.may_file_for_others(user_id), 1.0)
     except Exception as exc:

@@ -106,11 +106,19 @@ class Router:
         self.default_backend = default_backend
         self.default_share = default_share
         self.backends = backends
+        # What admins set in Slack, by channel (None: nothing set), read from the database once.
+        # This process is the only writer (one bot per database file), and save() keeps it current.
+        self._slack_routes: dict[str, dict[str, Any] | None] = {}
+
+    async def _slack_route(self, channel_id: str) -> dict[str, Any] | None:
+        if channel_id not in self._slack_routes:
+            self._slack_routes[channel_id] = await self.storage.route(channel_id)
+        return self._slack_routes[channel_id]
 
     async def route(self, channel_id: str | None) -> Route:
         layers: list[tuple[str, dict[str, Any]]] = []
         if channel_id:
-            stored = await self.storage.route(channel_id)
+            stored = await self._slack_route(channel_id)
             if stored:
                 layers.append(("slack", stored))
             if channel_id in self.file_routes:
@@ -138,4 +146,6 @@ class Router:
         return route
 
     async def save(self, channel_id: str, entry: RouteEntry, user_id: str) -> None:
-        await self.storage.save_route(channel_id, entry.model_dump(exclude_none=True), user_id)
+        stored = entry.model_dump(exclude_none=True)
+        await self.storage.save_route(channel_id, stored, user_id)
+        self._slack_routes[channel_id] = stored

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -55,7 +55,8 @@ class Origin:
     team_id: str | None = None  # the channel's team when the form has no team field
 
     def dump(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
+        # vars(), not asdict(): every field is a plain string and asdict() deep-copies (slow, per modal)
+        return json.dumps({k: v for k, v in vars(self).items() if v is not None}, separators=(",", ":"))
 
     @classmethod
     def load(cls, raw: str | None) -> "Origin":
