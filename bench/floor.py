@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bench.servers import serve  # the same runner as the harness's servers
 
 SHORTCUT_CALLBACK_ID = "create_ticket"  # bot.views.SHORTCUT_CALLBACK_ID
 MODAL_CALLBACK_ID = "ticket_modal"  # bot.views.MODAL_CALLBACK_ID
@@ -58,19 +59,6 @@ def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/
     return web_app
 
 
-async def serve(opts: argparse.Namespace) -> None:
-    runner = web.AppRunner(build(opts.signing_secret, opts.slack_api_url, opts.token), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, opts.host, opts.port).start()
-    print(f"http://{opts.host}:{runner.addresses[0][1]}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.floor")
     parser.add_argument("--host", default="127.0.0.1")
@@ -80,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default="xoxb-bench")
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(opts))
+    asyncio.run(serve(build(opts.signing_secret, opts.slack_api_url, opts.token), opts.host, opts.port, ""))
     return 0
 
 
