@@ -48,7 +48,6 @@ Run by hand:  python -m sandbox.rezolve --port 8083   (prints its URL), then e.g
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import copy
 import hashlib
@@ -58,9 +57,10 @@ import time
 import uuid
 import warnings
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from ._server import recorded, serve_forever, start_app
 
 TENANT_ID = "820188ff-2036-4924-b80f-d11610735d86"
 REALM = "acme"
@@ -211,18 +211,6 @@ def _json_with_etag(request: web.Request, payload: dict) -> web.Response:
     return web.Response(text=text, content_type="application/json", headers={"ETag": etag})
 
 
-def _parse_body(raw: bytes, content_type: str):
-    if not raw:
-        return None
-    text = raw.decode("utf-8", "replace")
-    if content_type == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(text, keep_blank_values=True))
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def _iso_now(state: RezolveState) -> str:
     return datetime.fromtimestamp(state.now(), timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
 
@@ -267,10 +255,7 @@ async def _middleware(request: web.Request, handler):
     if request.path.startswith("/_sandbox/"):
         return await handler(request)
     raw = await request.read()
-    state.requests.append({
-        "method": request.method, "path": request.path, "query": dict(request.query),
-        "headers": {k: v for k, v in request.headers.items() if k.lower() != "authorization"},
-        "body": _parse_body(raw, request.content_type)})
+    state.requests.append(recorded(request, raw))
     if state.next_faults:
         fault = state.next_faults.pop(0)
         if fault == "drop":
@@ -468,10 +453,7 @@ def create_app(state: RezolveState | None = None) -> web.Application:
 
 async def start(state: RezolveState | None = None, host: str = "127.0.0.1", port: int = 0):
     """Start the sandbox; returns (runner, base_url). Stop it with `await runner.cleanup()`."""
-    runner = web.AppRunner(create_app(state), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner, "http://%s:%s" % runner.addresses[0][:2]
+    return await start_app(create_app(state), host, port)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -481,18 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-ttl", type=float, default=300)
     args = parser.parse_args(argv)
 
-    async def run() -> None:
-        runner, url = await start(RezolveState(token_ttl=args.token_ttl), args.host, args.port)
-        print(url, flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
+    serve_forever(lambda: start(RezolveState(token_ttl=args.token_ttl), args.host, args.port))
 
 
 if __name__ == "__main__":

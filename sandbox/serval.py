@@ -53,6 +53,8 @@ from typing import Any, Callable, ClassVar
 
 import yaml
 from aiohttp import web
+
+from ._server import serve_forever, start_app
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
@@ -778,11 +780,7 @@ def create_app(state: ServalState | None = None) -> web.Application:
 async def start(state: ServalState | None = None, host: str = "127.0.0.1",
                 port: int = 0) -> tuple[web.AppRunner, str]:
     """Serve the sandbox; port 0 picks a free port. Returns (runner, base URL); `await runner.cleanup()`."""
-    runner = web.AppRunner(create_app(state), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    real_host, real_port = runner.addresses[0][:2]
-    return runner, f"http://[{real_host}]:{real_port}" if ":" in real_host else f"http://{real_host}:{real_port}"
+    return await start_app(create_app(state), host, port)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -803,18 +801,7 @@ def main(argv: list[str] | None = None) -> None:
                         latency=args.latency_ms / 1000, seed=args.seed,
                         slack_channel_field=args.slack_channel_field, db_path=args.db)
 
-    async def serve() -> None:
-        runner, url = await start(state, args.host, args.port)
-        print(url, flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+    serve_forever(lambda: start(state, args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,6 @@ Run by hand:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import copy
 import json
 import re
@@ -64,9 +63,10 @@ import time
 import uuid
 import warnings
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from ._server import recorded, serve_forever, start_app
 
 CLIENT_ID = "sandbox-client"
 REFRESH_TOKEN = "sb-refresh-0"
@@ -157,28 +157,13 @@ def _iso_now(state: SocialboardsState) -> str:
     return datetime.fromtimestamp(state.now(), timezone.utc).isoformat()
 
 
-def _parse_body(raw: bytes, content_type: str):
-    if not raw:
-        return None
-    text = raw.decode("utf-8", "replace")
-    if content_type == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(text, keep_blank_values=True))
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 @web.middleware
 async def _middleware(request: web.Request, handler):
     state: SocialboardsState = request.app["state"]
     if request.path.startswith("/_sandbox/"):
         return await handler(request)
     raw = await request.read()
-    state.requests.append({
-        "method": request.method, "path": request.path, "query": dict(request.query),
-        "headers": {k: v for k, v in request.headers.items() if k.lower() != "authorization"},
-        "body": _parse_body(raw, request.content_type)})
+    state.requests.append(recorded(request, raw))
     if state.next_faults:
         fault = state.next_faults.pop(0)
         if fault == "drop":
@@ -460,10 +445,7 @@ def create_app(state: SocialboardsState | None = None) -> web.Application:
 
 async def start(state: SocialboardsState | None = None, host: str = "127.0.0.1", port: int = 0):
     """Start the sandbox; returns (runner, base_url). Stop it with `await runner.cleanup()`."""
-    runner = web.AppRunner(create_app(state), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner, "http://%s:%s" % runner.addresses[0][:2]
+    return await start_app(create_app(state), host, port)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -474,19 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refresh-token", default=REFRESH_TOKEN)
     args = parser.parse_args(argv)
 
-    async def run() -> None:
-        state = SocialboardsState(token_ttl=args.token_ttl, refresh_token=args.refresh_token)
-        runner, url = await start(state, args.host, args.port)
-        print(url, flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
+    state = SocialboardsState(token_ttl=args.token_ttl, refresh_token=args.refresh_token)
+    serve_forever(lambda: start(state, args.host, args.port))
 
 
 if __name__ == "__main__":
