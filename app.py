@@ -54,7 +54,7 @@ def setup_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level)
     # slack_sdk decides whether to format each request and response for its debug log by its
     # logger's own level (`logger.level <= DEBUG`), which is NOTSET (0) unless set: without this,
-    # every Web API call formats its whole body, a quarter of the CPU of a views.open.
+    # every Web API call formats its whole request and response for a debug line nobody reads.
     logging.getLogger("slack_sdk.web.async_client").setLevel(settings.log_level)
 
 
