@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS submissions (
     last_error      TEXT,
     warnings        TEXT NOT NULL DEFAULT '[]',
     created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
+    updated_at      REAL NOT NULL,
+    owner           TEXT,                              -- the process working on it, while its lease lasts
+    lease_until     REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS submissions_pending ON submissions(status) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS submissions_user ON submissions(user_id, created_at);
@@ -93,6 +95,8 @@ class Submission:
     warnings: list[str] = field(default_factory=list)
     created_at: float = 0.0
     updated_at: float = 0.0
+    owner: str | None = None
+    lease_until: float = 0.0
 
     @classmethod
     def new(cls, dedupe_key: str, payload: dict[str, Any], thread_key: str | None) -> "Submission":
@@ -124,6 +128,8 @@ class Submission:
             warnings=json.loads(row["warnings"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            owner=row["owner"],
+            lease_until=row["lease_until"],
         )
 
 
@@ -134,6 +140,10 @@ class Link:
     ticket_id: str
     display_id: str
     backend: str
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the submission (its lease ran out and another took it over)."""
 
 
 class ThreadTaken(Exception):
@@ -157,9 +167,15 @@ class Storage:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a submission acknowledged to Slack survives a power loss, not only a crash.
+        await self._db.execute("PRAGMA synchronous=FULL")
         await self._db.execute("PRAGMA busy_timeout=5000")
         await self._db.executescript(SCHEMA)
+        async with self._db.execute("PRAGMA table_info(submissions)") as cur:
+            columns = {row[1] for row in await cur.fetchall()}
+        if "owner" not in columns:  # a database from before leases
+            await self._db.execute("ALTER TABLE submissions ADD COLUMN owner TEXT")
+            await self._db.execute("ALTER TABLE submissions ADD COLUMN lease_until REAL NOT NULL DEFAULT 0")
         return self
 
     async def close(self) -> None:
@@ -192,8 +208,8 @@ class Storage:
                 raise ThreadTaken(link.display_id)
         try:
             await self.db.execute(
-                "INSERT INTO submissions (id, dedupe_key, thread_key, payload, user_id, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO submissions (id, dedupe_key, thread_key, payload, user_id, created_at, updated_at,"
+                " owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     sub.id,
                     sub.dedupe_key,
@@ -202,6 +218,8 @@ class Storage:
                     sub.payload.get("user_id"),
                     sub.created_at,
                     sub.updated_at,
+                    sub.owner,
+                    sub.lease_until,
                 ),
             )
             return sub, True
@@ -215,21 +233,63 @@ class Storage:
     async def get_submission(self, sub_id: str) -> Submission | None:
         return await self._one("SELECT * FROM submissions WHERE id = ?", sub_id)
 
+    async def claim(self, owner: str, lease_seconds: float, limit: int) -> list[Submission]:
+        """Take up to `limit` pending submissions that are due and held by nobody (or whose holder's
+        lease ran out), oldest due first, for `owner` until its lease expires."""
+        now = time.time()
+        async with self.db.execute(
+            "UPDATE submissions SET owner = ?, lease_until = ? WHERE id IN ("
+            " SELECT id FROM submissions WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND (owner IS NULL OR lease_until < ?) ORDER BY next_attempt_at, created_at LIMIT ?)"
+            " RETURNING *",
+            (owner, now + lease_seconds, now, now, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return sorted((Submission._from_row(r) for r in rows), key=lambda s: (s.next_attempt_at, s.created_at))
+
+    async def renew(self, owner: str, ids: list[str], lease_seconds: float) -> None:
+        """Extend this owner's leases on the submissions it is still working on."""
+        if ids:
+            await self.db.execute(
+                f"UPDATE submissions SET lease_until = ? WHERE owner = ? AND id IN ({','.join('?' * len(ids))})",
+                (time.time() + lease_seconds, owner, *ids),
+            )
+
+    async def release_all(self, owner: str) -> None:
+        """Give up every lease this owner holds (a graceful stop): another process may carry on."""
+        await self.db.execute("UPDATE submissions SET owner = NULL, lease_until = 0 WHERE owner = ?", (owner,))
+
+    async def next_due(self) -> float | None:
+        """When the earliest pending submission nobody holds is due (epoch seconds), or None."""
+        async with self.db.execute(
+            "SELECT MIN(CASE WHEN owner IS NULL THEN next_attempt_at"
+            " ELSE MAX(next_attempt_at, lease_until) END) FROM submissions WHERE status = 'pending'"
+        ) as cur:
+            row = await cur.fetchone()
+        return row[0] if row and row[0] is not None else None
+
     async def pending_submissions(self) -> list[Submission]:
         async with self.db.execute(
             "SELECT * FROM submissions WHERE status = 'pending' ORDER BY created_at"
         ) as cur:
             return [Submission._from_row(r) for r in await cur.fetchall()]
 
-    async def save_submission(self, sub: Submission) -> None:
+    async def save_submission(self, sub: Submission, *, release: bool = False) -> None:
+        """Record the submission's progress. Only its holder may: raises LeaseLost when another
+        process has taken it over. `release`: let go of it (it waits for its next attempt, or is
+        finished)."""
         sub.updated_at = time.time()
-        await self.db.execute(
-            "UPDATE submissions SET thread_key=?, status=?, steps_done=?, ticket=?, thread_ts=?,"
-            " maybe_created=?, attempts=?, next_attempt_at=?, last_error=?, warnings=?, updated_at=?"
-            " WHERE id=?",
+        owner = sub.owner
+        if release:
+            sub.owner, sub.lease_until = None, 0.0
+        async with self.db.execute(
+            "UPDATE submissions SET thread_key=?, status=?, payload=?, steps_done=?, ticket=?, thread_ts=?,"
+            " maybe_created=?, attempts=?, next_attempt_at=?, last_error=?, warnings=?, updated_at=?,"
+            " owner=?, lease_until=? WHERE id=? AND owner IS ?",
             (
                 sub.thread_key,
                 sub.status,
+                json.dumps(sub.payload),
                 ",".join(sorted(sub.steps_done)),
                 json.dumps(sub.ticket) if sub.ticket else None,
                 sub.thread_ts,
@@ -239,9 +299,14 @@ class Storage:
                 sub.last_error,
                 json.dumps(sub.warnings),
                 sub.updated_at,
+                sub.owner,
+                sub.lease_until,
                 sub.id,
+                owner,
             ),
-        )
+        ) as cur:
+            if cur.rowcount == 0:
+                raise LeaseLost(sub.id)
 
     async def tickets_of(self, user_id: str, limit: int = 10) -> list[Submission]:
         """The person's most recent submissions that became tickets."""
@@ -254,6 +319,14 @@ class Storage:
     async def counts(self) -> dict[str, int]:
         async with self.db.execute("SELECT status, COUNT(*) FROM submissions GROUP BY status") as cur:
             return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """(pending submissions, created_at of the oldest) for health and metrics."""
+        async with self.db.execute(
+            "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE status = 'pending'"
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else (0, None)
 
     async def _one(self, sql: str, *args: Any) -> Submission | None:
         async with self.db.execute(sql, args) as cur:
