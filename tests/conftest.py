@@ -200,3 +200,25 @@ async def socialboards() -> AsyncIterator[tuple[Any, str]]:
     runner, url = await socialboards_sandbox.start(state)
     yield state, url
     await runner.cleanup()
+
+
+# --- PostgreSQL (tests/pg.py): one throwaway server per test session -------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server on 127.0.0.1 (initdb + pg_ctl in a temp dir), stopped after the
+    session. Skipped, with the reason, where PostgreSQL is not installed; under CI=true that fails."""
+    from tests import pg
+
+    server = pg.server_or_skip()
+    yield server
+    pg.stop_server(server)
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A new, empty database on the test server, as postgresql://user:pass@127.0.0.1:port/db."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
