@@ -2,6 +2,8 @@
 # make test   — create .venv, install the bot and its test tools, run the tests
 # make bench  — benchmarks; writes docs/benchmarks.md
 # make demo   — try it without a workspace: Serval sandbox + Slack stand-in + the bot; prints a URL
+#               (its data: data/demo/; make demo ARGS=--fresh starts over)
+# make clean  — remove the venv, caches, build output and the demo's data; never the bot's database
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,5 +34,7 @@ sandbox: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m sandbox.demo $(ARGS)
 
+# data/ holds the bot's database (data/tickets.db): only the demo's own folder goes.
 clean:
-	rm -rf $(VENV) .pytest_cache data
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info data/demo
+	find . -name .git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -2,17 +2,20 @@
 
 Starts, on loopback and with credentials made up for this run:
 
-- the Serval sandbox (``sandbox/serval.py``), keeping its data in ``<data>/demo-serval.db``;
+- the Serval sandbox (``sandbox/serval.py``), keeping its data in ``<data>/serval.db``;
 - the Slack stand-in (``sandbox/slack.py``) with its page (``sandbox/slack_ui.py``, ``sandbox/static/``),
   which knows the app's commands and shortcuts from ``manifest.yml``, as Slack does;
 - the real bot, ``python app.py --mode http``, wired to both: the stand-in sends it signed requests,
   it calls the stand-in's Web API and the sandbox's API. Its database and log are under ``<data>/``.
 
+``<data>`` is ``data/demo/`` unless ``--data-dir`` says otherwise: the demo's own folder, apart from the
+bot's real database (``data/tickets.db``), so ``--fresh`` and ``make clean`` never reach that one.
+
 It prints one URL: the page. Ctrl-C stops everything. Serval's part that Slack's page shows is demo
 glue here: when a ticket with a ``slackDm`` sync target is created, "Serval" DMs the requester (found
 by e-mail among the stand-in's people), as Serval's Slack integration would.
 
-    python -m sandbox.demo [--data-dir data] [--port 0] [--fresh]
+    python -m sandbox.demo [--data-dir data/demo] [--port 0] [--fresh]
 """
 from __future__ import annotations
 
@@ -42,7 +45,12 @@ PEOPLE = ["U111", "U222", "UADMIN"]  # who the page lets you be
 REAL_NAMES = {"U111": "Alice Anderson", "U222": "Bob Baker", "UADMIN": "Ada Admin"}
 SERVAL_USER = "USERVAL"
 SERVAL_DM_PREFIX = "DSV"
-FILES = ("demo-serval.db", "demo-bot.db", "demo-slack.json", "demo-bot.log")
+DATA_DIR = Path("data/demo")
+# What the demo keeps, and what --fresh deletes (the bot's SQLite database runs in WAL mode).
+FILES = ("serval.db", "bot.db", "bot.db-wal", "bot.db-shm", "slack.json", "bot.log")
+# Before the demo had its own folder, it kept these in data/, beside the bot's database.
+OLD_FILES = {"demo-serval.db": "serval.db", "demo-bot.db": "bot.db", "demo-bot.db-wal": "bot.db-wal",
+             "demo-bot.db-shm": "bot.db-shm", "demo-slack.json": "slack.json", "demo-bot.log": "bot.log"}
 log = logging.getLogger("demo")
 
 
@@ -93,7 +101,7 @@ class Demo:
             state.users[uid]["real_name"] = state.users[uid]["profile"]["real_name"] = real_name
         state.users[state.bot_user_id]["real_name"] = state.users[state.bot_user_id]["profile"]["real_name"] = app_name
         state.add_user(SERVAL_USER, name="serval", real_name="Serval", is_bot=True)
-        saved = self.data / "demo-slack.json"
+        saved = self.data / "slack.json"
         if saved.exists():
             data = json.loads(saved.read_text("utf-8"))
             state.channels.update(data["channels"])
@@ -110,7 +118,7 @@ class Demo:
     def _save_slack(self) -> None:
         s = self.slack
         data = {"channels": s.channels, "messages": s.messages}
-        (self.data / "demo-slack.json").write_text(json.dumps(data, indent=1), "utf-8")
+        (self.data / "slack.json").write_text(json.dumps(data, indent=1), "utf-8")
 
     # -- Serval's side of Slack -----------------------------------------------------------------------
     def _on_serval(self, event: str, data: dict) -> None:
@@ -178,7 +186,7 @@ class Demo:
         signing_secret, bot_token = secrets.token_hex(16), "xoxb-demo-" + secrets.token_hex(12)
         serval_token = "demo-" + secrets.token_hex(16)
 
-        self.serval = serval_sandbox.ServalState(bearer_tokens={serval_token}, db_path=str(self.data / "demo-serval.db"))
+        self.serval = serval_sandbox.ServalState(bearer_tokens={serval_token}, db_path=str(self.data / "serval.db"))
         if "team-fac" not in self.serval.teams:  # a second team: the form gets a Team field
             self.serval.add_team("Facilities", "FAC", team_id="team-fac", description="Buildings and rooms")
             self.serval.teams["team-fac"]["userIds"] = ["usr-bob"]
@@ -205,9 +213,9 @@ class Demo:
         env.update(SLACK_BOT_TOKEN=bot_token, SLACK_SIGNING_SECRET=signing_secret, SLACK_APP_TOKEN="",
                    SLACK_API_URL=self.url + "api/", SERVAL_BASE_URL=serval_url, SERVAL_BEARER_TOKEN=serval_token,
                    SERVAL_TEAM_ID="team-it", SERVAL_SLACK_INTEGRATION_ID="integ-slack-demo", TICKET_BACKEND="serval",
-                   DATABASE_URL=f"sqlite:///{(self.data / 'demo-bot.db').resolve()}", HOST=self.host,
+                   DATABASE_URL=f"sqlite:///{(self.data / 'bot.db').resolve()}", HOST=self.host,
                    PORT=str(bot_port), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
-        with open(self.data / "demo-bot.log", "ab") as out:  # the child keeps its own handle
+        with open(self.data / "bot.log", "ab") as out:  # the child keeps its own handle
             # cwd: the data directory, so a developer's .env is not read into the demo.
             self.bot = await asyncio.create_subprocess_exec(
                 sys.executable, str(ROOT / "app.py"), "--mode", "http", cwd=self.data, env=env,
@@ -228,7 +236,7 @@ class Demo:
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     pass
                 await asyncio.sleep(0.1)
-        tail = (self.data / "demo-bot.log").read_text("utf-8", "replace").splitlines()[-15:]
+        tail = (self.data / "bot.log").read_text("utf-8", "replace").splitlines()[-15:]
         raise DemoError("the bot did not start; the end of its log:\n" + "\n".join(tail))
 
     async def stop(self) -> None:
@@ -245,7 +253,18 @@ class Demo:
             await runner.cleanup()
 
 
+def move_old_files(data: Path) -> None:
+    """Move the files an earlier demo left in data/ into the demo's folder (never over newer ones)."""
+    for old_name, name in OLD_FILES.items():
+        old, new = data.parent / old_name, data / name
+        if old.is_file() and not new.exists():
+            data.mkdir(parents=True, exist_ok=True)
+            old.rename(new)
+
+
 async def _run(opts: argparse.Namespace) -> int:
+    if Path(opts.data_dir) == DATA_DIR:
+        move_old_files(DATA_DIR)
     demo = Demo(Path(opts.data_dir), host=opts.host, port=opts.port, fresh=opts.fresh, ack_timeout=opts.ack_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -267,7 +286,8 @@ async def _run(opts: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default="data", help="where the databases and the bot's log go (default: data)")
+    parser.add_argument("--data-dir", default=str(DATA_DIR),
+                        help=f"where the databases and the bot's log go (default: {DATA_DIR})")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="the page's port (default: a free one)")
     parser.add_argument("--fresh", action="store_true", help="forget the tickets and messages of earlier runs")

@@ -62,7 +62,7 @@ def demo(tmp_path_factory):
         url = found.group(0) if found else None
     try:
         if url is None:
-            log = data / "demo-bot.log"
+            log = data / "bot.log"
             pytest.fail("the demo did not print its URL:\n" + "".join(output)
                         + (log.read_text(errors="replace")[-3000:] if log.exists() else ""))
         yield url, data
@@ -172,7 +172,7 @@ def test_ticket_from_slash_command(page, demo):
     expect(page.locator("#messages")).not_to_contain_text(ticket)
 
     # The sandbox keeps its data in the demo's SQLite file.
-    with sqlite3.connect(demo[1] / "demo-serval.db") as db:
+    with sqlite3.connect(demo[1] / "serval.db") as db:
         saved = json.loads(db.execute("SELECT value FROM serval_state WHERE key = 'tickets'").fetchone()[0])
     assert "Printer jammed" in [t["name"] for t in saved.values()]
 
