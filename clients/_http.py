@@ -13,6 +13,7 @@ import aiohttp
 import httpx
 
 from .base import BackendError
+from .secrets import remember
 
 # Renew a token this long before it expires, so a request never leaves with a token about to lapse.
 RENEW_MARGIN = 60.0
@@ -34,6 +35,7 @@ class TokenCache:
             if self._token and time.monotonic() < self._renew_at:
                 return self._token
             token, lifetime = await self._fetch()
+            remember(token)  # never logged, from the moment it is known
             self._token = token
             # Renew a minute early; a token living under two minutes is renewed at half its life.
             self._renew_at = time.monotonic() + lifetime - min(RENEW_MARGIN, lifetime / 2)
@@ -78,14 +80,30 @@ def status_is_transient(status: int) -> bool:
     return status == 429 or status == 408 or status >= 500
 
 
+def total_deadline(timeout: dict[str, float | None]) -> float | None:
+    """The whole request's deadline: the largest of httpx's four timeouts (the clients set one number,
+    so all four are equal); None when none is set."""
+    values = [v for v in (timeout.get(k) for k in ("connect", "read", "write", "pool")) if v is not None]
+    return max(values) if values else None
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx requests sent over one aiohttp connection pool.
+    """httpx requests sent over one aiohttp connection pool, each within a total deadline.
 
     httpcore's pool (httpx's default transport) re-checks every pooled connection on each request
     and response (`has_expired()` polls the socket through anyio; idle-connection pruning is
     quadratic), which made it the largest CPU cost of creating a ticket under load. aiohttp's
     connector keeps idle connections in a per-host deque. Transport failures are raised as the
-    httpx exceptions `transport_errors` maps (connect vs. read: ambiguous or not)."""
+    httpx exceptions `transport_errors` maps (connect vs. read: ambiguous or not).
+
+    Timeouts: the request's timeout is a deadline for the whole request (connect, send, the answer's
+    last byte), kept with `asyncio.timeout`, because aiohttp's and httpx's read timeouts both measure
+    only the silence between two chunks: a server sending one byte a second would hold the call for
+    ever. Within it, httpx's `pool` bounds the wait for a pooled connection (aiohttp's `connect`,
+    which also counts opening the connection), `connect` the opening of one (`sock_connect`) and
+    `read` the silence between chunks (`sock_read`). aiohttp has no write timeout: the deadline
+    bounds sending. A deadline reached is a `ReadTimeout` (ambiguous for a POST: part of the request
+    may have been sent)."""
 
     def __init__(self, *, limit: int = 100) -> None:
         self._limit = limit
@@ -103,7 +121,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         t = request.extensions.get("timeout") or {}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.get("connect"), sock_read=t.get("read"))
+        deadline = total_deadline(t)
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._send(request, t)
+        except TimeoutError as exc:  # only the deadline's: _send maps aiohttp's own timeouts
+            raise httpx.ReadTimeout(f"no complete answer within {deadline:g} s", request=request) from exc
+
+    async def _send(self, request: httpx.Request, t: dict[str, float | None]) -> httpx.Response:
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=t.get("pool"), sock_connect=t.get("connect"), sock_read=t.get("read")
+        )
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in ("host", "content-length")]
         body = await request.aread()
         try:
@@ -115,7 +143,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 return httpx.Response(r.status, headers=list(r.raw_headers), content=content, request=request)
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc
-        except aiohttp.ConnectionTimeoutError as exc:
+        except aiohttp.ConnectionTimeoutError as exc:  # opening a connection, or waiting for one (pool)
             raise httpx.ConnectTimeout(str(exc), request=request) from exc
         except (aiohttp.SocketTimeoutError, asyncio.TimeoutError) as exc:
             raise httpx.ReadTimeout(str(exc), request=request) from exc
