@@ -63,7 +63,7 @@ class Bot:
         except RoutingError as exc:
             raise SettingsError(str(exc)) from None
         ensure_private_dir(settings.database_path)
-        storage = await Storage(settings.database_path).open()
+        storage = await Storage(settings.database_url).open(serving=True)
         socialboards = backends.get("socialboards")
         if isinstance(socialboards, SocialboardsBackend):
             # Socialboards replaces its refresh token at every exchange: keep the newest across restarts.

@@ -149,8 +149,17 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _db(cls, v: str) -> str:
-        if not v.startswith("sqlite:///"):
-            raise ValueError("only SQLite is supported: use sqlite:///path/to/file.db")
+        from .storage import database_url  # SQLite → aiosqlite, PostgreSQL → asyncpg
+
+        usage = "must be sqlite:///path/to/file.db (one process) or postgresql://user:password@host:5432/dbname"
+        if not v.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError(usage)
+        try:
+            url = database_url(v)
+        except ValueError:
+            raise ValueError(usage) from None
+        if url.get_backend_name() == "postgresql" and not (url.host and url.database):
+            raise ValueError(usage)
         return v
 
     @property
@@ -195,6 +204,9 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> str:
+        """The SQLite file (or `:memory:`); "" for PostgreSQL."""
+        if not self.database_url.startswith("sqlite:///"):
+            return ""
         return self.database_url.removeprefix("sqlite:///")
 
     def secrets(self) -> list[str]:

@@ -1,81 +1,325 @@
-"""SQLite storage: the submission journal and the thread ↔ ticket links.
+"""Storage: the submission journal, the thread ↔ ticket links, and the small tables beside them, on
+SQLite (one process, the default) or PostgreSQL (several replicas), through SQLAlchemy Core.
+Every SQL statement the bot runs lives in this module; the schema's history lives in
+`bot/migrations` (Alembic), applied by `migrate` at start-up under a lock.
 
 A submission is written here *before* Slack gets its acknowledgement, then carried through its steps;
 each finished step is recorded so that no step is ever done twice, and unfinished work resumes after
 a restart. One thread maps to at most one ticket: `links` has the thread as its key, and a pending
-submission reserves its thread with a unique `thread_key`.
+submission reserves its thread with a unique `thread_key`. These keys are constraints in the
+database, so they hold across processes.
+
+Work is shared by lease: a process `claim`s due submissions (atomically: a single UPDATE … RETURNING;
+on PostgreSQL its sub-select takes the rows FOR UPDATE SKIP LOCKED), `renew`s its leases while it
+works and gives them up with `release_all` on a graceful stop; only the holder may save a submission.
+
+`DATABASE_URL`: `sqlite:///./data/tickets.db` (driver aiosqlite; WAL, synchronous=FULL, created 0600
+in a 0700 folder) or `postgresql://user:pass@host:5432/db` (driver asyncpg). On SQLite one serving
+process per file: `open(serving=True)` holds an exclusive lock on `<file>.lock` until `close`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
-import sqlite3
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, StaticPool
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS submissions (
-    id              TEXT PRIMARY KEY,
-    dedupe_key      TEXT NOT NULL UNIQUE,
-    thread_key      TEXT UNIQUE,
-    status          TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed
-    payload         TEXT NOT NULL,
-    user_id         TEXT,
-    steps_done      TEXT NOT NULL DEFAULT '',
-    ticket          TEXT,                              -- JSON of the created ticket
-    thread_ts       TEXT,                              -- thread connected to the ticket
-    maybe_created   INTEGER NOT NULL DEFAULT 0,        -- an attempt may have created the ticket
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    warnings        TEXT NOT NULL DEFAULT '[]',
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL,
-    owner           TEXT,                              -- the process working on it, while its lease lasts
-    lease_until     REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS submissions_pending ON submissions(status) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS submissions_user ON submissions(user_id, created_at);
-CREATE TABLE IF NOT EXISTS people (          -- Slack profiles (users.info), refreshed after a while
-    slack_user_id TEXT PRIMARY KEY,
-    profile       TEXT,                      -- JSON, NULL when Slack does not know the user
-    fetched_at    REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identities (      -- Slack user → user id in a ticket system
-    backend       TEXT NOT NULL,
-    slack_user_id TEXT NOT NULL,
-    email         TEXT NOT NULL,
-    user_id       TEXT NOT NULL,
-    resolved_at   REAL NOT NULL,
-    PRIMARY KEY (backend, slack_user_id)
-);
-CREATE TABLE IF NOT EXISTS state (           -- small named values, e.g. a rotating refresh token
-    name       TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS routes (          -- what admins set in Slack with /ticket config
-    channel_id  TEXT PRIMARY KEY,
-    route       TEXT NOT NULL,               -- JSON
-    updated_by  TEXT NOT NULL,
-    updated_at  REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS links (
-    channel_id    TEXT NOT NULL,
-    thread_ts     TEXT NOT NULL,
-    ticket_id     TEXT NOT NULL,
-    display_id    TEXT NOT NULL,
-    backend       TEXT NOT NULL,
-    submission_id TEXT,
-    created_at    REAL NOT NULL,
-    PRIMARY KEY (channel_id, thread_ts)
-);
-"""
+from .settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 5000  # a statement waits this long for SQLite's write lock
+MIGRATION_BUSY_TIMEOUT_MS = 120_000  # a migration waits this long for another one to finish
+PG_MIGRATION_LOCK = 0x7B07_71C6  # pg_advisory_xact_lock key: one migration at a time
+
+# --- the schema as the queries see it (its history: bot/migrations) ------------------------------
+
+metadata = sa.MetaData()
+_REAL = sa.Double().with_variant(sqlite_dialect.REAL(), "sqlite")
+
+submissions = sa.Table(
+    "submissions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),
+    sa.Column("thread_key", sa.Text, unique=True),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),  # pending | done | failed
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text),
+    sa.Column("steps_done", sa.Text, nullable=False, server_default=""),
+    sa.Column("ticket", sa.Text),  # JSON of the created ticket
+    sa.Column("thread_ts", sa.Text),  # thread connected to the ticket
+    sa.Column("maybe_created", sa.Integer, nullable=False, server_default="0"),  # an attempt may have created it
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", _REAL, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("warnings", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("created_at", _REAL, nullable=False),
+    sa.Column("updated_at", _REAL, nullable=False),
+    sa.Column("owner", sa.Text),  # the process working on it, while its lease lasts
+    sa.Column("lease_until", _REAL, nullable=False, server_default="0"),
+)
+people = sa.Table(  # Slack profiles (users.info), refreshed after a while
+    "people",
+    metadata,
+    sa.Column("slack_user_id", sa.Text, primary_key=True),
+    sa.Column("profile", sa.Text),  # JSON, NULL when Slack does not know the user
+    sa.Column("fetched_at", _REAL, nullable=False),
+)
+identities = sa.Table(  # Slack user → user id in a ticket system
+    "identities",
+    metadata,
+    sa.Column("backend", sa.Text, primary_key=True),
+    sa.Column("slack_user_id", sa.Text, primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("resolved_at", _REAL, nullable=False),
+)
+state = sa.Table(  # small named values, e.g. a rotating refresh token
+    "state",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", _REAL, nullable=False),
+)
+routes = sa.Table(  # what admins set in Slack with /ticket config
+    "routes",
+    metadata,
+    sa.Column("channel_id", sa.Text, primary_key=True),
+    sa.Column("route", sa.Text, nullable=False),  # JSON
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", _REAL, nullable=False),
+)
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("channel_id", sa.Text, primary_key=True),
+    sa.Column("thread_ts", sa.Text, primary_key=True),
+    sa.Column("ticket_id", sa.Text, nullable=False),
+    sa.Column("display_id", sa.Text, nullable=False),
+    sa.Column("backend", sa.Text, nullable=False),
+    sa.Column("submission_id", sa.Text),
+    sa.Column("created_at", _REAL, nullable=False),
+)
+slack_events = sa.Table(  # Slack event ids already handled (a redelivery is recognised)
+    "slack_events",
+    metadata,
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("received_at", _REAL, nullable=False),
+    sa.Column("submission_id", sa.Text),
+)
+# Every table, in the order `bot.copydb` copies them.
+TABLES = (links, routes, people, identities, state, submissions, slack_events)
+
+
+# --- the database URL, engines, migrations --------------------------------------------------------
+
+
+def database_url(url: str | URL) -> URL:
+    """SQLAlchemy's URL, with its async driver, for a DATABASE_URL: `sqlite:///path` (aiosqlite),
+    `postgresql://user:pass@host:5432/db` as written (asyncpg; `postgres://` too). A bare path is
+    taken for a SQLite file."""
+    if isinstance(url, URL):
+        url = url.render_as_string(hide_password=False)
+    if "://" not in url:
+        return URL.create("sqlite+aiosqlite", database=url or None)
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ValueError("DATABASE_URL is not a database URL") from None
+    backend = parsed.drivername.split("+", 1)[0]
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        query = dict(parsed.query)
+        if "sslmode" in query and "ssl" not in query:  # libpq's spelling; asyncpg calls it ssl
+            query["ssl"] = query.pop("sslmode")
+        return parsed.set(drivername="postgresql+asyncpg", query=query)
+    raise ValueError("DATABASE_URL must be sqlite:///path/to/file.db or postgresql://user:password@host:5432/db")
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The SQLite database file of this URL; None for PostgreSQL and for an in-memory database."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
+def _is_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _create_private_file(path: str) -> None:
+    """The database file, readable by its owner only (it holds what people typed), in a folder
+    only its owner may enter."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+
+
+def _engine(url: URL, *, migrations: bool = False) -> AsyncEngine:
+    """The engine for serving (autocommit: every statement is its own transaction, one round trip)
+    or, with `migrations`, one for `migrate` (real transactions; on SQLite BEGIN EXCLUSIVE)."""
+    if url.get_backend_name() == "postgresql":
+        if migrations:
+            return create_async_engine(url, poolclass=NullPool)
+        return create_async_engine(url, isolation_level="AUTOCOMMIT", pool_size=10, max_overflow=20)
+    memory = _is_memory(url)
+    if memory:
+        pool: dict[str, Any] = {"poolclass": StaticPool}  # one connection: the database lives in it
+    elif migrations:
+        pool = {"poolclass": NullPool}
+    else:
+        # One connection, as before SQLAlchemy: SQLite has one writer at a time anyway, and this
+        # process is the file's only server.
+        pool = {"pool_size": 1, "max_overflow": 0}
+    engine = create_async_engine(url, isolation_level=None if migrations else "AUTOCOMMIT", **pool)
+    busy = MIGRATION_BUSY_TIMEOUT_MS if migrations else BUSY_TIMEOUT_MS
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver never begins on its own
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a submission acknowledged to Slack survives a power loss, not only a crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={busy}")
+        cursor.close()
+
+    if migrations:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # The migration lock on SQLite: one writer holds the database until it commits; a second
+            # migrator waits (busy_timeout), then finds the schema up to date.
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+
+    return engine
+
+
+def _alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _upgrade(conn: Connection) -> str | None:
+    """Bring the schema to the newest revision in one transaction, under the migration lock;
+    returns the revision."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    with conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Held until this transaction ends: replicas starting together migrate one at a time,
+            # and the later ones find nothing left to do.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        tables = set(sa.inspect(conn).get_table_names())
+        cfg = _alembic_config(conn)
+        if "alembic_version" not in tables and "submissions" in tables:
+            # Made by the bot before migrations existed: its tables are revision 0001 (0002 adds
+            # the lease columns only where they are missing).
+            log.info("database made before migrations: stamped as revision 0001")
+            command.stamp(cfg, "0001")
+        before = MigrationContext.configure(conn).get_current_revision()
+        command.upgrade(cfg, "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+    if before != after:
+        log.info("database schema upgraded from %s to %s", before or "nothing", after)
+    return after
+
+
+async def migrate(url: str | URL) -> str | None:
+    """Create or upgrade the schema of DATABASE_URL `url` to the newest revision (at start-up, and
+    `python app.py migrate`); returns it. Safe to run from several processes at once: a lock (an
+    advisory lock on PostgreSQL, an exclusive transaction on SQLite) lets one migrate while the
+    others wait, then find nothing to do. Migrations are additive."""
+    parsed = database_url(url)
+    if _is_memory(parsed):
+        raise ValueError("an in-memory database is migrated when its Storage opens")
+    if path := sqlite_file(parsed):
+        _create_private_file(path)
+    engine = _engine(parsed, migrations=True)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(_upgrade)
+    finally:
+        await engine.dispose()
+
+
+async def schema_revision(url: str | URL) -> str | None:
+    """The database's schema revision (None when it has none yet), without changing anything."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = _engine(database_url(url), migrations=True)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+    finally:
+        await engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest revision this version of the bot knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+# --- one serving process per SQLite file --------------------------------------------------------
+
+
+class DatabaseInUse(SettingsError):
+    """Another process is already serving from this SQLite file."""
+
+
+def _lock_serving(path: str) -> int:
+    lock_path = f"{path}.lock"
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = ""
+        try:
+            pid = Path(lock_path).read_text().strip()
+            holder = f" (process {pid})" if pid else ""
+        except OSError:
+            pass
+        raise DatabaseInUse(
+            f"another bot process{holder} is already serving from the SQLite database {path} "
+            f"(it holds {lock_path}). SQLite takes one serving process per database file: a second one "
+            "would carry the same submissions and could file duplicate tickets. Stop the other process "
+            "first; to run several replicas, use PostgreSQL (DATABASE_URL=postgresql://user:password@host:5432/db)."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+# --- what the service works with ------------------------------------------------------------------
 
 
 @dataclass
@@ -111,7 +355,7 @@ class Submission:
         )
 
     @classmethod
-    def _from_row(cls, row: sqlite3.Row) -> "Submission":
+    def _from_row(cls, row: Mapping[str, Any]) -> "Submission":
         return cls(
             id=row["id"],
             dedupe_key=row["dedupe_key"],
@@ -131,6 +375,25 @@ class Submission:
             owner=row["owner"],
             lease_until=row["lease_until"],
         )
+
+    def _progress(self) -> dict[str, Any]:
+        """The columns a save writes."""
+        return {
+            "thread_key": self.thread_key,
+            "status": self.status,
+            "payload": json.dumps(self.payload),
+            "steps_done": ",".join(sorted(self.steps_done)),
+            "ticket": json.dumps(self.ticket) if self.ticket else None,
+            "thread_ts": self.thread_ts,
+            "maybe_created": int(self.maybe_created),
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "last_error": self.last_error,
+            "warnings": json.dumps(self.warnings),
+            "updated_at": self.updated_at,
+            "owner": self.owner,
+            "lease_until": self.lease_until,
+        }
 
 
 @dataclass(frozen=True)
@@ -154,45 +417,94 @@ class ThreadTaken(Exception):
         self.display_id = display_id
 
 
-class Storage:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
+_S = submissions
+_LINK_COLUMNS = (links.c.channel_id, links.c.thread_ts, links.c.ticket_id, links.c.display_id, links.c.backend)
 
-    async def open(self) -> "Storage":
-        if self.path != ":memory:":
-            # Created readable by its owner only: it holds what people typed.
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-            os.chmod(self.path, 0o600)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a submission acknowledged to Slack survives a power loss, not only a crash.
-        await self._db.execute("PRAGMA synchronous=FULL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.executescript(SCHEMA)
-        async with self._db.execute("PRAGMA table_info(submissions)") as cur:
-            columns = {row[1] for row in await cur.fetchall()}
-        if "owner" not in columns:  # a database from before leases
-            await self._db.execute("ALTER TABLE submissions ADD COLUMN owner TEXT")
-            await self._db.execute("ALTER TABLE submissions ADD COLUMN lease_until REAL NOT NULL DEFAULT 0")
+
+class Storage:
+    """`Storage(DATABASE_URL)`: `sqlite:///path/to/file.db`, `postgresql://user:pass@host:5432/db`
+    (or a bare SQLite path, or `:memory:`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = database_url(url)
+        self.dialect = self.url.get_backend_name()  # "sqlite" | "postgresql"
+        self.path = sqlite_file(self.url) or (":memory:" if _is_memory(self.url) else None)
+        self._engine: AsyncEngine | None = None
+        self._lock_fd: int | None = None
+
+    async def open(self, *, serving: bool = False) -> "Storage":
+        """Connect, after bringing the schema up to date (`migrate`). `serving`: this process will
+        serve Slack from the database; on SQLite it then holds `<file>.lock` until `close`, and a
+        second serving process on the same file is refused (DatabaseInUse). Commands that do not
+        serve (check, migrate, a backup, copy-db) open without it."""
+        file = sqlite_file(self.url)
+        if file:
+            _create_private_file(file)
+            if serving:
+                self._lock_fd = _lock_serving(file)
+        try:
+            if not _is_memory(self.url):
+                await migrate(self.url)
+            self._engine = _engine(self.url)
+            if _is_memory(self.url):
+                async with self._engine.connect() as conn:
+                    await conn.run_sync(_upgrade)
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # and with it the lock
+            self._lock_fd = None
 
     @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
             raise RuntimeError("storage is not open")
-        return self._db
+        return self._engine
+
+    @property
+    def postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    # --- statement helpers (autocommit: each statement is its own transaction) ---------------
+
+    async def _run(self, stmt: sa.Executable) -> int:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    async def _rows(self, stmt: sa.Executable) -> list[sa.RowMapping]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(stmt)).mappings().all())
+
+    async def _row(self, stmt: sa.Executable) -> sa.Row[Any] | None:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).first()
+
+    async def _one(self, stmt: sa.Executable) -> Submission | None:
+        rows = await self._rows(stmt)
+        return Submission._from_row(rows[0]) if rows else None
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (pg_dialect.insert if self.postgres else sqlite_dialect.insert)(table)
+
+    async def _upsert(self, table: sa.Table, values: dict[str, Any]) -> None:
+        """Insert, or replace the row with the same primary key."""
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = self._insert(table).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={k: stmt.excluded[k] for k in values if k not in keys}
+        )
+        await self._run(stmt)
 
     async def ping(self) -> bool:
         try:
-            async with self.db.execute("SELECT 1") as cur:
-                return (await cur.fetchone()) is not None
+            return await self._row(sa.select(sa.literal(1))) is not None
         except Exception:
             return False
 
@@ -207,72 +519,77 @@ class Storage:
             if link:
                 raise ThreadTaken(link.display_id)
         try:
-            await self.db.execute(
-                "INSERT INTO submissions (id, dedupe_key, thread_key, payload, user_id, created_at, updated_at,"
-                " owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sub.id,
-                    sub.dedupe_key,
-                    sub.thread_key,
-                    json.dumps(sub.payload),
-                    sub.payload.get("user_id"),
-                    sub.created_at,
-                    sub.updated_at,
-                    sub.owner,
-                    sub.lease_until,
-                ),
+            await self._run(
+                sa.insert(_S).values(
+                    id=sub.id,
+                    dedupe_key=sub.dedupe_key,
+                    thread_key=sub.thread_key,
+                    payload=json.dumps(sub.payload),
+                    user_id=sub.payload.get("user_id"),
+                    created_at=sub.created_at,
+                    updated_at=sub.updated_at,
+                    owner=sub.owner,
+                    lease_until=sub.lease_until,
+                )
             )
             return sub, True
-        except sqlite3.IntegrityError:
-            existing = await self._one("SELECT * FROM submissions WHERE dedupe_key = ?", sub.dedupe_key)
+        except IntegrityError:  # a unique key: the dedupe key, or the thread reservation
+            existing = await self._one(sa.select(_S).where(_S.c.dedupe_key == sub.dedupe_key))
             if existing:
                 return existing, False
-            taken = await self._one("SELECT * FROM submissions WHERE thread_key = ?", sub.thread_key)
+            taken = await self._one(sa.select(_S).where(_S.c.thread_key == sub.thread_key))
             raise ThreadTaken((taken.ticket or {}).get("display_id") if taken else None) from None
 
     async def get_submission(self, sub_id: str) -> Submission | None:
-        return await self._one("SELECT * FROM submissions WHERE id = ?", sub_id)
+        return await self._one(sa.select(_S).where(_S.c.id == sub_id))
 
     async def claim(self, owner: str, lease_seconds: float, limit: int) -> list[Submission]:
         """Take up to `limit` pending submissions that are due and held by nobody (or whose holder's
-        lease ran out), oldest due first, for `owner` until its lease expires."""
+        lease ran out), oldest due first, for `owner` until its lease expires. Atomic: two processes
+        claiming at once never get the same submission."""
         now = time.time()
-        async with self.db.execute(
-            "UPDATE submissions SET owner = ?, lease_until = ? WHERE id IN ("
-            " SELECT id FROM submissions WHERE status = 'pending' AND next_attempt_at <= ?"
-            " AND (owner IS NULL OR lease_until < ?) ORDER BY next_attempt_at, created_at LIMIT ?)"
-            " RETURNING *",
-            (owner, now + lease_seconds, now, now, limit),
-        ) as cur:
-            rows = await cur.fetchall()
+        due = (
+            sa.select(_S.c.id)
+            .where(_S.c.status == "pending", _S.c.next_attempt_at <= now)
+            .where(sa.or_(_S.c.owner.is_(None), _S.c.lease_until < now))
+            .order_by(_S.c.next_attempt_at, _S.c.created_at)
+            .limit(limit)
+        )
+        if self.postgres:
+            # Rows another claim is taking right now are skipped, not waited for (and not taken twice).
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            sa.update(_S)
+            .where(_S.c.id.in_(due))
+            .values(owner=owner, lease_until=now + lease_seconds)
+            .returning(*_S.c)
+        )
+        rows = await self._rows(stmt)
         return sorted((Submission._from_row(r) for r in rows), key=lambda s: (s.next_attempt_at, s.created_at))
 
     async def renew(self, owner: str, ids: list[str], lease_seconds: float) -> None:
         """Extend this owner's leases on the submissions it is still working on."""
         if ids:
-            await self.db.execute(
-                f"UPDATE submissions SET lease_until = ? WHERE owner = ? AND id IN ({','.join('?' * len(ids))})",
-                (time.time() + lease_seconds, owner, *ids),
+            await self._run(
+                sa.update(_S)
+                .where(_S.c.owner == owner, _S.c.id.in_(ids))
+                .values(lease_until=time.time() + lease_seconds)
             )
 
     async def release_all(self, owner: str) -> None:
         """Give up every lease this owner holds (a graceful stop): another process may carry on."""
-        await self.db.execute("UPDATE submissions SET owner = NULL, lease_until = 0 WHERE owner = ?", (owner,))
+        await self._run(sa.update(_S).where(_S.c.owner == owner).values(owner=None, lease_until=0))
 
     async def next_due(self) -> float | None:
         """When the earliest pending submission nobody holds is due (epoch seconds), or None."""
-        async with self.db.execute(
-            "SELECT MIN(CASE WHEN owner IS NULL THEN next_attempt_at"
-            " ELSE MAX(next_attempt_at, lease_until) END) FROM submissions WHERE status = 'pending'"
-        ) as cur:
-            row = await cur.fetchone()
+        later = sa.case((_S.c.next_attempt_at > _S.c.lease_until, _S.c.next_attempt_at), else_=_S.c.lease_until)
+        when = sa.case((_S.c.owner.is_(None), _S.c.next_attempt_at), else_=later)
+        row = await self._row(sa.select(sa.func.min(when)).where(_S.c.status == "pending"))
         return row[0] if row and row[0] is not None else None
 
     async def pending_submissions(self) -> list[Submission]:
-        async with self.db.execute(
-            "SELECT * FROM submissions WHERE status = 'pending' ORDER BY created_at"
-        ) as cur:
-            return [Submission._from_row(r) for r in await cur.fetchall()]
+        rows = await self._rows(sa.select(_S).where(_S.c.status == "pending").order_by(_S.c.created_at))
+        return [Submission._from_row(r) for r in rows]
 
     async def save_submission(self, sub: Submission, *, release: bool = False) -> None:
         """Record the submission's progress. Only its holder may: raises LeaseLost when another
@@ -282,132 +599,133 @@ class Storage:
         owner = sub.owner
         if release:
             sub.owner, sub.lease_until = None, 0.0
-        async with self.db.execute(
-            "UPDATE submissions SET thread_key=?, status=?, payload=?, steps_done=?, ticket=?, thread_ts=?,"
-            " maybe_created=?, attempts=?, next_attempt_at=?, last_error=?, warnings=?, updated_at=?,"
-            " owner=?, lease_until=? WHERE id=? AND owner IS ?",
-            (
-                sub.thread_key,
-                sub.status,
-                json.dumps(sub.payload),
-                ",".join(sorted(sub.steps_done)),
-                json.dumps(sub.ticket) if sub.ticket else None,
-                sub.thread_ts,
-                int(sub.maybe_created),
-                sub.attempts,
-                sub.next_attempt_at,
-                sub.last_error,
-                json.dumps(sub.warnings),
-                sub.updated_at,
-                sub.owner,
-                sub.lease_until,
-                sub.id,
-                owner,
-            ),
-        ) as cur:
-            if cur.rowcount == 0:
-                raise LeaseLost(sub.id)
+        changed = await self._run(
+            sa.update(_S)
+            .where(_S.c.id == sub.id, _S.c.owner.is_not_distinct_from(owner))  # SQLite: IS
+            .values(**sub._progress())
+        )
+        if changed == 0:
+            raise LeaseLost(sub.id)
 
     async def tickets_of(self, user_id: str, limit: int = 10) -> list[Submission]:
         """The person's most recent submissions that became tickets."""
-        async with self.db.execute(
-            "SELECT * FROM submissions WHERE user_id = ? AND ticket IS NOT NULL ORDER BY created_at DESC LIMIT ?",
-            (user_id, limit),
-        ) as cur:
-            return [Submission._from_row(r) for r in await cur.fetchall()]
+        rows = await self._rows(
+            sa.select(_S)
+            .where(_S.c.user_id == user_id, _S.c.ticket.is_not(None))
+            .order_by(_S.c.created_at.desc())
+            .limit(limit)
+        )
+        return [Submission._from_row(r) for r in rows]
 
     async def counts(self) -> dict[str, int]:
-        async with self.db.execute("SELECT status, COUNT(*) FROM submissions GROUP BY status") as cur:
-            return {row[0]: row[1] for row in await cur.fetchall()}
+        async with self.engine.connect() as conn:
+            result = await conn.execute(sa.select(_S.c.status, sa.func.count()).group_by(_S.c.status))
+            return {status: n for status, n in result.all()}
 
     async def backlog(self) -> tuple[int, float | None]:
         """(pending submissions, created_at of the oldest) for health and metrics."""
-        async with self.db.execute(
-            "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE status = 'pending'"
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._row(
+            sa.select(sa.func.count(), sa.func.min(_S.c.created_at)).where(_S.c.status == "pending")
+        )
         return (row[0], row[1]) if row else (0, None)
 
-    async def _one(self, sql: str, *args: Any) -> Submission | None:
-        async with self.db.execute(sql, args) as cur:
-            row = await cur.fetchone()
-        return Submission._from_row(row) if row else None
+    async def purge(self, older_than_seconds: float) -> dict[str, int]:
+        """Retention: delete finished submissions (done or failed) whose last change is older than
+        `older_than_seconds`, and Slack event ids received before then. Pending submissions and
+        thread links are kept. Returns how many rows went, by table."""
+        cutoff = time.time() - older_than_seconds
+        finished = await self._run(
+            sa.delete(_S).where(_S.c.status.in_(("done", "failed")), _S.c.updated_at < cutoff)
+        )
+        events = await self._run(sa.delete(slack_events).where(slack_events.c.received_at < cutoff))
+        return {"submissions": finished, "slack_events": events}
 
     # --- links -----------------------------------------------------------------------------
 
     async def link_for_thread(self, channel_id: str, thread_ts: str) -> Link | None:
-        async with self.db.execute(
-            "SELECT channel_id, thread_ts, ticket_id, display_id, backend FROM links"
-            " WHERE channel_id = ? AND thread_ts = ?",
-            (channel_id, thread_ts),
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._row(
+            sa.select(*_LINK_COLUMNS).where(links.c.channel_id == channel_id, links.c.thread_ts == thread_ts)
+        )
         return Link(*row) if row else None
 
     async def pending_display_for_thread(self, channel_id: str, thread_ts: str) -> Submission | None:
         return await self._one(
-            "SELECT * FROM submissions WHERE thread_key = ? AND status = 'pending'",
-            f"{channel_id}:{thread_ts}",
+            sa.select(_S).where(_S.c.thread_key == f"{channel_id}:{thread_ts}", _S.c.status == "pending")
         )
 
     async def add_link(self, link: Link, submission_id: str) -> None:
-        await self.db.execute(
-            "INSERT OR IGNORE INTO links (channel_id, thread_ts, ticket_id, display_id, backend,"
-            " submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (link.channel_id, link.thread_ts, link.ticket_id, link.display_id, link.backend, submission_id, time.time()),
+        """Connect the thread to the ticket; the first link of a thread stays."""
+        await self._run(
+            self._insert(links)
+            .values(
+                channel_id=link.channel_id,
+                thread_ts=link.thread_ts,
+                ticket_id=link.ticket_id,
+                display_id=link.display_id,
+                backend=link.backend,
+                submission_id=submission_id,
+                created_at=time.time(),
+            )
+            .on_conflict_do_nothing(index_elements=["channel_id", "thread_ts"])
         )
 
-    # --- people, identities, routes ---------------------------------------------------------
+    # --- people, identities, routes, state --------------------------------------------------
 
     async def person(self, slack_user_id: str) -> tuple[dict[str, Any] | None, float] | None:
         """(profile or None, fetched_at), or None when never fetched."""
-        async with self.db.execute(
-            "SELECT profile, fetched_at FROM people WHERE slack_user_id = ?", (slack_user_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._row(
+            sa.select(people.c.profile, people.c.fetched_at).where(people.c.slack_user_id == slack_user_id)
+        )
         if not row:
             return None
         return (json.loads(row[0]) if row[0] else None), row[1]
 
     async def save_person(self, slack_user_id: str, profile: dict[str, Any] | None) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO people (slack_user_id, profile, fetched_at) VALUES (?, ?, ?)",
-            (slack_user_id, json.dumps(profile) if profile is not None else None, time.time()),
+        await self._upsert(
+            people,
+            {
+                "slack_user_id": slack_user_id,
+                "profile": json.dumps(profile) if profile is not None else None,
+                "fetched_at": time.time(),
+            },
         )
 
     async def identity(self, backend: str, slack_user_id: str, email: str, max_age: float) -> str | None:
-        async with self.db.execute(
-            "SELECT user_id FROM identities WHERE backend = ? AND slack_user_id = ? AND email = ?"
-            " AND resolved_at > ?",
-            (backend, slack_user_id, email, time.time() - max_age),
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._row(
+            sa.select(identities.c.user_id).where(
+                identities.c.backend == backend,
+                identities.c.slack_user_id == slack_user_id,
+                identities.c.email == email,
+                identities.c.resolved_at > time.time() - max_age,
+            )
+        )
         return row[0] if row else None
 
     async def save_identity(self, backend: str, slack_user_id: str, email: str, user_id: str) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO identities (backend, slack_user_id, email, user_id, resolved_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (backend, slack_user_id, email, user_id, time.time()),
+        await self._upsert(
+            identities,
+            {
+                "backend": backend,
+                "slack_user_id": slack_user_id,
+                "email": email,
+                "user_id": user_id,
+                "resolved_at": time.time(),
+            },
         )
 
     async def get_state(self, name: str) -> str | None:
-        async with self.db.execute("SELECT value FROM state WHERE name = ?", (name,)) as cur:
-            row = await cur.fetchone()
+        row = await self._row(sa.select(state.c.value).where(state.c.name == name))
         return row[0] if row else None
 
     async def set_state(self, name: str, value: str) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO state (name, value, updated_at) VALUES (?, ?, ?)", (name, value, time.time())
-        )
+        await self._upsert(state, {"name": name, "value": value, "updated_at": time.time()})
 
     async def route(self, channel_id: str) -> dict[str, Any] | None:
-        async with self.db.execute("SELECT route FROM routes WHERE channel_id = ?", (channel_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._row(sa.select(routes.c.route).where(routes.c.channel_id == channel_id))
         return json.loads(row[0]) if row else None
 
     async def save_route(self, channel_id: str, route: dict[str, Any], updated_by: str) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO routes (channel_id, route, updated_by, updated_at) VALUES (?, ?, ?, ?)",
-            (channel_id, json.dumps(route), updated_by, time.time()),
+        await self._upsert(
+            routes,
+            {"channel_id": channel_id, "route": json.dumps(route), "updated_by": updated_by, "updated_at": time.time()},
         )

@@ -222,3 +222,21 @@ def pg_url(pg_server):
     url = pg_server.create_database()
     yield url
     pg_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """DATABASE_URL of an empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/bot.db"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+async def storage(db_url):
+    """bot.storage.Storage open on `db_url` (each engine in turn)."""
+    from bot.storage import Storage
+
+    s = await Storage(db_url).open()
+    yield s
+    await s.close()
