@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,8 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._refresh import KeptFresh
 from ._http import AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft
+from .secrets import remember
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 SYSTEM = "Socialboards"
 DEFAULT_BASE_URL = "https://api.socialboards.com"
@@ -226,6 +228,7 @@ class SocialboardsClient:
         except ValueError:
             log.warning("the stored Socialboards refresh token is unreadable; using the configured one")
         self._refresh_token = pick_refresh_token(configured, stored)
+        remember(self._refresh_token)  # the stored one is a secret too (the configured one is redacted as such)
         self._tokens.invalidate()
         origin = refresh_token_fingerprint(configured)
 
@@ -253,6 +256,10 @@ class SocialboardsClient:
                 status=r.status_code,
                 transient=True,
             ) from exc
+        # Never logged, from the moment they are known: before on_refresh_token stores the refresh token
+        # (a database driver's DEBUG log prints SQL parameters).
+        remember(token.access_token)
+        remember(token.refresh_token)
         if token.refresh_token and token.refresh_token != self._refresh_token:
             self._refresh_token = token.refresh_token
             if self.on_refresh_token is not None:
@@ -279,27 +286,48 @@ class SocialboardsClient:
             "POST", "/tickets", json=body.model_dump(exclude_none=True), doing="the ticket", creating=True
         )
         if isinstance(data, bool) or not isinstance(data, (int, str)) or not str(data).isdigit():
-            raise BackendError(f"{SYSTEM} answered the ticket creation without a ticket id")
+            # A success envelope without a ticket id: the ticket may exist; look before trying again.
+            raise BackendError(f"{SYSTEM} answered the ticket creation without a ticket id", status=200,
+                               transient=True, ambiguous=True)
         return int(data)
 
     async def list_tickets(self, query: ListTicketsRequest) -> list[Ticket]:
         data = await self._call("POST", "/tickets/list", json=query.body(), doing="listing tickets")
-        return [Ticket.model_validate(t) for t in data or []]
+        return _items(Ticket, data, "listing tickets")
 
     async def root_categories(self) -> list[Category]:
         data = await self._call("GET", "/categories", doing="listing categories")
-        return [Category.model_validate(c) for c in data or []]
+        return _items(Category, data, "listing categories")
 
     async def subcategories(self, parent_id: int) -> list[Category]:
         data = await self._call("GET", f"/categories/{parent_id}/subcategories", doing="listing subcategories")
-        return [Category.model_validate(c) for c in data or []]
+        return _items(Category, data, "listing subcategories")
 
     async def custom_fields(self) -> list[CustomField]:
         data = await self._call("GET", "/customfields", doing="listing custom fields")
-        return [CustomField.model_validate(c) for c in data or []]
+        return _items(CustomField, data, "listing custom fields")
 
     async def teammates(self) -> list[dict[str, Any]]:
-        return list(await self._call("GET", "/Teammates", doing="listing teammates") or [])
+        data = await self._call("GET", "/Teammates", doing="listing teammates")
+        if data is not None and not (isinstance(data, list) and all(isinstance(t, dict) for t in data)):
+            raise _not_understood("listing teammates")
+        return list(data or [])
+
+
+def _items(model: type[M], data: Any, doing: str) -> list[M]:
+    """A list answer's items; `null` is an empty list, anything else unexpected a transient BackendError."""
+    if data is None:
+        return []
+    try:
+        if not isinstance(data, list):
+            raise TypeError("data is not a list")
+        return [model.model_validate(item) for item in data]
+    except (TypeError, ValidationError) as exc:
+        raise _not_understood(doing) from exc
+
+
+def _not_understood(doing: str) -> BackendError:
+    return BackendError(f"{SYSTEM} answered {doing} with data the bot does not understand", status=200, transient=True)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -337,11 +365,12 @@ def _data(r: httpx.Response, doing: str, *, creating: bool) -> Any:
     """`data` of a successful envelope; raises BackendError for anything else."""
     body = _json(r)
     envelope = isinstance(body, dict) and "errorCode" in body
-    if envelope and body["errorCode"] == SUCCESS and r.status_code < 400:
-        return body.get("data")
     status = r.status_code
-    if not envelope and status < 400:
-        # A 2xx that is not the envelope: for a create the ticket may exist; look before retrying.
+    if envelope and body["errorCode"] == SUCCESS and status < 400 and "data" in body:
+        return body["data"]
+    if status < 400 and (not envelope or body["errorCode"] == SUCCESS):
+        # A 2xx that is not the envelope, or a success without `data`: for a create the ticket may
+        # exist; look before retrying.
         raise BackendError(
             f"{SYSTEM} gave an answer the bot does not understand (HTTP {status})",
             status=status,

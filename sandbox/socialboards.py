@@ -38,7 +38,9 @@ Choices where the documents are silent (all [guess]):
     teammate's e-mail.  Unknown keys in /tickets/list are rejected; from/to/orderBy/source/customFields
     are accepted but do not filter.
   * Faults: state.next_faults items "500", "429" (Retry-After: 1), "401", "drop" (connection closed with
-    no response) are consumed one per request (control endpoints excluded).  state.advance(seconds)
+    no response), "not_json" (the request is carried out, then answered 200 with an HTML page) and
+    "no_data" (carried out, then answered 200 with the success envelope lacking `data`) are consumed one
+    per request (control endpoints excluded).  state.advance(seconds)
     moves the sandbox clock (token expiry).
 
 Seeds: client_id "sandbox-client", refresh token "sb-refresh-0"; categories 15597 Sales (subcategories
@@ -164,16 +166,20 @@ async def _middleware(request: web.Request, handler):
         return await handler(request)
     raw = await request.read()
     state.requests.append(recorded(request, raw))
+    after = None  # a fault that replaces the answer once the work is done
     if state.next_faults:
         fault = state.next_faults.pop(0)
-        if fault == "drop":
+        if fault in ("not_json", "no_data"):
+            after = fault
+        elif fault == "drop":
             request.transport.close()
             return web.Response(status=500)  # never delivered: the connection is already closed
-        if fault == "429":
+        elif fault == "429":
             return fail(429, "Too many requests", 429, {"Retry-After": "1"})
-        if fault == "401":
+        elif fault == "401":
             return fail(401, "Unauthorized", 401)
-        return fail(500, f"Injected fault {fault!r}", 500)
+        else:
+            return fail(500, f"Injected fault {fault!r}", 500)
     if request.path != "/token":
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
@@ -181,11 +187,16 @@ async def _middleware(request: web.Request, handler):
         if expiry is None or expiry <= state.now():
             return fail(401, "Authorization has been denied for this request.", 401)
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return fail(exc.status, f"{exc.reason}: {request.method} {request.path}", exc.status)
+    if after == "not_json":
+        return web.Response(text="<html><body>Service temporarily unavailable</body></html>", content_type="text/html")
+    if after == "no_data":
+        return web.json_response({"errorCode": -1, "errorText": None})
+    return response
 
 
 async def _json_body(request: web.Request):

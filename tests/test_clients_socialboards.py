@@ -15,6 +15,7 @@ from clients.base import BackendError, CreatedTicket, Person, TicketDraft
 from clients.socialboards import (
     CreateTicketRequest,
     Creator,
+    ListTicketsRequest,
     SocialboardsBackend,
     SocialboardsClient,
     pick_refresh_token,
@@ -367,6 +368,87 @@ async def test_answers_outside_the_sandbox(status, body, transient, ambiguous, m
     finally:
         await client.aclose()
     assert (info.value.message, info.value.transient, info.value.ambiguous) == (message, transient, ambiguous)
+
+
+@pytest.mark.parametrize("fault", ["not_json", "no_data"])
+async def test_a_create_answered_200_without_the_envelopes_data_is_ambiguous(socialboards, backend, fault):
+    """200 with an HTML page, or a success envelope without `data`: the ticket was made, so the error is
+    transient and ambiguous (look before retrying), and the look-up finds it: no duplicate."""
+    state, _ = socialboards
+    await backend.client.root_categories()  # a token first, so the fault hits the create
+    state.next_faults = [fault]
+    since = dt.datetime.now(dt.timezone.utc)
+    with pytest.raises(BackendError) as info:
+        await backend.create_ticket(draft(reference="slack-once"))
+    assert info.value.transient and info.value.ambiguous
+    found = await backend.find_ticket(draft(reference="slack-once"), since)
+    assert found is not None and list(state.tickets) == [int(found.id)]
+
+
+@pytest.mark.parametrize("fault", ["not_json", "no_data"])
+async def test_a_list_answered_200_without_the_envelopes_data_is_transient(socialboards, client, fault):
+    await client.root_categories()
+    socialboards[0].next_faults = [fault]
+    with pytest.raises(BackendError) as info:
+        await client.root_categories()
+    assert info.value.transient and not info.value.ambiguous
+
+
+@pytest.mark.parametrize("data", ['{"id": 1}', '"categories"', '[{"name": "no id"}]', "[1, 2]"])
+async def test_a_list_of_the_wrong_shape_is_a_backend_error(data):
+    """Never a raw ValidationError or TypeError out of the client."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "a", "expires_in": 3600, "refresh_token": "r2"})
+        return httpx.Response(200, content=f'{{"data": {data}, "errorCode": -1, "errorText": null}}'.encode())
+
+    client = make_client("http://sb.test", transport=httpx.MockTransport(handler))
+    try:
+        calls_ = [client.root_categories, client.custom_fields, lambda: client.list_tickets(ListTicketsRequest(take=1))]
+        if not data.startswith("[{"):  # teammates are plain objects: any object list is one
+            calls_.append(client.teammates)
+        for call in calls_:
+            with pytest.raises(BackendError) as info:
+                await call()
+            assert info.value.transient, data
+    finally:
+        await client.aclose()
+
+
+async def test_every_access_and_refresh_token_is_remembered_as_a_secret(socialboards, backend):
+    """Issue 11 item 16: the log formatter redacts what clients.secrets knows; every token the
+    Socialboards stand-in issued (access tokens, rotated refresh tokens) is known before it is used."""
+    from clients import secrets
+
+    state, _ = socialboards
+    issued: list[str] = []
+    await backend.create_ticket(draft())
+    issued += list(state.access_tokens) + [state.refresh_token]
+    state.advance(3600)  # the access token expires: a second exchange, a second rotation
+    await backend.create_ticket(draft(reference="slack-second"))
+    issued += list(state.access_tokens) + [state.refresh_token]
+    _, known = secrets.known()
+    assert len(set(issued)) == 4 and set(issued) <= known  # two access tokens, two rotations
+
+
+async def test_a_stored_refresh_token_is_remembered_as_a_secret(socialboards):
+    from clients import secrets
+
+    stored = "sb-refresh-stored-" + "x" * 20
+    c = make_client(socialboards[1])
+    saved: list[str] = []
+
+    async def load() -> str:
+        return json.dumps({"from": refresh_token_fingerprint(REFRESH_TOKEN), "token": stored})
+
+    async def save(value: str) -> None:
+        saved.append(value)
+
+    try:
+        await c.keep_refresh_token(load, save)
+    finally:
+        await c.aclose()
+    assert stored in secrets.known()[1]
 
 
 # --- lookup ------------------------------------------------------------------------------------

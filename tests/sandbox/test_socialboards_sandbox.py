@@ -229,6 +229,20 @@ async def test_scripted_faults_apply_in_order_then_clear(sb):
     assert (await client.post("/tickets", json=SEED_BODY, headers=headers)).json()["errorCode"] == -1
 
 
+async def test_answer_faults_carry_the_request_out_then_answer_wrongly(sb):
+    """not_json: 200 with an HTML page; no_data: 200 with the success envelope but no `data`. Both after
+    the work is done (the ticket exists), one request each."""
+    state, client = sb
+    headers = await authed(client, state)
+    state.next_faults = ["not_json", "no_data"]
+    page = await client.post("/tickets", json=SEED_BODY, headers=headers)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    bare = await client.post("/tickets", json=SEED_BODY, headers=headers)
+    assert bare.status_code == 200 and bare.json() == {"errorCode": -1, "errorText": None}
+    assert len(state.tickets) == 2 and state.next_faults == []
+    assert (await client.post("/tickets", json=SEED_BODY, headers=headers)).json()["data"] == max(state.tickets)
+
+
 async def test_request_log_and_control_endpoints(sb):
     state, client = sb
     await client.post("/tickets", json=SEED_BODY, headers=await authed(client, state))
