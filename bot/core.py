@@ -26,11 +26,19 @@ from .storage import Storage
 log = logging.getLogger(__name__)
 
 
-def slack_client(settings: Settings, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+def slack_client(
+    settings: Settings, session: aiohttp.ClientSession | None = None, *, wait_on_rate_limit: bool = True
+) -> AsyncWebClient:
     """`session`: one keep-alive connection pool for every Web API call. Without it, slack_sdk opens
     a new aiohttp session (and TCP/TLS connection) for each call. Bolt's per-request clients reuse
-    the session of the client given to AsyncApp."""
+    the session of the client given to AsyncApp.
+
+    `wait_on_rate_limit=False` for the ticket service: a 429 then raises, and the journal retries
+    the step after Retry-After without holding one of its slots while it waits."""
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+    handlers = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
+    if wait_on_rate_limit:
+        handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))  # waits Retry-After
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=base_url,
@@ -71,7 +79,9 @@ class Bot:
                 lambda: storage.get_state("socialboards.refresh_token"),
                 lambda value: storage.set_state("socialboards.refresh_token", value),
             )
-        slack = slack_client(settings, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)))
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        slack = slack_client(settings, session)
+        service_slack = slack_client(settings, session, wait_on_rate_limit=False)
         people = People(slack, storage, refresh=settings.people_refresh_seconds)
         router = Router(
             storage,
@@ -83,9 +93,9 @@ class Bot:
         tickets = TicketService(
             storage,
             backends,
-            slack,
+            service_slack,
             default_backend=settings.ticket_backend,
-            people=people,
+            people=People(service_slack, storage, refresh=settings.people_refresh_seconds),
             unmatched_requester=settings.unmatched_requester,
             identity_refresh=settings.people_refresh_seconds,
             queued_after=settings.queued_after_seconds,
@@ -93,6 +103,7 @@ class Bot:
             retry_max=settings.retry_max_seconds,
             give_up_after=settings.give_up_after_seconds,
             max_active=settings.max_tickets_in_flight,
+            lease_seconds=settings.lease_seconds,
         )
         return cls(settings, storage, slack, backends, tickets, people, router)
 

@@ -1,11 +1,20 @@
 """The ticket service: takes a validated form and carries it through
-create → link → reply in Slack → connect the thread → notify the person.
+create → notify the person → complete → reply in Slack → connect the thread → follow-up notice.
 
-Every submission is journaled (see `storage`) before Slack is acknowledged. Each step is recorded as
-soon as it is done and never repeated; a step that fails for a passing reason (5xx, 429, timeouts,
-dropped connections) is retried with exponential backoff and jitter, and unfinished submissions
-resume when the bot starts. A create attempt that may have reached the ticket system is followed, on
-the next attempt, by a lookup for the submission's reference, so a retry never makes a duplicate.
+The failure rule, the same for every step:
+- every submission is journaled (see `storage`) before Slack is acknowledged;
+- a step either finishes (and is recorded, never repeated), or fails for a reason that may pass
+  (5xx, 408/409/429, timeouts, dropped connections, a locked database, Slack rate limits, any
+  unexpected error) and is retried from the journal with exponential backoff and jitter, honouring
+  Retry-After, until `give_up_after`; or fails for good (a 4xx, Slack's auth errors, giving up),
+  and the person is told, with what they typed when no ticket exists;
+- work is held by lease: a process claims due submissions from the journal (at most `max_active`
+  at once, so a long backlog never fills memory), renews the leases while it works, and lets go
+  while a submission waits for its next attempt. A process that dies loses its leases after
+  `lease_seconds` and any process carries the work on from the last recorded step. Nothing depends
+  on which process or task happens to hold a submission.
+A create attempt that may have reached the ticket system is followed, on the next attempt, by a
+look-up for the submission's reference, so a retry never makes a duplicate.
 """
 
 from __future__ import annotations
@@ -13,9 +22,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import random
+import socket
+import sqlite3
 import time
-from dataclasses import asdict
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiohttp
@@ -27,29 +41,54 @@ from clients.base import BackendError, CreatedTicket, FormField, TicketBackend, 
 from . import views
 from .drafts import Form, values_from_json
 from .people import People
-from .storage import Link, Storage, Submission, ThreadTaken
+from .storage import LeaseLost, Link, Storage, Submission, ThreadTaken
 from .views import Origin
 
 log = logging.getLogger(__name__)
 
-CREATE, COMPLETE, REPLY, CONNECT, NOTIFY = "create", "complete", "reply", "connect", "notify"
+CREATE, NOTIFY, COMPLETE, REPLY, CONNECT, FOLLOWUP = "create", "notify", "complete", "reply", "connect", "followup"
 SLACK_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # Errors that mean "the bot cannot post there"; the person is told in a DM instead.
 SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action"}
 
 
-class RetryLater(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
+@dataclass(frozen=True)
+class Failure:
+    """Why a step did not finish, and whether trying again later may help."""
+
+    reason: str
+    transient: bool
+    retry_after: float | None = None
+    field_errors: dict[str, str] | None = None
+
+
+def failure(exc: BaseException) -> Failure:
+    """The one classification of errors every step shares. Only what cannot heal is permanent:
+    a ticket system's refusal (4xx other than 408, 409, 429) and Slack's own error answers;
+    everything else, unexpected errors included, is retried."""
+    if isinstance(exc, BackendError):
+        return Failure(exc.message, exc.transient, exc.retry_after, exc.field_errors or None)
+    if isinstance(exc, SlackApiError):
+        error = str(exc.response.get("error") or "unknown Slack error")
+        status = getattr(exc.response, "status_code", 200)
+        retry_after = None
+        if status == 429:
+            try:
+                retry_after = float((exc.response.headers or {}).get("Retry-After", 1))
+            except (TypeError, ValueError):
+                retry_after = 1.0
+        transient = status == 429 or status >= 500 or error in SLACK_TRANSIENT
+        return Failure(f"Slack: {error}", transient, retry_after)
+    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, OSError, sqlite3.Error)):
+        return Failure(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, True)
+    if type(exc).__module__.startswith("sqlalchemy"):  # the database: locked, unreachable, full
+        return Failure(f"database: {type(exc).__name__}", True)
+    log.error("unexpected error in a ticket step; it is retried", exc_info=exc)
+    return Failure(f"unexpected error ({type(exc).__name__})", True)
 
 
 def slack_transient(exc: BaseException) -> bool:
-    if isinstance(exc, SlackApiError):
-        status = getattr(exc.response, "status_code", 200)
-        return status == 429 or status >= 500 or exc.response.get("error") in SLACK_TRANSIENT
-    return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
+    return failure(exc).transient
 
 
 def slack_error(exc: BaseException) -> str:
@@ -74,7 +113,12 @@ class TicketService:
         retry_max: float = 300.0,
         give_up_after: float = 86400.0,
         max_active: int = 64,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 1.0,
+        owner: str | None = None,
     ) -> None:
+        """`slack` should not sleep on rate limits itself (no rate-limit retry handler): a 429
+        becomes a journal retry that frees the submission's slot."""
         if default_backend not in backends:
             raise ValueError(f"default back end {default_backend!r} is not configured")
         self.storage = storage
@@ -88,11 +132,27 @@ class TicketService:
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.give_up_after = give_up_after
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        # At most this many submissions move through their steps at once; the rest wait their turn
-        # (journaled, with the "queued" notice after queued_after). Without a bound, a burst puts
-        # hundreds of requests into httpx's pool, whose bookkeeping is quadratic in waiting requests.
-        self._active = asyncio.Semaphore(max_active)
+        # At most this many submissions move through their steps at once in this process; the
+        # rest wait in the journal (with the "queued" notice after queued_after).
+        self.max_active = max_active
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._reserved = 0  # slots taken by submissions being journaled right now
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._more_waiting = True  # the journal may hold due work this process has not claimed
+        self._background: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._steps: list[tuple[str, Callable[[Submission], Awaitable[bool]], Callable[[Submission, Failure], Awaitable[None]]]] = [
+            (CREATE, self._step_create, self._create_failed),
+            (NOTIFY, self._step_notify, self._notify_failed),
+            (COMPLETE, self._step_complete, self._complete_failed),
+            (REPLY, self._step_reply, self._reply_failed),
+            (CONNECT, self._step_connect, self._connect_failed),
+            (FOLLOWUP, self._step_followup, self._notify_failed),
+        ]
 
     # --- what handlers call ------------------------------------------------------------------
 
@@ -139,33 +199,69 @@ class TicketService:
             "values": form.values_json(),
             "share": form.share and origin.source == "command" and origin.shareable_channel,
         }
-        sub, new = await self.storage.add_submission(Submission.new(dedupe_key, payload, thread_key))
+        sub = Submission.new(dedupe_key, payload, thread_key)
+        # With a free slot, the submission is journaled already held by this process and started at
+        # once; otherwise it waits in the journal for the first free slot of any process.
+        take = self._started and len(self._running) + self._reserved < self.max_active
+        if take:
+            sub.owner, sub.lease_until = self.owner, time.time() + self.lease_seconds
+            self._reserved += 1
+        try:
+            stored, new = await self.storage.add_submission(sub)
+        finally:
+            if take:
+                self._reserved -= 1
         if new:
-            self._schedule(sub.id)
-        return sub
+            if view_id and self.queued_after >= 0:
+                self._timers[stored.id] = asyncio.create_task(self._show_queued_later(stored))
+            if take:
+                self._start(stored)
+            else:
+                self._more_waiting = True
+                self._wake.set()
+        return stored
+
+    @property
+    def _started(self) -> bool:
+        return bool(self._background) and not self._closing
 
     async def resume(self) -> int:
-        """Pick up every unfinished submission (after a crash or restart)."""
-        pending = await self.storage.pending_submissions()
-        for sub in pending:
-            self._schedule(sub.id)
+        """Start working the journal: unfinished submissions (after a crash or restart, or left by
+        another process) are claimed in bounded batches as slots free up. Returns how many wait."""
+        if not self._background:
+            self._background = [
+                asyncio.create_task(self._claim_loop(), name="journal-claims"),
+                asyncio.create_task(self._renew_loop(), name="journal-leases"),
+            ]
+        pending, _oldest = await self.storage.backlog()
         if pending:
-            log.info("resuming %d unfinished submission(s)", len(pending))
-        return len(pending)
+            log.info("resuming %d unfinished submission(s) from the journal", pending)
+        return pending
 
     async def idle(self, timeout: float | None = None) -> None:
-        """Wait until no submission is being worked on (for shutdown and benchmarks)."""
+        """Wait until the journal has no unfinished submission (for tests and benchmarks)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._tasks:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if remaining == 0.0:
+        while self._running or (await self.storage.backlog())[0]:
+            if deadline is not None and time.monotonic() >= deadline:
                 return
-            await asyncio.wait(list(self._tasks.values()), timeout=remaining)
+            await asyncio.sleep(0.02)
 
-    async def close(self) -> None:
-        for task in list(self._tasks.values()):
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop: let running submissions finish for up to `grace` seconds, stop the rest (each
+        resumes from its last recorded step), and hand every lease back at once."""
+        self._closing = True
+        for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if grace > 0 and self._running:
+            await asyncio.wait(list(self._running.values()), timeout=grace)
+        for task in [*self._running.values(), *self._timers.values()]:
+            task.cancel()
+        await asyncio.gather(*self._background, *self._running.values(), *self._timers.values(), return_exceptions=True)
+        self._background = []
+        try:
+            await self.storage.release_all(self.owner)
+        except Exception as exc:  # the leases then run out on their own
+            log.warning("could not release leases on stop: %s", failure(exc).reason)
 
     async def recent_tickets(self, user_id: str, limit: int = 10) -> list[views.HomeTicket]:
         """The person's recent tickets, with current status and thread link where they can be had
@@ -193,92 +289,117 @@ class TicketService:
 
         return list(await asyncio.gather(*(one(s) for s in subs)))
 
-    # --- the steps -----------------------------------------------------------------------
+    # --- the journal ---------------------------------------------------------------------------
 
-    def _schedule(self, sub_id: str) -> None:
-        if sub_id in self._tasks:
-            return
-        task = asyncio.create_task(self._process(sub_id), name=f"submission-{sub_id}")
-        self._tasks[sub_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(sub_id, None))
+    async def _claim_loop(self) -> None:
+        """Claim due submissions while slots are free; sleep until the next one is due, a slot
+        frees, or `poll_seconds` pass (other processes' leases may run out)."""
+        while True:
+            delay = self.poll_seconds
+            try:
+                free = self.max_active - len(self._running) - self._reserved
+                if free > 0 and self._more_waiting:
+                    claimed = await self.storage.claim(self.owner, self.lease_seconds, free)
+                    for sub in claimed:
+                        self._start(sub)
+                    self._more_waiting = len(claimed) == free
+                    if not self._more_waiting:
+                        due = await self.storage.next_due()
+                        if due is not None:
+                            delay = min(delay, max(0.0, due - time.time()))
+                            self._more_waiting = delay <= 0
+                    elif free > 0:
+                        delay = 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not read the journal (%s); trying again", failure(exc).reason)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                self._more_waiting = True  # time passed: something may be due, or a lease ran out
 
-    async def _process(self, sub_id: str) -> None:
-        sub = await self.storage.get_submission(sub_id)
-        if sub is None or sub.status != "pending":
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.storage.renew(self.owner, list(self._running), self.lease_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not renew leases (%s)", failure(exc).reason)
+
+    def _start(self, sub: Submission) -> None:
+        if sub.id in self._running:
             return
-        timer = None
-        if CREATE not in sub.steps_done and sub.payload.get("view_id"):
-            timer = asyncio.create_task(self._show_queued_later(sub))
+        task = asyncio.create_task(self._run(sub), name=f"submission-{sub.id}")
+        self._running[sub.id] = task
+
+    async def _run(self, sub: Submission) -> None:
         try:
-            while sub.status == "pending":
-                wait = sub.next_attempt_at - time.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                try:
-                    async with self._active:
-                        await self._advance(sub, timer)
-                except RetryLater as again:
-                    self._plan_retry(sub, again)
-                    await self.storage.save_submission(sub)
+            await self._advance(sub)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bug: keep the submission pending so a restart retries it
-            log.exception("submission %s stopped unexpectedly; it resumes on restart", sub_id)
+        except LeaseLost:
+            log.warning("submission %s: another process took it over", sub.id)
+        except Exception as exc:  # the journal could not record a step: the lease runs out, then a retry
+            log.warning(
+                "submission %s: progress could not be recorded (%s); retried in %.0fs",
+                sub.id, failure(exc).reason, self.lease_seconds,
+            )
         finally:
-            if timer:
-                timer.cancel()
+            self._running.pop(sub.id, None)
+            self._more_waiting = True
+            self._wake.set()
 
-    def _plan_retry(self, sub: Submission, again: RetryLater) -> None:
+    async def _advance(self, sub: Submission) -> None:
+        """Run the submission's remaining steps, applying the failure rule to each."""
+        for name, run, failed in self._steps:
+            if name in sub.steps_done:
+                continue
+            try:
+                wrote = await run(sub)
+            except Exception as exc:
+                why = failure(exc)
+                if why.transient and time.time() - sub.created_at <= self.give_up_after:
+                    self._plan_retry(sub, name, why)
+                    await self.storage.save_submission(sub, release=True)
+                    return
+                if why.transient:  # passing failures for too long: this step fails for good
+                    name_of = self.backend(sub.payload["origin"].get("backend")).display_name
+                    why = Failure(f"{name_of} has not answered for too long ({why.reason})", False)
+                await failed(sub, why)
+                wrote = True
+            sub.steps_done.add(name)
+            sub.attempts, sub.next_attempt_at = 0, 0.0
+            if wrote:
+                await self.storage.save_submission(sub)
+        sub.status = "done" if sub.ticket else "failed"
+        await self.storage.save_submission(sub, release=True)
+
+    def _plan_retry(self, sub: Submission, step: str, why: Failure) -> None:
         sub.attempts += 1
-        sub.last_error = again.reason
-        if time.time() - sub.created_at > self.give_up_after:
-            # Stop retrying: the step in progress becomes a permanent failure.
-            sub.payload["gave_up"] = again.reason
+        sub.last_error = why.reason
         delay = min(self.retry_max, self.retry_base * 2 ** min(sub.attempts - 1, 20))
         delay *= random.uniform(0.5, 1.0)
-        if again.retry_after is not None:
-            delay = max(delay, again.retry_after)
+        if why.retry_after is not None:
+            delay = max(delay, why.retry_after)
         sub.next_attempt_at = time.time() + delay
-        log.info("submission %s: attempt %d failed (%s); retrying in %.1fs", sub.id, sub.attempts, again.reason, delay)
+        log.info(
+            "submission %s: %s, attempt %d failed (%s); retrying in %.1fs",
+            sub.id, step, sub.attempts, why.reason, delay,
+        )
 
-    async def _advance(self, sub: Submission, timer: asyncio.Task[None] | None) -> None:
-        if CREATE not in sub.steps_done:
-            await self._step_create(sub)
-            if timer:
-                timer.cancel()
-        if COMPLETE not in sub.steps_done:
-            await self._step_complete(sub)
-        if REPLY not in sub.steps_done:
-            await self._step_reply(sub)
-        if CONNECT not in sub.steps_done:
-            await self._step_connect(sub)
-        if NOTIFY not in sub.steps_done:
-            await self._step_notify(sub, save=False)  # saved with the final status, just below
-        sub.status = "done" if sub.ticket else "failed"
-        await self.storage.save_submission(sub)
-
-    async def _done(self, sub: Submission, step: str, *, save: bool = True) -> None:
-        """Mark a step done. `save=False` for a step that did nothing outside the bot (nothing to
-        repeat if it is lost): the next save records it."""
-        sub.steps_done.add(step)
-        sub.next_attempt_at = 0.0
-        if save:
-            await self.storage.save_submission(sub)
-
-    def _gave_up(self, sub: Submission) -> str | None:
-        return sub.payload.get("gave_up")
+    # --- the steps: each returns whether it changed something outside the bot (then its
+    # completion is saved at once); raising applies the failure rule -------------------------------
 
     async def _draft(self, sub: Submission, backend: TicketBackend) -> TicketDraft:
         p = sub.payload
         origin = Origin(**p["origin"])
         requester_slack = p.get("requester_id") or origin.requester_id or p["user_id"]
-        try:
-            submitter = await self.people.get(p["user_id"])
-            requester = submitter if requester_slack == p["user_id"] else await self.people.get(requester_slack)
-        except Exception as exc:
-            if slack_transient(exc):
-                raise RetryLater(f"Slack users.info: {slack_error(exc)}") from exc
-            raise
+        submitter = await self._person(p["user_id"])
+        requester = submitter if requester_slack == p["user_id"] else await self._person(requester_slack)
         requester_id = await self._user_id(backend, requester_slack, requester, requester=True)
         submitter_id = (
             requester_id
@@ -310,6 +431,19 @@ class TicketService:
             submitter_id=submitter_id,
         )
 
+    async def _person(self, slack_id: str) -> Any:
+        """The Slack person, or None when their profile cannot be read for good (unknown user,
+        another workspace, a missing scope): the ticket is then filed per UNMATCHED_REQUESTER.
+        A passing Slack failure is retried like any other."""
+        try:
+            return await self.people.get(slack_id)
+        except SlackApiError as exc:
+            why = failure(exc)
+            if why.transient:
+                raise
+            log.warning("profile of %s cannot be read (%s); filing without it", slack_id, why.reason)
+            return None
+
     async def _user_id(self, backend: TicketBackend, slack_id: str, person: Any, *, requester: bool) -> str | None:
         """The person's user id in the ticket system, by e-mail (cached); per UNMATCHED_REQUESTER
         an unmatched requester is created there, described in the ticket, or refused."""
@@ -334,64 +468,69 @@ class TicketService:
             raise BackendError(f"{why}, and tickets here are only filed for known users. Ask your IT team to add them.")
         return None
 
-    async def _step_create(self, sub: Submission) -> None:
+    async def _step_create(self, sub: Submission) -> bool:
         backend = self.backend(sub.payload["origin"].get("backend"))
-        try:
-            draft = await self._draft(sub, backend)
-            ticket = None
-            if sub.maybe_created:
-                since = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc)
-                ticket = await backend.find_ticket(draft, since)
-                if ticket:
-                    log.info("submission %s: found ticket %s from an earlier attempt", sub.id, ticket.display_id)
-            if ticket is None:
-                earlier = sub.maybe_created
-                sub.maybe_created = True  # from here a crash leaves "maybe": the next attempt looks first
-                await self.storage.save_submission(sub)
-                try:
-                    ticket = await backend.create_ticket(draft)
-                except BackendError as exc:
-                    if not exc.ambiguous:
-                        sub.maybe_created = earlier
-                    raise
-        except BackendError as exc:
-            if exc.transient and not self._gave_up(sub):
-                raise RetryLater(exc.message, exc.retry_after) from exc
-            sub.last_error = exc.message if not self._gave_up(sub) else (
-                f"{backend.display_name} has not answered for too long ({exc.message})"
-            )
-            if exc.field_errors:
-                sub.payload["field_errors"] = exc.field_errors
-            sub.thread_key = None  # free the thread for another try
-            sub.steps_done.update({COMPLETE, REPLY, CONNECT})
-            log.warning("submission %s: ticket not created: %s", sub.id, sub.last_error)
-            await self._done(sub, CREATE)
-            return
+        draft = await self._draft(sub, backend)
+        ticket = None
+        if sub.maybe_created:
+            since = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc)
+            ticket = await backend.find_ticket(draft, since)
+            if ticket:
+                log.info("submission %s: found ticket %s from an earlier attempt", sub.id, ticket.display_id)
+        if ticket is None:
+            earlier = sub.maybe_created
+            sub.maybe_created = True  # from here a crash leaves "maybe": the next attempt looks first
+            await self.storage.save_submission(sub)
+            try:
+                ticket = await backend.create_ticket(draft)
+            except BackendError as exc:
+                if not exc.ambiguous:
+                    sub.maybe_created = earlier
+                raise
         sub.ticket = asdict(ticket)
+        if draft.requester_id is None and backend.dm_sync_needs_requester:
+            person = draft.requester.name if draft.requester else "the requester"
+            whose = "your" if sub.payload.get("requester_id") == sub.payload["user_id"] else f"{views.escape(person)}'s"
+            sub.warnings.append(
+                f"{backend.display_name} has no account for {whose} e-mail address, so it will not send "
+                "direct messages about this ticket."
+            )
         origin = Origin(**sub.payload["origin"])
         if sub.thread_key and origin.channel_id and origin.thread_ts:
             sub.thread_ts = origin.thread_ts
             await self.storage.add_link(
                 Link(origin.channel_id, origin.thread_ts, ticket.id, ticket.display_id, ticket.backend), sub.id
             )
+        timer = self._timers.pop(sub.id, None)
+        if timer:
+            timer.cancel()
         log.info("submission %s: created %s %s", sub.id, ticket.backend, ticket.display_id)
-        await self._done(sub, CREATE)
+        return True
+
+    async def _create_failed(self, sub: Submission, why: Failure) -> None:
+        sub.last_error = why.reason
+        if why.field_errors:
+            sub.payload["field_errors"] = why.field_errors
+        sub.thread_key = None  # free the thread for another try
+        sub.steps_done.update({COMPLETE, REPLY, CONNECT, FOLLOWUP})
+        timer = self._timers.pop(sub.id, None)
+        if timer:
+            timer.cancel()
+        log.warning("submission %s: ticket not created: %s", sub.id, why.reason)
 
     def _ticket(self, sub: Submission) -> CreatedTicket:
         assert sub.ticket is not None
         return CreatedTicket(**sub.ticket)
 
-    async def _step_complete(self, sub: Submission) -> None:
+    async def _step_complete(self, sub: Submission) -> bool:
         backend = self.backend(sub.payload["origin"].get("backend"))
-        try:
-            await backend.complete_ticket(self._ticket(sub), await self._draft(sub, backend))
-        except BackendError as exc:
-            if exc.transient and not self._gave_up(sub):
-                raise RetryLater(exc.message, exc.retry_after) from exc
-            sub.warnings.append(f"The ticket was created, but not all its fields could be set: {exc.message}")
-        await self._done(sub, COMPLETE)
+        await backend.complete_ticket(self._ticket(sub), await self._draft(sub, backend))
+        return False  # safe to repeat: saved with the next step
 
-    async def _step_reply(self, sub: Submission) -> None:
+    async def _complete_failed(self, sub: Submission, why: Failure) -> None:
+        sub.warnings.append(f"The ticket was created, but not all its fields could be set: {why.reason}")
+
+    async def _step_reply(self, sub: Submission) -> bool:
         origin = Origin(**sub.payload["origin"])
         ticket = self._ticket(sub)
         user_id = sub.payload["user_id"]
@@ -405,43 +544,38 @@ class TicketService:
         elif sub.payload.get("share") and origin.channel_id:
             kwargs = dict(channel=origin.channel_id, text=views.shared_ticket_text(ticket.display_id, title, user_id))
         else:
-            await self._done(sub, REPLY, save=False)  # nothing to post
-            return
-        try:
-            resp = await self.slack.chat_postMessage(**kwargs)
-        except Exception as exc:
-            if slack_transient(exc) and not self._gave_up(sub):
-                raise RetryLater(f"Slack chat.postMessage: {slack_error(exc)}") from exc
-            sub.warnings.append(
-                f"I could not post in <#{origin.channel_id}> ({slack_error(exc)}); invite me to the channel to share tickets there."
+            return False  # nothing to post
+        resp = await self.slack.chat_postMessage(**kwargs)
+        if origin.source != "shortcut":
+            sub.thread_ts = resp["ts"]
+            await self.storage.add_link(
+                Link(origin.channel_id, resp["ts"], ticket.id, ticket.display_id, ticket.backend), sub.id
             )
-            if origin.source != "shortcut":
-                sub.steps_done.add(CONNECT)  # no message, no thread to connect
-        else:
-            if origin.source != "shortcut":
-                sub.thread_ts = resp["ts"]
-                await self.storage.add_link(
-                    Link(origin.channel_id, resp["ts"], ticket.id, ticket.display_id, ticket.backend), sub.id
-                )
-        await self._done(sub, REPLY)
+        return True
 
-    async def _step_connect(self, sub: Submission) -> None:
+    async def _reply_failed(self, sub: Submission, why: Failure) -> None:
+        origin = Origin(**sub.payload["origin"])
+        sub.warnings.append(
+            f"I could not post in <#{origin.channel_id}> ({why.reason}); invite me to the channel to share tickets there."
+        )
+        if origin.source != "shortcut":
+            sub.steps_done.add(CONNECT)  # no message, no thread to connect
+
+    async def _step_connect(self, sub: Submission) -> bool:
         origin = Origin(**sub.payload["origin"])
         backend = self.backend(origin.backend)
         if not (sub.thread_ts and origin.channel_id and backend.can_connect_threads):
-            await self._done(sub, CONNECT, save=False)  # nothing to connect
-            return
-        try:
-            await backend.connect_thread(
-                self._ticket(sub), origin.channel_id, sub.thread_ts, direct_message=origin.channel_id.startswith("D")
-            )
-        except BackendError as exc:
-            if exc.transient and not self._gave_up(sub):
-                raise RetryLater(exc.message, exc.retry_after) from exc
-            sub.warnings.append(f"The Slack thread could not be linked to the ticket: {exc.message}")
-        await self._done(sub, CONNECT)
+            return False  # nothing to connect
+        await backend.connect_thread(
+            self._ticket(sub), origin.channel_id, sub.thread_ts, direct_message=origin.channel_id.startswith("D")
+        )
+        return True
 
-    async def _step_notify(self, sub: Submission, *, save: bool = True) -> None:
+    async def _connect_failed(self, sub: Submission, why: Failure) -> None:
+        sub.warnings.append(f"The Slack thread could not be linked to the ticket: {why.reason}")
+
+    async def _step_notify(self, sub: Submission) -> bool:
+        """Tell the person the outcome as soon as it is known: the ticket id right after create."""
         p = sub.payload
         origin = Origin(**p["origin"])
         if sub.ticket:
@@ -456,17 +590,27 @@ class TicketService:
                 # Errors the person can fix: the form comes back with their values and the errors
                 # beside the fields; a message follows only if the form is gone.
                 if await self._update_view(p["view_id"], await self._form_with_errors(sub)):
-                    await self._done(sub, NOTIFY, save=save)
-                    return
+                    return True
         if p.get("view_id"):
             await self._update_view(p["view_id"], modal)
-        try:
-            await self._tell(p["user_id"], origin.channel_id, text)
-        except Exception as exc:
-            if slack_transient(exc) and not self._gave_up(sub):
-                raise RetryLater(f"Slack: {slack_error(exc)}") from exc
-            log.error("submission %s: could not tell <%s> the outcome: %s", sub.id, p["user_id"], slack_error(exc))
-        await self._done(sub, NOTIFY, save=save)
+        await self._tell(p["user_id"], origin.channel_id, text)
+        p["told_warnings"] = len(sub.warnings)
+        return True
+
+    async def _notify_failed(self, sub: Submission, why: Failure) -> None:
+        log.error("submission %s: could not tell <%s> the outcome: %s", sub.id, sub.payload["user_id"], why.reason)
+        sub.payload["told_warnings"] = len(sub.warnings)
+
+    async def _step_followup(self, sub: Submission) -> bool:
+        """What went wrong after the person was told the ticket id (a reply, the thread link)."""
+        told = sub.payload.get("told_warnings", 0)
+        if not sub.ticket or len(sub.warnings) <= told:
+            return False
+        p = sub.payload
+        text = views.followup_text(self._ticket(sub).display_id, sub.warnings[told:])
+        await self._tell(p["user_id"], Origin(**p["origin"]).channel_id, text)
+        p["told_warnings"] = len(sub.warnings)
+        return True
 
     async def _tell(self, user_id: str, channel_id: str | None, text: str) -> None:
         """An ephemeral message where the person is; a DM when the bot cannot post there."""
@@ -505,9 +649,21 @@ class TicketService:
             return False
 
     async def _show_queued_later(self, sub: Submission) -> None:
-        await asyncio.sleep(self.queued_after)
-        name = self.backend(sub.payload["origin"].get("backend")).display_name
-        await self._update_view(sub.payload["view_id"], views.queued_modal(sub.payload["title"], name))
+        """After `queued_after` without a ticket, the form says the ticket is queued (the check
+        reads the journal: another process may have created it)."""
+        try:
+            await asyncio.sleep(self.queued_after)
+            current = await self.storage.get_submission(sub.id)
+            if current and current.status == "pending" and CREATE not in current.steps_done:
+                name = self.backend(sub.payload["origin"].get("backend")).display_name
+                await self._update_view(sub.payload["view_id"], views.queued_modal(sub.payload["title"], name))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("queued notice for %s: %s", sub.id, exc)
+        finally:
+            if self._timers.get(sub.id) is asyncio.current_task():
+                del self._timers[sub.id]
 
 
-__all__ = ["TicketService", "ThreadTaken"]
+__all__ = ["TicketService", "ThreadTaken", "Failure", "failure"]

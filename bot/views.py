@@ -420,3 +420,8 @@ def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
             details.append(f"<{t.thread_link}|Slack thread>")
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line + "\n" + " · ".join(details))))
     return View(type="home", blocks=blocks[:100]).to_dict()
+
+
+def followup_text(display_id: str, warnings: list[str]) -> str:
+    """What went wrong after the person was told their ticket id."""
+    return f"About your ticket *{escape(display_id)}*:" + "".join(f"\n:warning: {escape(w)}" for w in warnings)

@@ -123,6 +123,9 @@ class TicketBackend:
         return await self.form_fields()
 
     can_match_users: bool = False  # find_user looks people up; False: nobody is ever "unmatched"
+    # The system messages the requester directly only when the ticket names them as a user of its
+    # own (Serval's slackDm sync): an unmatched requester is told they will get no such messages.
+    dm_sync_needs_requester: bool = False
 
     async def find_user(self, email: str) -> str | None:
         """The system's user id for an e-mail address, or None."""

@@ -149,6 +149,7 @@ async def test_command_without_share_posts_nothing_in_channel(sender, slack, ser
     r = await sender.interactive(submission(view, filled("VPN is down", share=False)))
     assert r.json()["response_action"] == "update"
     await slack_state.wait_for("chat.postEphemeral")
+    await running.bot.tickets.idle(5)
     assert slack_state.calls_to("chat.postMessage") == []
     assert connects(serval[0]) == []
     assert len(created(serval[0])) == 1
@@ -198,6 +199,7 @@ async def test_shortcut_submission_replies_in_thread_and_connects(sender, slack,
     r = await sender.interactive(submission(view, filled("Checkout broken")))
     assert r.json()["response_action"] == "update"
     await slack_state.wait_for("chat.postEphemeral")
+    await running.bot.tickets.idle(5)
     ticket = next(iter(serval_state.tickets.values()))
     reply = slack_state.calls_to("chat.postMessage")
     assert len(reply) == 1
@@ -225,10 +227,13 @@ async def test_thread_reply_connects_the_thread_root(sender, slack, serval):
     view = await open_modal_with_shortcut(sender, slack_state, body)
     await sender.interactive(submission(view, filled("From a reply")))
     await slack_state.wait_for("chat.postEphemeral")
+    await running.bot.tickets.idle(5)
     assert slack_state.calls_to("chat.postMessage")[0]["args"]["thread_ts"] == "1583636382.000300"
     assert connects(serval[0])[0]["body"]["externalTicketId"] == "C111:1583636382.000300"
-    # the permalink is for the reply itself
-    assert slack_state.calls_to("chat.getPermalink")[0]["args"]["message_ts"] == "1583636390.000400"
+    # the permalink is for the reply itself, in its thread (as chat.getPermalink builds it)
+    description = block(view, "description")["element"]["initial_value"]
+    assert description.endswith("https://example.slack.com/archives/C111/p1583636390000400"
+                                "?thread_ts=1583636382.000300&cid=C111")
 
 
 async def test_dm_thread_is_connected_as_slack_dm(sender, slack, serval):

@@ -1,0 +1,263 @@
+"""The failure rule of the submission pipeline: every step finishes, is retried from the journal, or
+fails with a message to the person. Each test here reproduces a way a submission used to get stuck or
+silent (issue 11) through the real HTTP endpoint, the fake Slack and the Serval sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app import serve_http
+from bot.storage import Storage, Submission
+from clients.base import BackendError, CreatedTicket, TicketBackend, TicketDraft
+from sandbox.serval import Fault
+from tests.conftest import SlackSender, eventually, make_settings, submission
+from tests.test_ticket_flow import created, filled, open_modal_with_command, open_modal_with_shortcut, shortcut
+
+FAST_RETRIES = dict(retry_base_seconds=0.05, retry_max_seconds=0.2)
+
+
+def told_created(slack_state: Any) -> list[str]:
+    """The texts that told someone their ticket was created (ephemeral or DM)."""
+    return [
+        c["args"]["text"]
+        for c in slack_state.calls
+        if c["method"] in ("chat.postEphemeral", "chat.postMessage")
+        and not c.get("error")
+        and "was created" in c["args"].get("text", "")
+    ]
+
+
+async def start(tmp_path: Path, slack: Any, serval: Any, **overrides: Any):
+    settings = make_settings(tmp_path, slack[1], serval[1], **{**FAST_RETRIES, **overrides})
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    return running, SlackSender(running.url)
+
+
+async def file_ticket(sender: SlackSender, slack_state: Any, title: str, *, share: bool = False) -> None:
+    view = await open_modal_with_command(sender, slack_state, title)
+    r = await sender.interactive(submission(view, filled(title, share=share)))
+    assert r.status_code == 200 and r.json()["response_action"] == "update", r.text
+
+
+async def test_a_locked_database_is_waited_out_and_the_ticket_is_made_once(tmp_path, slack, serval):
+    """The journal locked by another connection for 6 s (longer than the 5 s busy timeout) while a
+    create is in flight: the submission resumes from the journal when its lease runs out."""
+    slack_state, serval_state = slack[0], serval[0]
+    serval_state.faults["POST /v2/tickets"] = Fault(latency=0.3)
+    running, sender = await start(tmp_path, slack, serval, lease_seconds=2)
+    try:
+        await file_ticket(sender, slack_state, "Locked journal")
+        await eventually(lambda: serval_state.in_flight["POST /v2/tickets"] > 0)
+        lock = sqlite3.connect(tmp_path / "bot.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        await asyncio.sleep(6)
+        lock.execute("COMMIT")
+        lock.close()
+        texts = await eventually(lambda: told_created(slack_state), timeout=30)
+        await running.bot.tickets.idle(10)
+        assert len(created(serval_state)) == 1
+        assert len(told_created(slack_state)) == 1
+        assert "Locked journal" in texts[0]
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
+@pytest.mark.parametrize("error", ["team_access_not_granted", "missing_scope", "user_not_found"])
+async def test_an_unreadable_slack_profile_still_files_the_ticket(tmp_path, slack, serval, error):
+    slack_state, serval_state = slack[0], serval[0]
+    running, sender = await start(tmp_path, slack, serval)
+    try:
+        view = await open_modal_with_command(sender, slack_state, "Profile hidden")
+        slack_state.fail("users.info", error, times=10)
+        await sender.interactive(submission(view, filled("Profile hidden")))
+        texts = await eventually(lambda: told_created(slack_state), timeout=10)
+        assert "Profile hidden" in texts[0]
+        body = created(serval_state)[0]
+        assert "requesterUserId" not in body  # filed per UNMATCHED_REQUESTER=describe
+        assert "an unknown Slack user" in body["description"]
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
+async def test_the_ticket_id_is_told_at_once_and_a_later_failure_follows_up(tmp_path, slack, serval):
+    """/connect answering 503: the person hears of the ticket right after it is created, not after
+    the connect has worked; when the connect finally fails for good, a follow-up says so."""
+    slack_state, serval_state = slack[0], serval[0]
+    serval_state.faults["POST /v2/tickets/{ticket_id}/connect"] = Fault(error_rate=1.0, status=503)
+    running, sender = await start(tmp_path, slack, serval)
+    try:
+        view = await open_modal_with_shortcut(sender, slack_state, shortcut())
+        await sender.interactive(submission(view, filled("Thread sync broken")))
+        texts = await eventually(lambda: told_created(slack_state), timeout=5)
+        assert re.search(r"Your ticket \*\S+\* was created: Thread sync broken", texts[0])
+        sub = (await running.bot.storage.pending_submissions())[0]
+        assert "connect" not in sub.steps_done  # still retrying the connect
+        serval_state.faults["POST /v2/tickets/{ticket_id}/connect"] = Fault(error_rate=1.0, status=400)
+
+        def followup():
+            return [c for c in slack_state.calls if "About your ticket" in c["args"].get("text", "")]
+
+        notes = await eventually(followup, timeout=10)
+        assert "could not be linked" in notes[0]["args"]["text"]
+        await running.bot.tickets.idle(5)
+        assert len(told_created(slack_state)) == 1
+        assert len(followup()) == 1
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
+async def test_a_rate_limited_channel_does_not_hold_up_other_tickets(tmp_path, slack, serval):
+    """With one slot, a ticket whose channel post gets 429 (Retry-After: 4) waits in the journal
+    instead of in its slot: an unrelated ticket filed after it is announced first."""
+    slack_state, serval_state = slack[0], serval[0]
+    running, sender = await start(tmp_path, slack, serval, max_tickets_in_flight=1)
+    try:
+        slack_state.rate_limit("chat.postMessage", retry_after=4, times=1)
+        await file_ticket(sender, slack_state, "Busy channel", share=True)
+        await slack_state.wait_for("chat.postMessage")  # the 429
+        await file_ticket(sender, slack_state, "Unrelated")
+        await eventually(lambda: any("Unrelated" in t for t in told_created(slack_state)), timeout=10)
+        posted = [c for c in slack_state.calls_to("chat.postMessage") if not c.get("error")]
+        assert posted == []  # the busy one is still waiting for its Retry-After
+        await eventually(
+            lambda: [c for c in slack_state.calls_to("chat.postMessage") if not c.get("error")], timeout=15
+        )
+        await running.bot.tickets.idle(10)
+        assert sorted(t["name"] for t in serval_state.tickets.values()) == ["Busy channel", "Unrelated"]
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
+async def test_a_long_backlog_is_worked_in_bounded_batches(tmp_path, slack, serval):
+    """300 unfinished submissions in the journal at start-up: never more than MAX_TICKETS_IN_FLIGHT
+    are held in memory at once, and every one becomes exactly one ticket."""
+    slack_state, serval_state = slack[0], serval[0]
+    settings = make_settings(tmp_path, slack[1], serval[1], max_tickets_in_flight=4, **FAST_RETRIES)
+    storage = await Storage(settings.database_path).open()
+    for i in range(300):
+        payload = {
+            "origin": {"source": "command", "channel_id": "C111", "channel_name": "dev"},
+            "user_id": "U111", "requester_id": "U111", "view_id": None,
+            "title": f"Backlog {i}", "description": "", "values": {}, "share": False,
+        }
+        await storage.add_submission(Submission.new(f"backlog-{i}", payload, None))
+    await storage.close()
+    peak = 0
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    try:
+        deadline = time.monotonic() + 60
+        while len(serval_state.tickets) < 300 and time.monotonic() < deadline:
+            held = [t for t in asyncio.all_tasks() if t.get_name().startswith("submission-")]
+            peak = max(peak, len(held))
+            await asyncio.sleep(0.005)
+        await running.bot.tickets.idle(10)
+    finally:
+        await running.close()
+    assert sorted(t["name"] for t in serval_state.tickets.values()) == sorted(f"Backlog {i}" for i in range(300))
+    assert 1 <= peak <= 4
+    assert serval_state.peak_in_flight["POST /v2/tickets"] <= 4
+
+
+async def test_what_the_service_decided_survives_a_restart(tmp_path):
+    """`gave_up` and `field_errors` live in the payload: a restart must not forget them."""
+    storage = await Storage(str(tmp_path / "bot.db")).open()
+    sub, _ = await storage.add_submission(Submission.new("k", {"user_id": "U1", "title": "T"}, None))
+    sub.payload["field_errors"] = {"title": "too long"}
+    sub.payload["gave_up"] = "Serval did not answer"
+    await storage.save_submission(sub)
+    await storage.close()
+    storage = await Storage(str(tmp_path / "bot.db")).open()
+    again = await storage.get_submission(sub.id)
+    await storage.close()
+    assert again.payload["field_errors"] == {"title": "too long"}
+    assert again.payload["gave_up"] == "Serval did not answer"
+
+
+class Flaky(TicketBackend):
+    """A ticket system whose client raises what no one planned for (a bug, a library surprise)."""
+
+    name = "serval"
+    display_name = "Flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.tickets: list[str] = []
+
+    async def create_ticket(self, draft: TicketDraft) -> CreatedTicket:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise KeyError("data")
+        self.tickets.append(draft.title)
+        return CreatedTicket(id="t1", display_id="FL-1", backend=self.name)
+
+
+async def test_an_unexpected_error_is_retried_like_a_passing_one(tmp_path, slack, serval):
+    from bot.core import Bot
+
+    slack_state = slack[0]
+    flaky = Flaky(failures=3)
+    settings = make_settings(tmp_path, slack[1], serval[1], **FAST_RETRIES)
+    running = await serve_http(settings, host="127.0.0.1", port=0, bot=await Bot.open(settings, backends={"serval": flaky}))
+    sender = SlackSender(running.url)
+    try:
+        await file_ticket(sender, slack_state, "Surprise")
+        texts = await eventually(lambda: told_created(slack_state), timeout=10)
+        assert "FL-1" in texts[0]
+        assert flaky.calls == 4 and flaky.tickets == ["Surprise"]
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
+async def test_an_error_that_never_heals_ends_with_a_message_and_what_was_typed(tmp_path, slack, serval):
+    from bot.core import Bot
+
+    slack_state = slack[0]
+    flaky = Flaky(failures=10**6)
+    settings = make_settings(tmp_path, slack[1], serval[1], give_up_after_seconds=1.0, **FAST_RETRIES)
+    running = await serve_http(settings, host="127.0.0.1", port=0, bot=await Bot.open(settings, backends={"serval": flaky}))
+    sender = SlackSender(running.url)
+    try:
+        await file_ticket(sender, slack_state, "Never works")
+
+        def failed():
+            return [c for c in slack_state.calls_to("chat.postEphemeral") if "could not be created" in c["args"]["text"]]
+
+        notes = await eventually(failed, timeout=10)
+        assert "Never works" in notes[0]["args"]["text"]  # what the person typed comes back
+        assert "It blinks red." in notes[0]["args"]["text"]
+        await running.bot.tickets.idle(5)
+        assert (await running.bot.storage.backlog())[0] == 0
+        # the thread and the dedupe key are free: nothing stays reserved
+        assert await running.bot.storage.counts() == {"failed": 1}
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
+async def test_an_unmatched_requester_is_told_serval_will_not_dm_them(tmp_path, slack, serval):
+    slack_state, serval_state = slack[0], serval[0]
+    slack_state.add_user("U999", email="nobody@elsewhere.example", name="Nobody Known")
+    running, sender = await start(tmp_path, slack, serval)
+    try:
+        view = await open_modal_with_command(sender, slack_state, "Who am I", user_id="U999")
+        await sender.interactive(submission(view, filled("Who am I"), user_id="U999"))
+        texts = await eventually(lambda: told_created(slack_state), timeout=10)
+        assert "will not send direct messages" in texts[0]
+        body = created(serval_state)[0]
+        assert "requesterUserId" not in body and not body.get("channelSyncTargets")
+    finally:
+        await sender.aclose()
+        await running.close()
