@@ -44,10 +44,7 @@ def slack_client(
         base_url=base_url,
         timeout=10,
         session=session,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),  # waits Retry-After
-        ],
+        retry_handlers=handlers,
     )
 
 
