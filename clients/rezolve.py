@@ -10,16 +10,27 @@ What the client relies on (seed 003, ../shared/backends/README.md):
   all five body keys (`source`, `summary`, `ticketBody` with `offerId` and field-uuid keys, `attachments`,
   `ticketRelation`). The answer's `objectId` ("CTC-0054") is the display id every later call uses;
   `ticket.etag` is needed by the next update, so it is kept.
-* Discovery: `GET /api/v2/ticketing/ticket-type` (fields[] of each type: the form) and
-  `GET /api/v2/ticketing/tenant/sc/offers` (the offer whose item type is ours). Both are cached with
-  `ETag` / `If-None-Match`.
+* Discovery: `GET /api/v2/ticketing/ticket-type` (fields[] of each type: the form), answered OData style
+  `{"data": {"value": [...], "@odata.count": n}}` and paged with `$skip` (a bare list under `data`, seen in
+  older examples, is accepted too), and `GET /api/v2/ticketing/tenant/sc/offers` (the offer whose item type
+  is ours). Both are cached with `ETag` / `If-None-Match`; an ETag is kept only with a body that was read
+  successfully, so an answer the bot could not read is never served again from a 304.
+* Search: `POST /api/v2/ticketing/ticket/list` with a full-text `search` for the submission reference.
+  Its answer is not documented: a list under `data` or OData `data.value` is accepted, and a row matches
+  when any text in it contains the reference.
 * Errors: 400 `INPUT_VALIDATION_FAILURE` with reasons per field uuid (mapped back to form fields), 401
   `USER_PERMISSION_FAILURE`, 403 without a code, 404 with an HTML page (unknown team or item type), and
   elsewhere the `{success: false, error: {code, message, details}}` envelope. All become `BackendError`s
   with a plain message.
 
-No endpoint lists or searches tickets, so `find_ticket` cannot find a ticket whose create answer was lost:
-after an ambiguous failure (a timeout or 5xx on create) the retry may make a second ticket.
+A 200 answer the bot cannot read (not JSON, or without the expected data) is a transient BackendError,
+and ambiguous for a create (the ticket may exist).
+
+The submission reference ("ref slack-…") reaches the ticket in the description field when
+`description_field_id` is set, otherwise appended to the ticket type's first multi-line text field. After
+an ambiguous create, `find_ticket` searches for it, so the retry does not make a second ticket. A ticket
+type without any multi-line text field cannot carry the reference: there a lost create answer can still
+end in a duplicate (the documented limitation).
 """
 
 from __future__ import annotations
@@ -27,12 +38,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from . import secrets
 from ._refresh import KeptFresh
 from ._http import AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FieldKind, FormField, Option, TicketBackend, TicketDraft
@@ -44,6 +58,11 @@ DEFAULT_BASE_URL = "https://api.rezolve.ai"
 TICKET_TYPES = "/api/v2/ticketing/ticket-type"
 OFFERS = "/api/v2/ticketing/tenant/sc/offers"
 USERINFO = "/api/v2/ticketing/user/userinfo"
+TICKET_LIST = "/api/v2/ticketing/ticket/list"
+SEARCH_PAGE = 100  # the documented maximum of `top`
+SEARCH_PAGES = 5  # a full-text search may match loosely: look at no more than this many pages
+TYPE_PAGES = 50  # ticket-type pages read at most (OData $skip)
+T = TypeVar("T")
 CatalogType = Literal["template", "agent", "user"]
 # Rezolve field type -> form field kind. Other types are left out of the form unless required.
 FIELD_KINDS: dict[str, FieldKind] = {
@@ -73,6 +92,15 @@ def keycloak_token_url(base_url: str, realm: str) -> str:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")  # answers may carry more than documented
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        """A null where the bot has a default (`"options": null`, `"required": null`) means unset."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items()
+                    if v is not None or (k in cls.model_fields and cls.model_fields[k].is_required())}
+        return data
+
 
 class TokenResponse(_Model):
     access_token: str
@@ -82,7 +110,7 @@ class TokenResponse(_Model):
 
 
 class FieldOption(_Model):
-    label: str | None = None
+    label: Any = None
     value: Any = None
 
 
@@ -132,24 +160,45 @@ class Ticket(_Model):
 
 
 class CreateTicketResponse(_Model):
-    success: bool = True
-    message: str | None = None
-    status: int | None = None
-    objectId: str
-    ticket: Ticket
+    success: bool | None = True
+    message: Any = None
+    status: Any = None
+    objectId: str | None = None
+    ticket: Ticket | None = None
+
+    @model_validator(mode="after")
+    def _has_object_id(self) -> CreateTicketResponse:
+        if not self.objectId and self.ticket is not None and self.ticket.object_id:
+            self.objectId = self.ticket.object_id
+        if not self.objectId:
+            raise ValueError("no objectId")
+        return self
 
 
 class UserInfo(_Model):
-    id: str | None = None
-    username: str | None = None
-    tenantId: str | None = None
-    roles: list[str] = []
-    teams: list[dict[str, Any]] = []
+    """`{teams: ["operation", "global"], defaultTeam, roles: {realm: [...]}, permissions: {ticketing:
+    {canCreateTicket}}, tenant: {id, name, realm}}` (docs); teams as objects `{id, name}` are accepted too."""
+
+    teams: list[Any] = []
+    defaultTeam: Any = None
+    roles: Any = None
     permissions: dict[str, Any] = {}
+    tenant: dict[str, Any] = {}
 
     @property
     def can_create_ticket(self) -> bool:
-        return bool((self.permissions.get("ticketing") or {}).get("canCreateTicket"))
+        ticketing = self.permissions.get("ticketing")
+        return isinstance(ticketing, dict) and ticketing.get("canCreateTicket") is True
+
+    @property
+    def team_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for team in self.teams:
+            if isinstance(team, dict):
+                ids.update(str(team[k]) for k in ("id", "slug", "name") if team.get(k) is not None)
+            elif team is not None:
+                ids.add(str(team))
+        return ids
 
 
 # --- the client --------------------------------------------------------------------------------
@@ -185,7 +234,7 @@ class RezolveClient:
         self.catalog_type = catalog_type
         self.module = module
         self._tokens = TokenCache(self._fetch_token)
-        self._etags: dict[str, tuple[str, Any]] = {}  # path -> (ETag, body) of the last 200
+        self._etags: dict[str, tuple[str, Any]] = {}  # path and query -> (ETag, what was read from that 200)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -199,9 +248,15 @@ class RezolveClient:
             )
         if r.status_code != 200:
             raise _token_error(r)
+        body = _json_body(r)
+        # TokenCache remembers the access token; Keycloak may also send a refresh and an ID token (the
+        # client credentials grant can be set up to): never log them either.
+        for key in ("refresh_token", "id_token"):
+            if isinstance(body.get(key), str):
+                secrets.remember(body[key])
         try:
-            token = TokenResponse.model_validate(r.json())
-        except (ValueError, ValidationError) as exc:
+            token = TokenResponse.model_validate(body)
+        except ValidationError as exc:
             raise BackendError(
                 f"{SYSTEM}'s sign-in answered without an access token (HTTP {r.status_code})",
                 status=r.status_code,
@@ -219,11 +274,19 @@ class RezolveClient:
         }
 
     async def _request(
-        self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        unsafe: bool | None = None,
     ) -> httpx.Response:
-        """One API call with a valid token; a 401 that is not a permission refusal renews it once."""
-        params = {"type": self.catalog_type, "module": self.module}
-        unsafe = method == "POST"
+        """One API call with a valid token; a 401 that is not a permission refusal renews it once.
+        `unsafe` (default: a POST) marks a call that changes something, so a lost answer is ambiguous."""
+        params = {"type": self.catalog_type, "module": self.module, **(params or {})}
+        unsafe = method == "POST" if unsafe is None else unsafe
         for attempt in (1, 2):
             token = await self._tokens.get()
             async with transport_errors(SYSTEM, unsafe=unsafe):
@@ -236,48 +299,158 @@ class RezolveClient:
             return r
         raise AssertionError("unreachable")
 
-    async def _get(self, path: str, doing: str) -> Any:
-        """GET with If-None-Match: a 304 answers from the last body seen for this path."""
-        cached = self._etags.get(path)
-        r = await self._request("GET", path, headers={"If-None-Match": cached[0]} if cached else None)
+    async def _get(
+        self, path: str, doing: str, what: str, read: Callable[[dict[str, Any]], T], *,
+        params: dict[str, str] | None = None,
+    ) -> T:
+        """GET with If-None-Match: a 304 answers from what was read from the last 200 for this path.
+        `read` turns the answer into the result (raising ValueError, TypeError, KeyError or a
+        ValidationError when it cannot); an ETag is kept only once its body has been read."""
+        key = path + "".join(f"&{k}={v}" for k, v in sorted((params or {}).items()))
+        cached = self._etags.get(key)
+        r = await self._request("GET", path, params=params,
+                                headers={"If-None-Match": cached[0]} if cached else None)
         if r.status_code == 304 and cached:
             return cached[1]
         if r.status_code != 200:
             raise _error(r, doing)
         body = _json_body(r)
-        if not body:
-            raise BackendError(f"{SYSTEM} gave an answer the bot does not understand ({doing}, HTTP 200)",
-                               status=200, transient=True)
         if body.get("success") is False:
             raise _error(r, doing)
+        try:
+            if not body:
+                raise ValueError("not a JSON object")
+            value = read(body)
+        except (ValueError, TypeError, KeyError, ValidationError) as exc:
+            self._etags.pop(key, None)
+            log.warning("%s answered %s with a body the bot cannot read: %s", SYSTEM, doing, _short(exc))
+            raise _unreadable(what) from exc
         if r.headers.get("ETag"):
-            self._etags[path] = (r.headers["ETag"], body)
-        return body
+            self._etags[key] = (r.headers["ETag"], value)
+        else:
+            self._etags.pop(key, None)
+        return value
 
     async def ticket_types(self) -> list[TicketType]:
-        body = await self._get(TICKET_TYPES, "listing ticket types")
-        return [TicketType.model_validate(t) for t in body.get("data") or []]
+        """Every ticket type, page after page while `@odata.count` says there are more."""
+        types, total = await self._get(TICKET_TYPES, "listing ticket types", "the list of ticket types", _type_page)
+        for _ in range(TYPE_PAGES):
+            if total is None or len(types) >= total:
+                break
+            page, total = await self._get(TICKET_TYPES, "listing ticket types", "the list of ticket types",
+                                          _type_page, params={"$skip": str(len(types))})
+            if not page:
+                break
+            types = types + page
+        return types
 
     async def offers(self) -> list[Offer]:
-        body = await self._get(OFFERS, "listing service catalog offers")
-        data = body.get("data") or {}
-        items = data.get("offers") if isinstance(data, dict) else data
-        return [Offer.model_validate(o) for o in items or []]
+        return await self._get(OFFERS, "listing service catalog offers", "the list of service catalog offers",
+                               _offers)
 
     async def userinfo(self) -> UserInfo:
-        body = await self._get(USERINFO, "reading the bot's user info")
-        return UserInfo.model_validate(body.get("data") or {})
+        return await self._get(USERINFO, "reading the bot's user info", "the bot's user info", _userinfo)
+
+    async def search_tickets(
+        self, search: str, *, top: int = SEARCH_PAGE, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of `POST /ticket/list` with a full-text `search`: (rows, total count if given)."""
+        r = await self._request("POST", TICKET_LIST, json={"search": search, "top": top, "offset": offset},
+                                unsafe=False)  # a search changes nothing
+        if r.status_code != 200:
+            raise _error(r, "searching tickets")
+        body = _json_body(r)
+        if body.get("success") is False:
+            raise _error(r, "searching tickets")
+        try:
+            return _rows(body)
+        except ValueError as exc:
+            log.warning("%s answered a ticket search with a body the bot cannot read: %s", SYSTEM, exc)
+            raise _unreadable("the ticket search") from exc
 
     async def create_ticket(self, team_id: str, item_type_id: str, body: CreateTicketRequest) -> CreateTicketResponse:
         path = f"/api/v2/ticketing/ticket/create/{team_id}/{item_type_id}"
         r = await self._request("POST", path, json=body.model_dump())
-        if not 200 <= r.status_code < 300 or _json_body(r).get("success") is False:
+        answer = _json_body(r)
+        if not 200 <= r.status_code < 300 or answer.get("success") is False:
             raise _error(r, "the ticket", team_id=team_id, item_type_id=item_type_id)
         try:
-            return CreateTicketResponse.model_validate(r.json())
-        except (ValueError, ValidationError) as exc:
-            # It probably exists, but without its id nothing can be done with it; do not retry blindly.
-            raise BackendError(f"{SYSTEM} answered the ticket creation without a ticket id", status=200) from exc
+            return CreateTicketResponse.model_validate(answer)
+        except ValidationError as exc:
+            # It probably exists, but its id did not come back: look for it before trying again.
+            log.warning("%s answered a ticket creation with HTTP %s and no ticket id: %s", SYSTEM, r.status_code,
+                        _short(exc))
+            raise BackendError(
+                f"{SYSTEM} answered the ticket creation without the ticket's id (HTTP {r.status_code})",
+                status=r.status_code,
+                transient=True,
+                ambiguous=True,
+            ) from exc
+
+
+# --- reading answers ----------------------------------------------------------------------------
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _unreadable(what: str) -> BackendError:
+    return BackendError(f"{SYSTEM} sent {what} in a form the bot cannot read", status=200, transient=True)
+
+
+def _listed(body: dict[str, Any], *names: str) -> tuple[list[Any], int | None]:
+    """The list in an answer: `data` itself, OData `data.value` (with `@odata.count`) or `data.<name>`;
+    a top-level OData `value` too. ValueError when there is none."""
+    data = body.get("data") if "data" in body else body
+    if isinstance(data, list):
+        return data, None
+    if isinstance(data, dict):
+        for name in ("value", *names):
+            if isinstance(data.get(name), list):
+                count = data.get("@odata.count")
+                total = count if isinstance(count, int) and not isinstance(count, bool) else None
+                return data[name], total
+    raise ValueError("no list under data")
+
+
+def _type_page(body: dict[str, Any]) -> tuple[list[TicketType], int | None]:
+    items, total = _listed(body)
+    return [TicketType.model_validate(t) for t in items], total
+
+
+def _offers(body: dict[str, Any]) -> list[Offer]:
+    items, _ = _listed(body, "offers")
+    return [Offer.model_validate(o) for o in items]
+
+
+def _userinfo(body: dict[str, Any]) -> UserInfo:
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise ValueError("no user info under data")
+    return UserInfo.model_validate(data)
+
+
+def _rows(body: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+    items, total = _listed(body, "tickets", "items", "rows", "results")
+    return [row for row in items if isinstance(row, dict)], total
+
+
+def _texts(value: Any) -> list[str]:
+    """Every text in a value, nested dicts and lists included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return []
+
+
+def mentions(row: dict[str, Any], reference: str) -> bool:
+    """Whether any text of a ticket row holds `reference` as a whole word ("slack-ab" is not in "slack-abc")."""
+    pattern = re.compile(r"(?<![\w-])" + re.escape(reference) + r"(?![\w-])", re.IGNORECASE)
+    return any(pattern.search(text) for text in _texts(row))
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -480,14 +653,23 @@ class RezolveBackend(TicketBackend):
         return await self._form.get()
 
     async def _load(self) -> list[FormField]:
-        types, offers = await asyncio.gather(self.client.ticket_types(), self.client.offers())
-        ttype = next((t for t in types if str(t.id) == self.item_type_id), None)
-        if ttype is None:
-            raise BackendError(f"{SYSTEM} has no ticket type '{self.item_type_id}' (check REZOLVE_ITEM_TYPE_ID)")
-        self._offer_id = self._pick_offer(offers)
+        try:
+            types, offers = await asyncio.gather(self.client.ticket_types(), self.client.offers())
+            ttype = next((t for t in types if str(t.id) == self.item_type_id), None)
+            if ttype is None:
+                raise BackendError(f"{SYSTEM} has no ticket type '{self.item_type_id}' (check REZOLVE_ITEM_TYPE_ID)")
+            offer_id = self._pick_offer(offers)
+            skip = {self.summary_field_id, self.description_field_id}
+            fields = [ff for f in ttype.fields if f.id not in skip and (ff := form_field(f)) is not None]
+        except BackendError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # never a raw error where a form opens
+            log.warning("cannot build the %s form from ticket type '%s': %s", SYSTEM, self.item_type_id, exc)
+            raise BackendError(f"{SYSTEM}'s ticket type '{self.item_type_id}' could not be turned into a form",
+                               transient=True) from exc
+        self._offer_id = offer_id
         self._type_fields = {f.id: f for f in ttype.fields}
-        skip = {self.summary_field_id, self.description_field_id}
-        return [ff for f in ttype.fields if f.id not in skip and (ff := form_field(f)) is not None]
+        return fields
 
     def _pick_offer(self, offers: list[Offer]) -> str:
         if self.configured_offer_id:
@@ -507,9 +689,22 @@ class RezolveBackend(TicketBackend):
 
     # create -------------------------------------------------------------------------------------
 
+    @property
+    def reference_field_id(self) -> str | None:
+        """The ticket-type field that carries the submission reference, so that `find_ticket` can find
+        it: the description field, else the type's first multi-line text field; None when the type has
+        no such field (a lost create answer may then make a duplicate)."""
+        if self.description_field_id:
+            return self.description_field_id
+        for f in self._type_fields.values():
+            if f.id != self.summary_field_id and FIELD_KINDS.get(f.type.lower()) == "multiline":
+                return f.id
+        return None
+
     def request_for(self, draft: TicketDraft) -> CreateTicketRequest:
         """The create body: the offer, the title/description fields, then every answered form field.
-        Empty answers are left out (an empty date is rejected by the API)."""
+        Empty answers are left out (an empty date is rejected by the API). The submission reference
+        goes into the reference field (appended to the person's answer there)."""
         assert self._offer_id is not None
         body: dict[str, Any] = {"offerId": self._offer_id}
         if self.summary_field_id:
@@ -528,6 +723,12 @@ class RezolveBackend(TicketBackend):
                 number = float(value)
                 value = int(number) if number.is_integer() else number
             body[f.id] = value
+        carrier = self.reference_field_id
+        if carrier and draft.reference:
+            text = body.get(carrier)
+            text = text if isinstance(text, str) else ""
+            if not mentions({"text": text}, draft.reference):
+                body[carrier] = (text + "\n\n" if text.strip() else "") + f"—\nref {draft.reference}"
         return CreateTicketRequest(source="api", summary=draft.title, ticketBody=body)
 
     async def create_ticket(self, draft: TicketDraft) -> CreatedTicket:
@@ -545,16 +746,17 @@ class RezolveBackend(TicketBackend):
                 raise self._field_errors(exc) from exc
             raise
         ticket = answer.ticket
+        assert answer.objectId is not None  # checked when the answer was read
         return CreatedTicket(
             id=answer.objectId,
             display_id=answer.objectId,
             backend=self.name,
             extra={
-                "uuid": ticket.id,
-                "etag": ticket.etag,
+                "uuid": ticket.id if ticket else None,
+                "etag": ticket.etag if ticket else None,
                 "teamId": self.team_id,
                 "itemTypeId": self.item_type_id,
-                "status": ticket.status_type,
+                "status": ticket.status_type if ticket else None,
             },
         )
 
@@ -581,8 +783,52 @@ class RezolveBackend(TicketBackend):
         return BackendError(message, status=exc.status, code=exc.code, field_errors=mapped)
 
     async def find_ticket(self, draft: TicketDraft, since: dt.datetime) -> CreatedTicket | None:
-        # Rezolve.ai documents no way to list or search tickets: a lost create answer cannot be found.
+        """The ticket an earlier, ambiguous create made for `draft.reference`, by a full-text search.
+
+        None when there is none, and when the reference cannot have reached a ticket (the ticket type
+        has no text field to carry it) or Rezolve.ai refuses the search: the retry then creates, at the
+        risk of a duplicate. A transient failure is raised, so the look-up is tried again later.
+        `since` is not used: the reference is unique, and the ticket's clock may differ from the bot's."""
+        await self.form_fields()  # which field carries the reference
+        if self.reference_field_id is None or not draft.reference:
+            return None
+        for page in range(SEARCH_PAGES):
+            try:
+                rows, total = await self.client.search_tickets(draft.reference, top=SEARCH_PAGE,
+                                                               offset=page * SEARCH_PAGE)
+            except BackendError as exc:
+                if exc.transient:
+                    raise
+                log.warning("cannot search %s for %s (a retry may duplicate the ticket): %s",
+                            SYSTEM, draft.reference, exc.message)
+                return None
+            for row in rows:
+                if mentions(row, draft.reference) and (ticket := self._found(row)) is not None:
+                    return ticket
+            if len(rows) < SEARCH_PAGE or (total is not None and (page + 1) * SEARCH_PAGE >= total):
+                break
         return None
+
+    def _found(self, row: dict[str, Any]) -> CreatedTicket | None:
+        """A ticket row of the search as the bot's CreatedTicket; None without a display id."""
+        object_id = next((row[k] for k in ("object_id", "objectId", "display_id")
+                          if isinstance(row.get(k), (str, int)) and str(row[k])), None)
+        if object_id is None:
+            log.warning("a %s ticket matched the reference but has no object id: %s", SYSTEM, sorted(row))
+            return None
+        lookup = row.get("lookup_props") if isinstance(row.get("lookup_props"), dict) else {}
+        return CreatedTicket(
+            id=str(object_id),
+            display_id=str(object_id),
+            backend=self.name,
+            extra={
+                "uuid": row.get("id"),
+                "etag": row.get("etag"),
+                "teamId": lookup.get("teamId", self.team_id),
+                "itemTypeId": lookup.get("itemTypeId", self.item_type_id),
+                "status": row.get("status_type"),
+            },
+        )
 
     async def check(self) -> list[str]:
         """Start-up self-check: problems with the configuration, in plain words ([] = all good)."""
@@ -594,7 +840,7 @@ class RezolveBackend(TicketBackend):
         if not me.can_create_ticket:
             problems.append(f"{SYSTEM} says the bot's account may not create tickets (needs a ticket_user, "
                             "ticket_agent or tenant_admin role and the write scope)")
-        if "teams" in me.model_fields_set and self.team_id not in {str(t.get("id")) for t in me.teams}:
+        if "teams" in me.model_fields_set and self.team_id not in me.team_ids:
             problems.append(f"the bot's {SYSTEM} account is not in team '{self.team_id}'")
         try:
             await self.form_fields()

@@ -7,11 +7,17 @@ Emulated
   POST /auth/realms/{realm}/protocol/openid-connect/token   form grant_type=client_credentials&client_id&
        client_secret -> {access_token, expires_in, refresh_expires_in, token_type: "Bearer", scope, ...};
        access_token is an HS256 JWT (key JWT_KEY) with tenant_id, realm_access.roles, scope, exp, iss, azp.
-  GET  /api/v2/ticketing/ticket-type        {success, message, data: [ticket type with fields[]]}
-  GET  /api/v2/ticketing/tenant/sc/offers   {success, message, data: {offers: [...]}}
-  GET  /api/v2/ticketing/user/userinfo      {success, message, data: {..., teams, permissions.ticketing}}
+  GET  /api/v2/ticketing/ticket-type        {data: {value: [ticket type with fields[]], "@odata.count": n}}
+       (OData style, as documented), paged with $top / $skip; $select=id,name,... keeps those keys.
+  GET  /api/v2/ticketing/tenant/sc/offers   {data: {offers: [{id, name, category, team, item_type, formFields,
+       status}], categories: [...]}}
+  GET  /api/v2/ticketing/user/userinfo      {data: {teams: [slug, ...], defaultTeam, roles: {realm: [...]},
+       permissions: {ticketing: {canCreateTicket}}, tenant: {id, name, realm}}}
   POST /api/v2/ticketing/ticket/create/{teamId}/{itemTypeId}?type=template&module=ticketing  (seed 003)
-  The GETs send an ETag and answer 304 to a matching If-None-Match ($select/$top/$skip are ignored).
+  POST /api/v2/ticketing/ticket/list?type=template&module=ticketing  {search, top (1..100, default 10),
+       offset, sort, searchOrder, sortOrder, filter: {op: AND|OR, operand: [{id, op: EQ|NE|GT|GE|LT|LE|LIKE|IN,
+       column, operand}]}} (backends/README.md); every key optional.
+  The GETs send an ETag and answer 304 to a matching If-None-Match.
 Every /api call needs, in order: a valid unexpired Bearer JWT (else 401), `realmname` (missing -> 400,
 not the token's realm -> 401), `x-tenantid` == the token's tenant_id (else 404 "Tenant not found"),
 `accept` containing application/json (else 406), and query `type` (template|agent|user) and `module`.
@@ -30,9 +36,23 @@ Choices where the documents are silent ([guess]):
   * Type 16910's required "Number" field has the uuid of the seed's error example: the seed's curl body
     alone gets exactly the seed's reason {"93aabbc9-...": ["Field Number is required"]}.
   * objectId = f"{object_prefix}-{n:04d}", n running from 1.
-  * state.next_faults: "500", "429" (X-RateLimit-Limit/Remaining/Reset (epoch s), Retry-After), "401", "drop"
-    (connection closed, no response), one per request, control endpoints excluded.  state.advance(s)
-    moves the sandbox clock (token expiry).
+  * Ticket list (its answer is not documented): the rows are whole ticket records as create returns them,
+    newest first unless `sort` names a top-level column (`sortOrder` asc|desc); `search` is a
+    case-insensitive substring match against the summary, the object id and every text value in the
+    ticket's data (a full-text search); `filter` columns are the record's top-level keys; `searchOrder`
+    is ignored; a bad key -> 400 envelope INVALID_REQUEST.  Answer shape: state.list_shape "odata"
+    (default) {data: {value: [...], "@odata.count": total}} or "list" {data: [...]}.
+  * Ticket-type pages hold state.page_size types (default 50) when $top is absent.  Offer `categories`
+    are [{name}]; userinfo `defaultTeam` is the first team, `tenant.name` is "Sandbox tenant".
+  * Faults, one per request, control endpoints excluded: state.faults_for[path prefix] (first) or
+    state.next_faults (any path). "429" (X-RateLimit-Limit/Remaining/Reset (epoch s), Retry-After), "401"
+    (UNAUTHORIZED), any other status ("500", "503", "403", ...: the error envelope with that status),
+    "drop" (connection closed, no response), "200-not-json" (200 with an HTML page), "200-no-data"
+    (200 {"success": true} without data); each answered before any work. "after:<fault>" does the work
+    first, then answers <fault> instead; "lost" = "after:drop" (created, but the answer never arrives).
+    state.advance(s) moves the sandbox clock (token expiry).
+  * state.refresh_tokens: the token answer also carries a refresh_token (Keycloak can be set up so for
+    the client credentials grant). state.issued_tokens lists every token handed out (for log checks).
 
 Seeds: tenant TENANT_ID, realm "acme"; clients bot/bot-secret (ticket_user), agent/agent-secret
 (ticket_agent), norole/norole-secret (no write role), all with scope tickets:write; team "james" owns
@@ -114,11 +134,11 @@ SEED_TICKET_TYPES = {
               "fields": [_field(F_SYSTEM, "System", "text", required=True, default="")]},
 }
 
-SEED_OFFERS = [
-    {"id": "23629", "name": "New Laptop Request", "description": "Request a new or replacement laptop",
-     "category": "Hardware", "subcategory": "Laptops", "icon": "laptop", "team": "james", "item_type": "16910"},
-    {"id": "23630", "name": "System Access", "description": "Request access to an internal system",
-     "category": "Access", "subcategory": "Systems", "icon": "key", "team": "hr", "item_type": "16911"},
+SEED_OFFERS = [  # the documented offer keys: id, name, category, team, item_type, formFields, status
+    {"id": "23629", "name": "New Laptop Request", "category": "Hardware", "team": "james", "item_type": "16910",
+     "formFields": [], "status": "active"},
+    {"id": "23630", "name": "System Access", "category": "Access", "team": "hr", "item_type": "16911",
+     "formFields": [], "status": "active"},
 ]
 
 HTML_404 = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n'
@@ -130,13 +150,17 @@ class RezolveState:
 
     def __init__(self, *, tenant_id: str = TENANT_ID, realm: str = REALM, clients: dict | None = None,
                  token_ttl: float = 300, required_scope: str = "tickets:write", object_prefix: str = "CTC",
-                 teams: dict | None = None, ticket_types: dict | None = None, offers: list | None = None):
+                 teams: dict | None = None, ticket_types: dict | None = None, offers: list | None = None,
+                 list_shape: str = "odata", page_size: int = 50, refresh_tokens: bool = False):
         self.tenant_id = tenant_id
         self.realm = realm
         self.clients = copy.deepcopy(clients if clients is not None else DEFAULT_CLIENTS)
         self.token_ttl = token_ttl
         self.required_scope = required_scope
         self.object_prefix = object_prefix
+        self.list_shape = list_shape  # the ticket list's answer: "odata" {data: {value, @odata.count}} or "list"
+        self.page_size = page_size  # ticket types per page when $top is absent
+        self.refresh_tokens = refresh_tokens  # Keycloak's "use refresh tokens for client credentials grant"
         self._seeds = (teams or SEED_TEAMS, ticket_types or SEED_TICKET_TYPES, offers or SEED_OFFERS)
         self.reset()
 
@@ -144,7 +168,9 @@ class RezolveState:
         self.teams, self.ticket_types, self.offers = copy.deepcopy(self._seeds)
         self.tickets: dict[str, dict] = {}  # objectId -> ticket
         self.requests: list[dict] = []
-        self.next_faults: list[str] = []
+        self.next_faults: list[str] = []  # for the next requests, whatever their path
+        self.faults_for: dict[str, list[str]] = {}  # path prefix -> faults for the next requests under it
+        self.issued_tokens: list[str] = []  # every access and refresh token handed out
         self.clock_offset = 0.0
         self.next_serial = 1
 
@@ -156,7 +182,8 @@ class RezolveState:
 
     def dump(self) -> dict:
         keys = ("tenant_id", "realm", "clients", "token_ttl", "required_scope", "object_prefix", "teams",
-                "ticket_types", "offers", "tickets", "requests", "next_faults", "clock_offset", "next_serial")
+                "ticket_types", "offers", "tickets", "requests", "next_faults", "faults_for", "clock_offset",
+                "next_serial", "list_shape", "page_size", "refresh_tokens", "issued_tokens")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -215,14 +242,37 @@ def _iso_now(state: RezolveState) -> str:
     return datetime.fromtimestamp(state.now(), timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def _fault_response(fault: str, state: RezolveState) -> web.Response:
+def _next_fault(request: web.Request, state: RezolveState) -> str | None:
+    for prefix, faults in state.faults_for.items():
+        if faults and request.path.startswith(prefix):
+            return faults.pop(0)
+    return state.next_faults.pop(0) if state.next_faults else None
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Cut the connection without answering; the client sees a transport error, not a response."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)  # never delivered: the connection is already closed
+
+
+def _fault_response(fault: str, state: RezolveState, request: web.Request) -> web.Response:
+    if fault == "drop":
+        return _drop(request)
+    if fault == "200-not-json":
+        return web.Response(status=200, content_type="text/html",
+                            text="<!DOCTYPE html>\n<html><body><h1>Service temporarily degraded</h1></body></html>\n")
+    if fault == "200-no-data":
+        return web.json_response({"success": True})
     if fault == "429":
         headers = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0",
                    "X-RateLimit-Reset": str(int(state.now()) + 1), "Retry-After": "1"}
         return _envelope_error(429, "RATE_LIMITED", "Too many requests", headers=headers)
     if fault == "401":
         return _envelope_error(401, "UNAUTHORIZED", "Invalid or expired access token")
-    return _envelope_error(500, "INTERNAL_SERVER_ERROR", f"Injected fault {fault!r}")
+    status = int(fault) if fault.isdigit() and 400 <= int(fault) < 600 else 500
+    code = "INTERNAL_SERVER_ERROR" if status >= 500 else "INJECTED_FAULT"
+    return _envelope_error(status, code, f"Injected fault {fault!r}")
 
 
 def _claims(request: web.Request) -> dict:  # already verified by _authenticate
@@ -256,12 +306,18 @@ async def _middleware(request: web.Request, handler):
         return await handler(request)
     raw = await request.read()
     state.requests.append(recorded(request, raw))
-    if state.next_faults:
-        fault = state.next_faults.pop(0)
-        if fault == "drop":
-            request.transport.close()
-            return web.Response(status=500)  # never delivered: the connection is already closed
-        return _fault_response(fault, state)
+    fault = _next_fault(request, state)
+    if fault == "lost":
+        fault = "after:drop"
+    if fault is not None and not fault.startswith("after:"):
+        return _fault_response(fault, state, request)
+    response = await _handle(request, state, handler)
+    if fault is not None:  # the work is done; the client gets the fault instead of the answer
+        return _fault_response(fault[len("after:"):], state, request)
+    return response
+
+
+async def _handle(request: web.Request, state: RezolveState, handler) -> web.Response:
     if request.path.startswith("/api/") and (problem := _authenticate(request, state)) is not None:
         return problem
     try:
@@ -296,21 +352,40 @@ async def _token(request: web.Request) -> web.Response:
               "azp": client_id, "clientId": client_id, "tenant_id": state.tenant_id,
               "realm_access": {"roles": list(client["roles"])}, "scope": client["scope"],
               "preferred_username": client["username"], "email": client["username"]}
-    return web.json_response({"access_token": encode_jwt(claims), "expires_in": int(state.token_ttl),
-                              "refresh_expires_in": 0, "token_type": "Bearer", "not-before-policy": 0,
-                              "scope": client["scope"]})
+    answer = {"access_token": encode_jwt(claims), "expires_in": int(state.token_ttl), "refresh_expires_in": 0,
+              "token_type": "Bearer", "not-before-policy": 0, "scope": client["scope"]}
+    if state.refresh_tokens:
+        refresh = {**claims, "typ": "Refresh", "jti": str(uuid.uuid4()), "exp": now + 1800}
+        answer.update(refresh_token=encode_jwt(refresh), refresh_expires_in=1800)
+    state.issued_tokens += [answer["access_token"]] + ([answer["refresh_token"]] if state.refresh_tokens else [])
+    return web.json_response(answer)
+
+
+def _non_negative(request: web.Request, name: str, default: int) -> int | None:
+    try:
+        value = int(request.query.get(name, default))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
 
 async def _ticket_types(request: web.Request) -> web.Response:
     state: RezolveState = request.app["state"]
-    return _json_with_etag(request, {"success": True, "message": "Ticket types retrieved successfully",
-                                     "data": list(state.ticket_types.values())})
+    top, skip = _non_negative(request, "$top", state.page_size), _non_negative(request, "$skip", 0)
+    if top is None or skip is None:
+        return _envelope_error(400, "INVALID_QUERY", "$top and $skip must be non-negative integers")
+    types = list(state.ticket_types.values())
+    page = types[skip:skip + top]
+    if select := [k.strip() for k in request.query.get("$select", "").split(",") if k.strip()]:
+        page = [{k: t[k] for k in select if k in t} for t in page]
+    return _json_with_etag(request, {"data": {"value": page, "@odata.count": len(types)}})
 
 
 async def _offers(request: web.Request) -> web.Response:
     state: RezolveState = request.app["state"]
-    return _json_with_etag(request, {"success": True, "message": "Service catalog offers retrieved successfully",
-                                     "data": {"offers": state.offers}})
+    categories = list(dict.fromkeys(o["category"] for o in state.offers if o.get("category")))
+    return _json_with_etag(request, {"data": {"offers": state.offers,
+                                              "categories": [{"name": c} for c in categories]}})
 
 
 def _can_create(state: RezolveState, claims: dict) -> bool:
@@ -322,13 +397,11 @@ async def _userinfo(request: web.Request) -> web.Response:
     state: RezolveState = request.app["state"]
     claims = _claims(request)
     roles = claims.get("realm_access", {}).get("roles", [])
-    teams = [{"id": slug, "name": team["name"]} for slug, team in state.teams.items()
-             if set(roles) & set(team["roles"])]
-    data = {"id": claims["sub"], "sub": claims["sub"], "username": claims.get("preferred_username"),
-            "email": claims.get("email"), "emailVerified": False, "name": claims.get("azp"),
-            "tenantId": claims["tenant_id"], "roles": roles, "teams": teams,
-            "permissions": {"ticketing": {"canCreateTicket": _can_create(state, claims)}}}
-    return _json_with_etag(request, {"success": True, "message": "User info retrieved successfully", "data": data})
+    teams = [slug for slug, team in state.teams.items() if set(roles) & set(team["roles"])]
+    data = {"teams": teams, "defaultTeam": teams[0] if teams else None, "roles": {"realm": roles},
+            "permissions": {"ticketing": {"canCreateTicket": _can_create(state, claims)}},
+            "tenant": {"id": claims["tenant_id"], "name": "Sandbox tenant", "realm": state.realm}}
+    return _json_with_etag(request, {"data": data})
 
 
 def _check_field(field: dict, present: bool, value) -> list[str]:
@@ -429,6 +502,96 @@ async def _create_ticket(request: web.Request) -> web.Response:
                               "objectId": object_id, "ticket": ticket})
 
 
+LIST_OPS = ("EQ", "NE", "GT", "GE", "LT", "LE", "LIKE", "IN")
+
+
+def _texts(value) -> list[str]:
+    """Every text inside a value (nested dicts and lists included)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return []
+
+
+def _matches_search(ticket: dict, search: str) -> bool:
+    needle = search.lower()
+    return any(needle in text.lower() for text in [ticket["summary"], ticket["object_id"], *_texts(ticket["data"])])
+
+
+def _condition_holds(ticket: dict, cond: dict) -> bool:
+    column, op, operand = cond["column"], cond["op"], cond.get("operand")
+    if column not in ticket:
+        return False
+    value = ticket[column]
+    try:
+        if op == "EQ":
+            return value == operand
+        if op == "NE":
+            return value != operand
+        if op == "IN":
+            return isinstance(operand, list) and value in operand
+        if op == "LIKE":
+            return str(operand).strip("%").lower() in str(value).lower()
+        return {"GT": value > operand, "GE": value >= operand, "LT": value < operand, "LE": value <= operand}[op]
+    except TypeError:  # comparing a number with a text
+        return False
+
+
+def _list_problem(body) -> str | None:
+    if not isinstance(body, dict):
+        return "Request body must be a JSON object"
+    if not isinstance(body.get("search", ""), str):
+        return "search must be a string"
+    top, offset = body.get("top", 10), body.get("offset", 0)
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 100:
+        return "top must be an integer from 1 to 100"
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        return "offset must be a non-negative integer"
+    if str(body.get("sortOrder") or "desc").lower() not in ("asc", "desc"):
+        return "sortOrder must be asc or desc"
+    flt = body.get("filter")
+    if flt is not None:
+        if not isinstance(flt, dict) or flt.get("op", "AND") not in ("AND", "OR") \
+                or not isinstance(flt.get("operand", []), list):
+            return "filter must be {op: AND|OR, operand: [...]}"
+        for cond in flt.get("operand", []):
+            if not isinstance(cond, dict) or cond.get("op") not in LIST_OPS or not isinstance(cond.get("column"), str):
+                return f"each filter operand needs a column and an op among {', '.join(LIST_OPS)}"
+    return None
+
+
+async def _list_tickets(request: web.Request) -> web.Response:
+    state: RezolveState = request.app["state"]
+    if problem := _query_problem(request):
+        return _envelope_error(400, "INVALID_QUERY", problem)
+    try:
+        body = json.loads(await request.text() or "{}")
+    except ValueError:
+        return _envelope_error(400, "INVALID_REQUEST", "Request body must be valid JSON")
+    if problem := _list_problem(body):
+        return _envelope_error(400, "INVALID_REQUEST", problem)
+    rows = list(reversed(state.tickets.values()))  # newest first
+    if search := body.get("search", "").strip():
+        rows = [t for t in rows if _matches_search(t, search)]
+    if flt := body.get("filter"):
+        combine = all if flt.get("op", "AND") == "AND" else any
+        conditions = flt.get("operand", [])
+        if conditions:
+            rows = [t for t in rows if combine(_condition_holds(t, c) for c in conditions)]
+    if isinstance(body.get("sort"), str) and body["sort"]:
+        column = body["sort"]
+        rows.sort(key=lambda t: (column in t, str(t.get(column, ""))),
+                  reverse=str(body.get("sortOrder") or "desc").lower() == "desc")
+    top, offset = body.get("top", 10), body.get("offset", 0)
+    page = rows[offset:offset + top]
+    if state.list_shape == "list":
+        return web.json_response({"data": page})
+    return web.json_response({"data": {"value": page, "@odata.count": len(rows)}})
+
+
 async def _sandbox(request: web.Request) -> web.Response:  # GET /_sandbox/state, POST /_sandbox/reset
     if request.method == "POST":
         request.app["state"].reset()
@@ -446,6 +609,7 @@ def create_app(state: RezolveState | None = None) -> web.Application:
     app.router.add_get("/api/v2/ticketing/tenant/sc/offers", _offers)
     app.router.add_get("/api/v2/ticketing/user/userinfo", _userinfo)
     app.router.add_post("/api/v2/ticketing/ticket/create/{teamId}/{itemTypeId}", _create_ticket)
+    app.router.add_post("/api/v2/ticketing/ticket/list", _list_tickets)
     app.router.add_get("/_sandbox/state", _sandbox)
     app.router.add_post("/_sandbox/reset", _sandbox)
     return app

@@ -430,8 +430,9 @@ async def test_a_dropped_read_is_transient_but_not_ambiguous(rezolve, client):
     assert info.value.transient and not info.value.ambiguous
 
 
-async def test_find_ticket_is_not_possible(backend):
+async def test_find_ticket_without_a_ticket_for_the_reference_is_none(rezolve, backend):
     assert await backend.find_ticket(draft(), dt.datetime.now(dt.timezone.utc)) is None
+    assert len(calls(rezolve[0], "POST", "/api/v2/ticketing/ticket/list")) == 1  # it did look
 
 
 async def test_self_check(rezolve):

@@ -119,8 +119,12 @@ async def test_ticket_type_fields_offers_and_etag(rz):
     _, client = rz
     token = await get_token(client)
     resp = await client.get("/api/v2/ticketing/ticket-type", params=Q, headers=hdrs(token))
-    assert resp.status_code == 200 and resp.json()["success"] is True
-    types = {t["id"]: t for t in resp.json()["data"]}
+    assert resp.status_code == 200
+    # OData style, as ../shared/backends/README.md documents: {"data": {"value": [...], "@odata.count": n}}
+    assert set(resp.json()) == {"data"} and set(resp.json()["data"]) == {"value", "@odata.count"}
+    assert resp.json()["data"]["@odata.count"] == 2
+    types = {t["id"]: t for t in resp.json()["data"]["value"]}
+    assert types["16910"]["properties"]["prefix"] == "CTC"
     fields = {f["id"]: f for f in types["16910"]["fields"]}
     assert {fid: (f["type"], f["required"]) for fid, f in fields.items()} == {
         F_SUMMARY: ("text", True), F_DESCRIPTION: ("textarea", False), F_URGENCY: ("select", True),
@@ -132,15 +136,40 @@ async def test_ticket_type_fields_offers_and_etag(rz):
     assert again.status_code == 304
 
     offers = (await client.get("/api/v2/ticketing/tenant/sc/offers", params=Q, headers=hdrs(token))).json()
+    assert set(offers) == {"data"} and set(offers["data"]) == {"offers", "categories"}
     assert {o["id"]: o["item_type"] for o in offers["data"]["offers"]} == {"23629": "16910", "23630": "16911"}
+    assert set(offers["data"]["offers"][0]) == {"id", "name", "category", "team", "item_type", "formFields", "status"}
+
+
+async def test_ticket_types_are_paged_with_top_and_skip_and_select(rz):
+    state, client = rz
+    token = await get_token(client)
+    first = (await client.get("/api/v2/ticketing/ticket-type", params={**Q, "$top": "1"}, headers=hdrs(token))).json()
+    second = (await client.get("/api/v2/ticketing/ticket-type", params={**Q, "$top": "1", "$skip": "1"},
+                               headers=hdrs(token))).json()
+    assert [t["id"] for t in first["data"]["value"]] == ["16910"] and first["data"]["@odata.count"] == 2
+    assert [t["id"] for t in second["data"]["value"]] == ["16911"]
+    state.page_size = 1  # the default page when $top is absent
+    default = (await client.get("/api/v2/ticketing/ticket-type", params=Q, headers=hdrs(token))).json()
+    assert [t["id"] for t in default["data"]["value"]] == ["16910"]
+    selected = (await client.get("/api/v2/ticketing/ticket-type", params={**Q, "$select": "id,name"},
+                                 headers=hdrs(token))).json()
+    assert selected["data"]["value"] == [{"id": "16910", "name": "Hardware Request"}]
+    bad = await client.get("/api/v2/ticketing/ticket-type", params={**Q, "$skip": "-1"}, headers=hdrs(token))
+    assert bad.status_code == 400
 
 
 async def test_userinfo_reports_teams_and_create_permission(rz):
     _, client = rz
     bot = (await client.get("/api/v2/ticketing/user/userinfo", params=Q, headers=hdrs(await get_token(client))))
     assert bot.status_code == 200
-    assert [t["id"] for t in bot.json()["data"]["teams"]] == ["james"]
-    assert bot.json()["data"]["permissions"]["ticketing"]["canCreateTicket"] is True
+    data = bot.json()["data"]
+    assert set(bot.json()) == {"data"}
+    assert set(data) == {"teams", "defaultTeam", "roles", "permissions", "tenant"}  # the documented keys
+    assert data["teams"] == ["james"] and data["defaultTeam"] == "james"
+    assert data["roles"] == {"realm": ["ticket_user"]}
+    assert data["tenant"]["id"] == TENANT_ID and data["tenant"]["realm"] == REALM
+    assert data["permissions"]["ticketing"]["canCreateTicket"] is True
     norole = await client.get("/api/v2/ticketing/user/userinfo", params=Q,
                               headers=hdrs(await get_token(client, "norole")))
     assert norole.json()["data"]["permissions"]["ticketing"]["canCreateTicket"] is False
@@ -343,3 +372,110 @@ async def test_cli_prints_its_url():
     finally:
         proc.terminate()
         await proc.wait()
+
+
+LIST = "/api/v2/ticketing/ticket/list"
+
+
+async def test_ticket_list_finds_a_reference_by_full_text_search(rz):
+    state, client = rz
+    token = await get_token(client)
+    for n, ref in enumerate(("slack-aaa", "slack-bbb", "slack-ccc")):
+        body = seed_body(**{F_DESCRIPTION: f"Broken {n}\n\n—\nRequested in Slack by Alice · ref {ref}"})
+        assert (await client.post(CREATE, params=Q, json=body, headers=hdrs(token))).status_code == 200
+    resp = await client.post(LIST, params=Q, json={"search": "SLACK-BBB", "top": 100, "offset": 0},
+                             headers=hdrs(token))
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["data"]["@odata.count"] == 1
+    assert [t["object_id"] for t in body["data"]["value"]] == ["CTC-0002"]
+    assert body["data"]["value"][0] == state.tickets["CTC-0002"]  # the whole record
+    everything = (await client.post(LIST, params=Q, json={"top": 2}, headers=hdrs(token))).json()["data"]
+    assert [t["object_id"] for t in everything["value"]] == ["CTC-0003", "CTC-0002"]  # newest first
+    assert everything["@odata.count"] == 3
+    paged = (await client.post(LIST, params=Q, json={"top": 2, "offset": 2}, headers=hdrs(token))).json()["data"]
+    assert [t["object_id"] for t in paged["value"]] == ["CTC-0001"]
+    by_summary = (await client.post(LIST, params=Q, json={"search": "new laptop"}, headers=hdrs(token))).json()
+    assert by_summary["data"]["@odata.count"] == 3
+    state.list_shape = "list"
+    bare = (await client.post(LIST, params=Q, json={"search": "slack-ccc"}, headers=hdrs(token))).json()
+    assert [t["object_id"] for t in bare["data"]] == ["CTC-0003"]
+
+
+async def test_ticket_list_filter_and_sort(rz):
+    _, client = rz
+    token = await get_token(client)
+    for summary in ("b", "a", "c"):
+        await client.post(CREATE, params=Q, json={**seed_body(), "summary": summary}, headers=hdrs(token))
+    flt = {"op": "OR", "operand": [{"id": "1", "op": "EQ", "column": "object_id", "operand": "CTC-0001"},
+                                   {"id": "2", "op": "IN", "column": "summary", "operand": ["c"]}]}
+    resp = await client.post(LIST, params=Q, json={"filter": flt, "sort": "summary", "sortOrder": "asc"},
+                             headers=hdrs(token))
+    assert [t["summary"] for t in resp.json()["data"]["value"]] == ["b", "c"]
+    none = {"op": "AND", "operand": [{"id": "1", "op": "GT", "column": "no_such_column", "operand": 1}]}
+    resp = await client.post(LIST, params=Q, json={"filter": none}, headers=hdrs(token))
+    assert resp.json()["data"] == {"value": [], "@odata.count": 0}
+
+
+@pytest.mark.parametrize("body", [{"top": 101}, {"top": 0}, {"offset": -1}, {"search": 5}, {"sortOrder": "up"},
+                                  {"filter": {"op": "XOR", "operand": []}},
+                                  {"filter": {"op": "AND", "operand": [{"op": "SOUNDS_LIKE", "column": "x"}]}}, []])
+async def test_ticket_list_rejects_bad_requests_with_the_envelope(rz, body):
+    _, client = rz
+    resp = await client.post(LIST, params=Q, json=body, headers=hdrs(await get_token(client)))
+    assert resp.status_code == 400
+    assert resp.json()["success"] is False and resp.json()["error"]["code"] == "INVALID_REQUEST"
+    no_query = await client.post(LIST, json={}, headers=hdrs(await get_token(client)))
+    assert no_query.status_code == 400 and no_query.json()["error"]["code"] == "INVALID_QUERY"
+
+
+async def test_200_faults_answer_without_doing_the_work(rz):
+    state, client = rz
+    token = await get_token(client)
+    state.next_faults = ["200-not-json", "200-no-data"]
+    html = await client.post(CREATE, params=Q, json=seed_body(), headers=hdrs(token))
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    with pytest.raises(ValueError):
+        html.json()
+    no_data = await client.post(CREATE, params=Q, json=seed_body(), headers=hdrs(token))
+    assert no_data.status_code == 200 and no_data.json() == {"success": True}
+    assert state.tickets == {}
+
+
+async def test_after_faults_do_the_work_then_lose_or_spoil_the_answer(rz):
+    state, client = rz
+    token = await get_token(client)
+    state.faults_for = {"/api/v2/ticketing/ticket/create/": ["lost", "after:200-not-json", "after:500"]}
+    await client.get("/api/v2/ticketing/ticket-type", params=Q, headers=hdrs(token))  # other paths: no fault
+    with pytest.raises(httpx.TransportError):
+        await client.post(CREATE, params=Q, json=seed_body(), headers=hdrs(token))
+    assert list(state.tickets) == ["CTC-0001"]  # created, but the answer never arrived
+    spoiled = await client.post(CREATE, params=Q, json=seed_body(), headers=hdrs(token))
+    assert spoiled.status_code == 200 and spoiled.text.startswith("<!DOCTYPE html>")
+    failed = await client.post(CREATE, params=Q, json=seed_body(), headers=hdrs(token))
+    assert failed.status_code == 500
+    assert list(state.tickets) == ["CTC-0001", "CTC-0002", "CTC-0003"]
+    assert state.faults_for["/api/v2/ticketing/ticket/create/"] == []
+    assert (await client.post(CREATE, params=Q, json=seed_body(), headers=hdrs(token))).status_code == 200
+
+
+async def test_any_status_can_be_injected_with_the_envelope(rz):
+    state, client = rz
+    token = await get_token(client)
+    state.next_faults = ["403", "503"]
+    forbidden = await client.get("/api/v2/ticketing/ticket-type", params=Q, headers=hdrs(token))
+    assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "INJECTED_FAULT"
+    unavailable = await client.get("/api/v2/ticketing/ticket-type", params=Q, headers=hdrs(token))
+    assert unavailable.status_code == 503 and unavailable.json()["error"]["code"] == "INTERNAL_SERVER_ERROR"
+
+
+async def test_issued_tokens_are_listed_and_refresh_tokens_are_optional(rz):
+    state, client = rz
+    plain = (await client.post(TOKEN_PATH, data={"grant_type": "client_credentials", "client_id": "bot",
+                                                 "client_secret": "bot-secret"})).json()
+    assert "refresh_token" not in plain
+    state.refresh_tokens = True
+    both = (await client.post(TOKEN_PATH, data={"grant_type": "client_credentials", "client_id": "bot",
+                                                "client_secret": "bot-secret"})).json()
+    assert claims_of(both["refresh_token"])["typ"] == "Refresh" and both["refresh_expires_in"] == 1800
+    assert state.issued_tokens == [plain["access_token"], both["access_token"], both["refresh_token"]]
