@@ -333,6 +333,20 @@ async def test_a_create_whose_answer_is_lost_makes_one_ticket(tmp_path, slack, r
         assert searches[0]["query"] == {"type": "template", "module": "ticketing"}
 
 
+@pytest.mark.parametrize("fault", ["200-not-json", "200-no-data"])
+async def test_an_unreadable_200_before_any_ticket_was_made_also_ends_with_one_ticket(tmp_path, slack, rezolve, fault):
+    """The answer cannot be read and nothing was created: the search finds nothing, the retry creates."""
+    slack_state, state = slack[0], rezolve[0]
+    async with rezolve_bot(tmp_path, slack, rezolve) as (running, sender):
+        view = await open_modal_with_command(sender, slack_state, "")
+        state.faults_for = {CREATE_PATH: [fault]}
+        await sender.interactive(submission(view, filled("Garbled")))
+        assert "CTC-0001" in await told(slack_state)
+        await running.bot.tickets.idle(5)
+        assert list(state.tickets) == ["CTC-0001"] and len(created(state)) == 2
+        assert len([r for r in state.requests if r["path"] == LIST_PATH]) == 1
+
+
 async def test_without_a_description_field_the_reference_rides_in_a_multiline_field(tmp_path, slack, rezolve):
     """REZOLVE_DESCRIPTION_FIELD_ID unset: the reference is appended to the ticket type's multi-line
     field (asked in the form), so a lost answer still makes one ticket."""
