@@ -176,7 +176,10 @@ def test_the_dockerfile_copies_what_the_package_build_needs():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     setuptools = project["tool"]["setuptools"]
     needed = [project["project"]["readme"], *project["project"].get("license-files", [])]
-    needed += [p.replace(".", "/") for p in setuptools["packages"]]
+    packages = setuptools["packages"]  # a list, or {"find": {"include": [...]}}
+    if isinstance(packages, dict):
+        packages = packages["find"]["include"]
+    needed += sorted({p.split(".")[0].rstrip("*") for p in packages})  # the top-level folders
     needed += [m + ".py" for m in setuptools.get("py-modules", [])]
     copied = [s.rstrip("/") for srcs, _ in copies() for s in srcs]
     missing = [n for n in needed if not any(n == c or n.startswith(c + "/") for c in copied)]
@@ -193,6 +196,20 @@ def test_the_image_runs_as_a_user_with_the_database_on_a_volume():
     assert words(last("CMD")) == ["python", "app.py"]
     [install] = pip_install_commands()
     assert re.search(r"pip install \.(\s|$)", install), "installs the package itself, without extras"
+
+
+@pytest.mark.timeout(300)
+def test_the_package_builds_without_setuptools_warnings(tmp_path):
+    """A new folder of modules or data (bot/migrations/versions, sandbox/static) must not bring back
+    "Package ... is absent from the packages configuration"; nor an old-style license field."""
+    stage_build_context(tmp_path / "app")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path / "dist"),
+                           str(tmp_path / "app")], env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    warnings = [line.strip() for line in (done.stdout + done.stderr).splitlines()
+                if re.search(r"[A-Z][A-Za-z]*Warning\b|^\s*warning:", line)]
+    assert warnings == []
 
 
 # -- the health check ---------------------------------------------------------------------------------------
