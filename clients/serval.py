@@ -10,18 +10,22 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._refresh import KeptFresh
 from ._http import AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FormField, Option, Person, TicketBackend, TicketDraft
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_BASE_URL = "https://public.api.serval.com"
+SEARCH_PAGE = 200  # tickets per page of a duplicate look-up (stops at the first match)
+LIST_PAGE = 1000  # GET /v2/tickets: the older spec's maximum (the newer docs allow 5,000)
 REQUESTER = "CHANNEL_SYNC_TARGET_USER_TICKET_REQUESTOR"
 TicketType = Literal[
     "TICKET_TYPE_UNSPECIFIED",
@@ -60,7 +64,7 @@ class CreateTicketRequest(BaseModel):
     requesterUserId: str | None = None
     type: TicketType | None = None
     dueDate: DueDate | None = None
-    channelSyncTargets: list[ChannelSyncTarget] = []
+    channelSyncTargets: list[ChannelSyncTarget] | None = None
 
 
 class Ticket(_Model):
@@ -142,6 +146,20 @@ class CreateUserRequest(BaseModel):
     lastName: str | None = None
 
 
+class SearchTicketsRequest(BaseModel):
+    """POST /v2/tickets/search (docs/search-and-list-tickets.yaml); every filter optional."""
+
+    teamIds: list[str] | None = None
+    requesterUserIds: list[str] | None = None
+    assignedToUserIds: list[str] | None = None
+    statusIds: list[str] | None = None
+    escalationLevels: list[str] | None = None
+    createdAfter: str | None = None  # RFC 3339
+    createdBefore: str | None = None
+    pageSize: int | None = None
+    pageToken: str | None = None
+
+
 class UpdateTicketRequest(BaseModel):
     priorityId: str | None = None
     statusId: str | None = None
@@ -189,14 +207,25 @@ class ServalClient:
                 auth=self._client_auth,  # type: ignore[arg-type]
             )
         if r.status_code != 200:
-            raise _error(r, "getting an access token")
-        body = r.json()
-        return body["access_token"], float(body.get("expires_in") or 3600)
+            raise _error(r, "getting an access token", unsafe=False)
+        body = _json_object(r)
+        token, lifetime = (body or {}).get("access_token"), (body or {}).get("expires_in") or 3600
+        if not isinstance(token, str) or not token or not isinstance(lifetime, (int, float)):
+            raise _unreadable(r, "POST /v2/auth/token", unsafe=False, what="without an access token")
+        return token, float(lifetime)
 
     async def _request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        unsafe: bool | None = None,
     ) -> dict[str, Any]:
-        unsafe = method == "POST"
+        """The answer's JSON object. `unsafe` (default: a POST) marks a request that changes something:
+        a failure after it may have been carried out is ambiguous."""
+        unsafe = method == "POST" if unsafe is None else unsafe
         for attempt in (1, 2):
             token = self._static_token or await self._tokens.get()
             async with transport_errors("Serval", unsafe=unsafe):
@@ -211,25 +240,89 @@ class ServalClient:
                 self._tokens.invalidate(token)  # revoked or expired early: renew once
                 continue
             if r.status_code >= 400:
-                raise _error(r, f"{method} {path}")
-            return r.json() if r.content else {}
+                raise _error(r, f"{method} {path}", unsafe=unsafe)
+            if not r.content:
+                return {}
+            body = _json_object(r)
+            if body is None:  # a 200 that is not a JSON object (a proxy's page, a cut-off body)
+                raise _unreadable(r, f"{method} {path}", unsafe=unsafe)
+            return body
         raise AssertionError("unreachable")
 
+    async def _one(self, model: type[M], method: str, path: str, *, json: Any = None) -> M:
+        """`data` of the answer as `model`; an answer without it is a transient (and, for a POST,
+        ambiguous) BackendError, never a KeyError or ValidationError."""
+        body = await self._request(method, path, json=json)
+        try:
+            return model.model_validate(body.get("data"))
+        except ValidationError as exc:
+            raise BackendError(
+                f"Serval answered {method} {path} without the expected data",
+                status=200, transient=True, ambiguous=method == "POST",
+            ) from exc
+
+    async def _page(
+        self, model: type[M], method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> tuple[list[M], str | None]:
+        """One page of a list: its items and the next page's token (None on the last page). Protobuf
+        JSON leaves an empty list out, so a page without `data` is an empty page."""
+        page = await self._request(method, path, params=params, json=json, unsafe=False)
+        items, token = page.get("data") or [], page.get("nextPageToken") or None
+        try:
+            if not isinstance(items, list) or not (token is None or isinstance(token, str)):
+                raise TypeError("data is not a list")
+            return [model.model_validate(x) for x in items], token
+        except (TypeError, ValidationError) as exc:
+            raise BackendError(
+                f"Serval answered {method} {path} with a list the bot does not understand",
+                status=200, transient=True,
+            ) from exc
+
+    async def _pages(self, model: type[M], path: str, params: dict[str, Any]) -> list[M]:
+        items: list[M] = []
+        token = None
+        while True:
+            page, token = await self._page(model, "GET", path, params={**params, **({"pageToken": token} if token else {})})
+            items.extend(page)
+            if not token:
+                return items
+
     async def create_ticket(self, body: CreateTicketRequest) -> Ticket:
-        data = await self._request("POST", "/v2/tickets", json=body.model_dump(exclude_none=True))
-        return Ticket.model_validate(data["data"])
+        return await self._one(Ticket, "POST", "/v2/tickets", json=body.model_dump(exclude_none=True))
 
     async def get_ticket(self, ticket_id: str) -> Ticket:
-        data = await self._request("GET", f"/v2/tickets/{ticket_id}")
-        return Ticket.model_validate(data["data"])
+        return await self._one(Ticket, "GET", f"/v2/tickets/{ticket_id}")
 
-    async def list_tickets(
-        self, team_id: str, *, since: dt.datetime | None = None, page_size: int = 1000
-    ) -> list[Ticket]:
+    async def search_tickets(self, body: SearchTicketsRequest) -> tuple[list[Ticket], str | None]:
+        """One page of `POST /v2/tickets/search`; pass the returned token as `pageToken` for the next."""
+        return await self._page(Ticket, "POST", "/v2/tickets/search", json=body.model_dump(exclude_none=True))
+
+    async def list_tickets_page(
+        self,
+        team_id: str,
+        *,
+        since: dt.datetime | None = None,
+        page_size: int = LIST_PAGE,
+        page_token: str | None = None,
+    ) -> tuple[list[Ticket], str | None]:
+        """One page of `GET /v2/tickets` (tickets created since `since`, when given)."""
         params: dict[str, Any] = {"teamId": team_id, "pageSize": page_size}
         if since is not None:
             params["startTime.seconds"] = int(since.timestamp())
-        return [Ticket.model_validate(t) for t in await self._pages("/v2/tickets", params)]
+        if page_token:
+            params["pageToken"] = page_token
+        return await self._page(Ticket, "GET", "/v2/tickets", params=params)
+
+    async def list_tickets(
+        self, team_id: str, *, since: dt.datetime | None = None, page_size: int = LIST_PAGE
+    ) -> list[Ticket]:
+        tickets: list[Ticket] = []
+        token = None
+        while True:
+            page, token = await self.list_tickets_page(team_id, since=since, page_size=page_size, page_token=token)
+            tickets.extend(page)
+            if not token:
+                return tickets
 
     async def connect_ticket(self, ticket_id: str, body: ConnectTicketRequest) -> None:
         await self._request(
@@ -237,48 +330,48 @@ class ServalClient:
         )
 
     async def list_external_tickets(self, ticket_id: str) -> list[ExternalTicket]:
-        data = await self._request("GET", f"/v2/tickets/{ticket_id}/external-tickets")
-        return [ExternalTicket.model_validate(x) for x in data.get("data") or []]
+        return (await self._page(ExternalTicket, "GET", f"/v2/tickets/{ticket_id}/external-tickets"))[0]
 
     async def list_users(self, *, page_size: int = 1000) -> list[User]:
-        return [User.model_validate(u) for u in await self._pages("/v2/users", {"pageSize": page_size})]
+        return await self._pages(User, "/v2/users", {"pageSize": page_size})
 
     async def create_user(self, body: CreateUserRequest) -> User:
-        data = await self._request("POST", "/v2/users", json=body.model_dump(exclude_none=True))
-        return User.model_validate(data["data"])
+        return await self._one(User, "POST", "/v2/users", json=body.model_dump(exclude_none=True))
 
     async def update_ticket(self, ticket_id: str, body: UpdateTicketRequest) -> Ticket:
-        data = await self._request("PUT", f"/v2/tickets/{ticket_id}", json=body.model_dump(exclude_none=True))
-        return Ticket.model_validate(data["data"])
+        return await self._one(Ticket, "PUT", f"/v2/tickets/{ticket_id}", json=body.model_dump(exclude_none=True))
 
     async def list_teams(self) -> list[Team]:
-        return [Team.model_validate(t) for t in await self._pages("/v2/teams", {})]
+        return await self._pages(Team, "/v2/teams", {})
 
     async def list_priorities(self, team_id: str) -> list[Priority]:
-        return [Priority.model_validate(p) for p in await self._pages("/v2/priorities", {"teamId": team_id})]
+        return await self._pages(Priority, "/v2/priorities", {"teamId": team_id})
 
     async def list_statuses(self, team_id: str) -> list[Status]:
-        return [Status.model_validate(p) for p in await self._pages("/v2/statuses", {"teamId": team_id})]
-
-    async def _pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        token = None
-        while True:
-            page = await self._request("GET", path, params={**params, **({"pageToken": token} if token else {})})
-            items.extend(page.get("data") or [])
-            token = page.get("nextPageToken")
-            if not token:
-                return items
+        return await self._pages(Status, "/v2/statuses", {"teamId": team_id})
 
 
-def _error(r: httpx.Response, doing: str) -> BackendError:
-    """A Serval error answer (Connect protocol: {code, message}) as a BackendError."""
-    code = message = None
+def _json_object(r: httpx.Response) -> dict[str, Any] | None:
     try:
         body = r.json()
-        code, message = body.get("code"), body.get("message")
-    except ValueError:
-        pass
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _unreadable(r: httpx.Response, doing: str, *, unsafe: bool, what: str = "in a form the bot does not understand") -> BackendError:
+    """A success status with a body that is not Serval's: try again later; for a create, look first."""
+    return BackendError(
+        f"Serval answered {doing} {what} (HTTP {r.status_code}, {r.headers.get('Content-Type') or 'no content type'})",
+        status=r.status_code, transient=True, ambiguous=unsafe,
+    )
+
+
+def _error(r: httpx.Response, doing: str, *, unsafe: bool) -> BackendError:
+    """A Serval error answer (Connect protocol: {code, message}) as a BackendError."""
+    body = _json_object(r) or {}
+    code = body.get("code") if isinstance(body.get("code"), str) else None
+    message = body.get("message") if isinstance(body.get("message"), str) else None
     reason = message or r.reason_phrase or "no reason given"
     return BackendError(
         f"Serval refused {doing}: {reason}" if r.status_code < 500 else f"Serval failed {doing}: {reason}",
@@ -286,7 +379,7 @@ def _error(r: httpx.Response, doing: str) -> BackendError:
         code=code,
         transient=status_is_transient(r.status_code),
         # A 5xx on create may come after the ticket was written; 429 and 4xx never do.
-        ambiguous=r.status_code >= 500 and doing.startswith("POST"),
+        ambiguous=r.status_code >= 500 and unsafe,
         retry_after=retry_after_seconds(r),
     )
 
@@ -301,6 +394,7 @@ class ServalBackend(TicketBackend):
     name = "serval"
     display_name = "Serval"
     can_match_users = True
+    dm_sync_needs_requester = True  # the slackDm sync target is sent only for a matched requester
 
     def __init__(
         self,
@@ -309,14 +403,18 @@ class ServalBackend(TicketBackend):
         team_id: str,
         slack_integration_id: str,
         user_cache_ttl: float = 600.0,
+        user_miss_reload_after: float = 60.0,
         catalog_ttl: float = 300.0,
     ) -> None:
         self.client = client
         self.team_id = team_id
         self.slack_integration_id = slack_integration_id
         self._user_cache_ttl = user_cache_ttl
+        self._user_miss_reload_after = user_miss_reload_after
         self._users_by_email: dict[str, str] = {}
         self._users_loaded_at = -1e18
+        self._users_loading: asyncio.Task[None] | None = None
+        self._search_available = True  # until POST /v2/tickets/search answers 404/405/501
         self.teams: list[Team] = []
         self.priorities: dict[str, list[Priority]] = {}
         self.statuses: dict[str, list[Status]] = {}
@@ -389,16 +487,28 @@ class ServalBackend(TicketBackend):
 
     async def find_user(self, email: str) -> str | None:
         """Serval user id for an e-mail address (case-insensitive), from the whole user list,
-        paged through completely and cached; a miss reloads it at most once a minute."""
+        paged through completely and cached for `user_cache_ttl` seconds. An address not in the list
+        reloads it only if the list is older than `user_miss_reload_after` seconds (someone may have
+        been added since), so unmatched people do not cost a full load each."""
         key = email.strip().lower()
         age = time.monotonic() - self._users_loaded_at
-        if age > self._user_cache_ttl or (key not in self._users_by_email and age > 60):
-            users = await self.client.list_users()
-            self._users_by_email = {
-                u.email.strip().lower(): u.id for u in users if u.email and not u.deactivatedAt
-            }
-            self._users_loaded_at = time.monotonic()
+        if age > self._user_cache_ttl or (key not in self._users_by_email and age > self._user_miss_reload_after):
+            await self._load_users()
         return self._users_by_email.get(key)
+
+    async def _load_users(self) -> None:
+        """Load the user list; callers arriving while a load runs wait for that one (and share its
+        failure) instead of starting their own."""
+        if self._users_loading is None or self._users_loading.done():
+            self._users_loading = asyncio.create_task(self._fetch_users(), name="load Serval users")
+            self._users_loading.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved
+        # shielded: one caller giving up (its submission cancelled) does not cancel the others' load
+        await asyncio.shield(self._users_loading)
+
+    async def _fetch_users(self) -> None:
+        users = await self.client.list_users()
+        self._users_by_email = {u.email.strip().lower(): u.id for u in users if u.email and not u.deactivatedAt}
+        self._users_loaded_at = time.monotonic()
 
     async def create_user(self, person: Person) -> str | None:
         if not person.email:
@@ -428,7 +538,10 @@ class ServalBackend(TicketBackend):
             requesterUserId=draft.requester_id,
             type=draft.value("type", "TICKET_TYPE_REQUEST"),
             dueDate=DueDate(year=due.year, month=due.month, day=due.day) if due else None,
-            channelSyncTargets=[ChannelSyncTarget(slackDm=SlackDmSyncTarget())],
+            # Serval DMs the ticket's requester. Without a matched requester, Serval makes the creator
+            # (the submitter, else the API client's own account) the requester: a DM would go to the
+            # wrong person, so none is asked for (the service tells the person).
+            channelSyncTargets=[ChannelSyncTarget(slackDm=SlackDmSyncTarget())] if draft.requester_id else None,
         )
 
     async def create_ticket(self, draft: TicketDraft) -> CreatedTicket:
@@ -448,11 +561,40 @@ class ServalBackend(TicketBackend):
         return next((s.name for s in self.statuses[team_id] if s.id == current.statusId), None)
 
     async def find_ticket(self, draft: TicketDraft, since: dt.datetime) -> CreatedTicket | None:
+        """The ticket whose description carries the draft's reference, among the team's tickets created
+        since `since` (minus 5 minutes of clock skew), page by page until the first match: with
+        `POST /v2/tickets/search` (teamIds, createdAfter), or `GET /v2/tickets` (teamId, startTime)
+        where search is not available (404, 405 or 501)."""
         team = draft.value("team_id", self.team_id)
-        for ticket in await self.client.list_tickets(team, since=since - dt.timedelta(minutes=5)):
-            if draft.reference in (ticket.description or ""):
-                return _created(ticket)
-        return None
+        after = since.astimezone(dt.timezone.utc) - dt.timedelta(minutes=5)
+        if self._search_available:
+            query = SearchTicketsRequest(
+                teamIds=[team], createdAfter=after.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                pageSize=SEARCH_PAGE,
+            )
+            try:
+                return await self._first_match(draft, lambda token: self.client.search_tickets(
+                    query.model_copy(update={"pageToken": token})))
+            except BackendError as exc:
+                if exc.status not in (404, 405, 501):
+                    raise
+                log.info("Serval has no ticket search here (%s); looking tickets up by listing them", exc.message)
+                self._search_available = False
+        return await self._first_match(draft, lambda token: self.client.list_tickets_page(
+            team, since=after, page_token=token))
+
+    async def _first_match(
+        self, draft: TicketDraft, page: Callable[[str | None], Awaitable[tuple[list[Ticket], str | None]]]
+    ) -> CreatedTicket | None:
+        """Read `page(token)` after page until a ticket carries the draft's reference."""
+        token = None
+        while True:
+            tickets, token = await page(token)
+            for ticket in tickets:
+                if draft.reference in (ticket.description or ""):
+                    return _created(ticket)
+            if not token:
+                return None
 
     @property
     def can_connect_threads(self) -> bool:
@@ -478,6 +620,9 @@ class ServalBackend(TicketBackend):
 
     async def aclose(self) -> None:
         await self._catalog.aclose()
+        if self._users_loading is not None and not self._users_loading.done():
+            self._users_loading.cancel()
+            await asyncio.gather(self._users_loading, return_exceptions=True)
         await self.client.aclose()
 
 

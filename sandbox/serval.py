@@ -8,7 +8,7 @@ more ticket types, the microsoftTeamsDm sync target, the slackChannel target, ac
 Request bodies are validated against that, unknown fields included, plus the semantic checks a real
 server would do. Errors are Connect-style ``{"code", "message"}``.
 
-Serval endpoints: POST /v2/auth/token; POST|GET /v2/tickets; GET|PUT /v2/tickets/{id};
+Serval endpoints: POST /v2/auth/token; POST|GET /v2/tickets; POST /v2/tickets/search; GET|PUT /v2/tickets/{id};
 POST /v2/tickets/{ticket_id}/connect; GET /v2/tickets/{ticket_id}/external-tickets; GET|POST /v2/users;
 GET /v2/teams; GET /v2/statuses|priorities|labels?teamId=. Control (no auth): GET /_sandbox/state,
 POST /_sandbox/faults (see ``Fault``), POST /_sandbox/reset, POST /_sandbox/users.
@@ -27,7 +27,11 @@ set ``state.faults[...] = Fault(...)``; finally ``await runner.cleanup()``.
 
 Guesses where the documents are silent: the slackChannel target's inner field (``slack_channel_field``,
 default integrationId), microsoftTeamsDm shaped like slackDm, unknown team/user ids in a body ->
-invalid_argument, nextPageToken omitted on the last page, escalationLevel HUMAN unless aiActive.
+invalid_argument, nextPageToken omitted on the last page, escalationLevel HUMAN unless aiActive; the API
+client acts as its own user (``api_client_user_id``, not listed in GET /v2/users): a ticket created without
+createdByUserId is created by it, and so requested by it (seed 000: requesterUserId defaults to
+createdByUserId); search's page size is the list's (default 2,000, maximum 5,000), createdAfter inclusive,
+createdBefore exclusive, results oldest first.
 """
 from __future__ import annotations
 
@@ -241,8 +245,9 @@ class Fault:
 
     Rates are probabilities (0..1) drawn from the state's seeded RNG. `next_n` scripts the next
     requests exactly, one outcome each: ok, error, 429, drop (close before any work), lost (do the
-    work, then close without answering), slow (sleep `slow_latency` more). `latency` is added to
-    every matching request."""
+    work, then close without answering), slow (sleep `slow_latency` more), not_json (do the work,
+    then answer 200 with an HTML page, as a proxy might), no_data (do the work, then answer 200 with
+    `{}`: JSON without `data`). `latency` is added to every matching request."""
     error_rate: float = 0.0
     status: int = 503
     latency: float = 0.0
@@ -252,7 +257,7 @@ class Fault:
     lost_response_rate: float = 0.0
     slow_latency: float = 2.0
     next_n: list[str] = field(default_factory=list)
-    OUTCOMES: ClassVar[tuple[str, ...]] = ("ok", "error", "429", "drop", "lost", "slow")
+    OUTCOMES: ClassVar[tuple[str, ...]] = ("ok", "error", "429", "drop", "lost", "slow", "not_json", "no_data")
 
     def __post_init__(self) -> None:
         self.next_n = list(self.next_n)
@@ -273,16 +278,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def _page(items: list, query) -> dict:
-    """pageSize (default 1000, max 1000) / pageToken paging; nextPageToken only when more remain."""
+def _page(items: list, query, default: int = 1000, maximum: int = 1000) -> dict:
+    """pageSize (default and maximum 1000 unless the endpoint documents others) / pageToken paging;
+    nextPageToken only when more remain. `query`: the query string or a search body."""
     try:
-        size = int(query.get("pageSize") or 0)
+        size = query.get("pageSize") or 0
+        if isinstance(size, bool) or not isinstance(size, (int, str)):
+            raise ValueError
+        size = int(size)
     except ValueError:
         raise _bad("pageSize must be an integer") from None
     if size < 0:
         raise _bad("pageSize must not be negative")
-    size = min(size or 1000, 1000)
-    start, token = 0, query.get("pageToken", "")
+    size = min(size or default, maximum)
+    start, token = 0, query.get("pageToken") or ""
+    if not isinstance(token, str):
+        raise _bad("pageToken must be a string")
     if token:
         try:
             prefix, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
@@ -297,16 +308,41 @@ def _page(items: list, query) -> dict:
     return out
 
 
+# GET /v2/tickets and POST /v2/tickets/search pages: the newest docs give the list default 2,000 and maximum
+# 5,000; search documents neither [guess: the same].
+TICKET_PAGE, TICKET_PAGE_MAX = 2000, 5000
+SEARCH_LISTS = ("teamIds", "requesterUserIds", "assignedToUserIds", "statusIds", "escalationLevels")
+SEARCH_KEYS = {*SEARCH_LISTS, "createdAfter", "createdBefore", "pageSize", "pageToken"}
+
+
+def _instant(value: str, name: str) -> dt.datetime:
+    """An RFC 3339 timestamp as an aware datetime; invalid_argument otherwise."""
+    try:
+        if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+            raise ValueError
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _bad(f"{name} {value!r} is not an RFC 3339 timestamp") from None
+
+
+def _created_at(ticket: dict) -> dt.datetime:
+    return dt.datetime.fromisoformat(ticket["createdAt"].replace("Z", "+00:00"))
+
+
 class ServalState:
     """Everything the sandbox knows. API-shaped dicts, so tests can assert on exactly what was sent."""
 
     def __init__(self, *, bearer_tokens: set[str] | None = None, clients: dict[str, str] | None = None,
                  token_ttl: int = 3600, latency: float = 0.0, seed: int = 0,
-                 slack_channel_field: str = "integrationId", db_path: str | None = None):
+                 slack_channel_field: str = "integrationId", db_path: str | None = None,
+                 api_client_user_id: str = "usr-api-client"):
         self.bearer_tokens = set(bearer_tokens) if bearer_tokens is not None else {"test-token"}
         self.clients = dict(clients) if clients is not None else {"test-client": "test-secret"}
         self.token_ttl, self.latency, self.seed = token_ttl, latency, seed
         self.slack_channel_field = slack_channel_field
+        # The account Serval acts as for API calls (static token or client credentials) [guess: one id, not
+        # in GET /v2/users]: a ticket's createdByUserId when the body names none, and so its requester.
+        self.api_client_user_id = api_client_user_id
         self.clock: Callable[[], float] = time.time  # replace to move time (token expiry)
         self.listeners: list[Callable[[str, dict], None]] = []  # (event, data) after each change
         self.reset()
@@ -395,6 +431,49 @@ class ServalState:
         """Oldest first; every ticket when team_id is None."""
         return [t for t in self.tickets.values() if team_id is None or t["teamId"] == team_id]
 
+    def list_tickets(self, query) -> list[dict]:
+        """GET /v2/tickets: teamId, startTime.seconds / startTime.nanos (created at or after)."""
+        tickets = self.tickets_for_team(query.get("teamId") or None)
+        seconds, nanos = query.get("startTime.seconds"), query.get("startTime.nanos")
+        if seconds is not None or nanos is not None:
+            try:
+                start = int(seconds or 0) + int(nanos or 0) / 1e9
+            except ValueError:
+                raise _bad("startTime.seconds and startTime.nanos must be integers") from None
+            since = dt.datetime.fromtimestamp(start, dt.timezone.utc)
+            tickets = [t for t in tickets if _created_at(t) >= since]
+        return tickets
+
+    def search_tickets(self, body: Any) -> list[dict]:
+        """POST /v2/tickets/search: every given filter must hold (a list filter: any of its values);
+        createdAfter inclusive, createdBefore exclusive [guess]. Oldest first, like the list."""
+        if not isinstance(body, dict):
+            raise _bad("the search body must be a JSON object")
+        unknown = sorted(set(body) - SEARCH_KEYS)
+        if unknown:
+            raise _bad(f"invalid SearchTicketsRequest: {', '.join(map(repr, unknown))} unexpected")
+        tickets = list(self.tickets.values())
+        fields = {"teamIds": "teamId", "requesterUserIds": "requesterUserId",
+                  "assignedToUserIds": "assignedToUserId", "statusIds": "statusId",
+                  "escalationLevels": "escalationLevel"}
+        for key in SEARCH_LISTS:
+            wanted = body.get(key)
+            if wanted is None:
+                continue
+            if not isinstance(wanted, list) or not all(isinstance(v, str) for v in wanted):
+                raise _bad(f"{key} must be a list of strings")
+            if key == "escalationLevels" and set(wanted) - {"AI", "HUMAN"}:
+                raise _bad("escalationLevels must be AI or HUMAN")
+            if wanted:
+                tickets = [t for t in tickets if t.get(fields[key]) in wanted]
+        if body.get("createdAfter") is not None:
+            after = _instant(body["createdAfter"], "createdAfter")
+            tickets = [t for t in tickets if _created_at(t) >= after]
+        if body.get("createdBefore") is not None:
+            before = _instant(body["createdBefore"], "createdBefore")
+            tickets = [t for t in tickets if _created_at(t) < before]
+        return tickets
+
     def list_users(self, include_deactivated: str = "") -> list[dict]:
         flag = include_deactivated.lower()
         if flag not in ("true", "false", "1", "0", ""):
@@ -472,6 +551,11 @@ class ServalState:
         self.issued_tokens[token] = self.clock() + self.token_ttl
         return token
 
+    def revoke(self, token: str | None = None) -> None:
+        """Revoke one issued token (default: every one) before it expires: it then answers 401."""
+        for t in [token] if token else list(self.issued_tokens):
+            self.issued_tokens.pop(t, None)
+
     def authenticate(self, authorization: str | None) -> None:
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
@@ -530,7 +614,8 @@ class ServalState:
                 raise _bad(f"ticketRelationships: ticketId {rel.get('ticketId')!r}: no such ticket")
         self._numbers[team_id] += 1
         status = next(s for s in self.statuses[team_id] if s["isDefault"])
-        created_by = body.get("createdByUserId") or None
+        # Seed 000: requesterUserId defaults to createdByUserId; without either, both are the API client's.
+        created_by = body.get("createdByUserId") or self.api_client_user_id
         ticket = {
             "id": self.new_id(), "friendlyIdentifier": f"{self.teams[team_id]['prefix']}-{self._numbers[team_id]}",
             "teamId": team_id, "name": body["name"], "description": body.get("description", ""),
@@ -675,7 +760,8 @@ def _id(r: web.Request) -> str:
 # (method, path, operation(state, request, parsed JSON body or None) -> JSON answer)
 ROUTES: list[tuple[str, str, Callable[[ServalState, web.Request, Any], Any]]] = [
     ("POST", "/v2/tickets", lambda s, r, b: {"data": s.create_ticket(b)}),
-    ("GET", "/v2/tickets", lambda s, r, b: _page(s.tickets_for_team(r.query.get("teamId")), r.query)),
+    ("GET", "/v2/tickets", lambda s, r, b: _page(s.list_tickets(r.query), r.query, TICKET_PAGE, TICKET_PAGE_MAX)),
+    ("POST", "/v2/tickets/search", lambda s, r, b: _page(s.search_tickets(b), b, TICKET_PAGE, TICKET_PAGE_MAX)),
     ("GET", "/v2/tickets/{id}", lambda s, r, b: {"data": s.ticket(_id(r))}),
     ("PUT", "/v2/tickets/{id}", lambda s, r, b: {"data": s.update_ticket(_id(r), b)}),
     ("POST", "/v2/tickets/{ticket_id}/connect", lambda s, r, b: s.connect(_id(r), b)),
@@ -763,6 +849,11 @@ async def _answer(request: web.Request, handler, state: ServalState) -> web.Stre
     response = await _call(handler, request)
     if outcome == "lost":
         return _drop(request)  # the work is done; the client never hears of it
+    if outcome == "not_json":  # the work is done; the answer is not Serval's
+        return web.Response(text="<html><body>Service temporarily unavailable</body></html>",
+                            content_type="text/html")
+    if outcome == "no_data":
+        return web.json_response({})
     return response
 
 

@@ -470,3 +470,115 @@ async def test_cli_serves_until_killed():
     finally:
         proc.terminate()
         await proc.wait()
+
+
+# -- requester defaults (seed 000) ------------------------------------------------------------------
+
+async def test_requester_defaults_to_the_creator_then_to_the_api_client(sandbox):
+    """Seed 000: requesterUserId defaults to createdByUserId; a body naming neither makes the API
+    client's own account creator and requester (so a slackDm REQUESTOR target would DM that account)."""
+    state, client = sandbox
+    by_alice = await make_ticket(client)
+    assert by_alice["requesterUserId"] == by_alice["createdByUserId"] == "usr-alice"
+    body = {"teamId": "team-it", "name": "Nobody matched"}
+    response = await client.post("/v2/tickets", json=body)
+    anonymous = response.json()["data"]
+    assert anonymous["requesterUserId"] == anonymous["createdByUserId"] == state.api_client_user_id
+    assert state.api_client_user_id not in {u["id"] for u in (await client.get("/v2/users")).json()["data"]}
+
+
+# -- search and list filters ------------------------------------------------------------------------
+
+def _seed_tickets(state: ServalState) -> dict[str, list[dict]]:
+    """Tickets at known times: 3 in IT an hour ago, 4 in IT now, 2 in FAC now."""
+    state.add_team("Facilities", "FAC")
+    now = time.time()
+    clock = [now - 3600]
+    state.clock = lambda: clock[0]
+    old = [state.create_ticket(valid_ticket(name=f"old {i}")) for i in range(3)]
+    clock[0] = now
+    new = [state.create_ticket(valid_ticket(name=f"new {i}", requesterUserId="usr-bob" if i == 0 else None))
+           for i in range(4)]
+    fac = [state.create_ticket(valid_ticket(name=f"fac {i}", teamId="team-fac")) for i in range(2)]
+    return {"old": old, "new": new, "fac": fac}
+
+
+def _iso(seconds: float) -> str:
+    import datetime as dt
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+async def test_search_honours_team_time_and_people_filters(sandbox):
+    state, client = sandbox
+    t = _seed_tickets(state)
+    ids = lambda r: [x["id"] for x in r.json()["data"]]  # noqa: E731
+    half_hour_ago = _iso(time.time() - 1800)
+    recent_it = await client.post("/v2/tickets/search", json={"teamIds": ["team-it"], "createdAfter": half_hour_ago})
+    assert recent_it.status_code == 200, recent_it.text
+    assert ids(recent_it) == [x["id"] for x in t["new"]] and "nextPageToken" not in recent_it.json()
+    both = await client.post("/v2/tickets/search", json={"teamIds": ["team-it", "team-fac"],
+                                                         "createdAfter": half_hour_ago})
+    assert ids(both) == [x["id"] for x in t["new"] + t["fac"]]
+    old = await client.post("/v2/tickets/search", json={"teamIds": ["team-it"], "createdBefore": half_hour_ago})
+    assert ids(old) == [x["id"] for x in t["old"]]
+    bob = await client.post("/v2/tickets/search", json={"requesterUserIds": ["usr-bob"]})
+    assert ids(bob) == [t["new"][0]["id"]]
+    everything = await client.post("/v2/tickets/search", json={})
+    assert len(ids(everything)) == 9
+    for answer in (recent_it, bob):
+        for ticket in answer.json()["data"]:
+            schema_validator("svhelp.pubapimodels.Ticket").validate(ticket)
+
+
+async def test_search_pages_and_refuses_what_it_does_not_know(sandbox):
+    state, client = sandbox
+    t = _seed_tickets(state)
+    seen, token, pages = [], None, 0
+    while True:
+        body = {"teamIds": ["team-it"], "pageSize": 3, **({"pageToken": token} if token else {})}
+        page = (await client.post("/v2/tickets/search", json=body)).json()
+        seen += [x["id"] for x in page["data"]]
+        pages += 1
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    assert pages == 3 and seen == [x["id"] for x in t["old"] + t["new"]]
+    for bad, fragment in [({"teamId": "team-it"}, "'teamId' unexpected"), ({"teamIds": "team-it"}, "teamIds"),
+                          ({"createdAfter": "yesterday"}, "createdAfter"), ({"pageSize": "ten"}, "pageSize"),
+                          ({"escalationLevels": ["ROBOT"]}, "escalationLevels"), ({"pageToken": "garbage"}, "pageToken")]:
+        assert_error(await client.post("/v2/tickets/search", json=bad), 400, "invalid_argument", fragment)
+
+
+async def test_list_honours_start_time(sandbox):
+    state, client = sandbox
+    t = _seed_tickets(state)
+    since = int(time.time() - 1800)
+    listed = (await client.get("/v2/tickets", params={"teamId": "team-it", "startTime.seconds": since})).json()
+    assert [x["id"] for x in listed["data"]] == [x["id"] for x in t["new"]]
+    assert len((await client.get("/v2/tickets", params={"teamId": "team-it"})).json()["data"]) == 7
+    assert_error(await client.get("/v2/tickets", params={"startTime.seconds": "soon"}), 400, "invalid_argument")
+
+
+# -- answers that are not Serval's, revoked tokens ----------------------------------------------------
+
+async def test_not_json_and_no_data_faults_do_the_work_then_answer_wrongly(sandbox):
+    state, client = sandbox
+    state.faults["POST /v2/tickets"] = Fault(next_n=["not_json", "no_data"])
+    page = await client.post("/v2/tickets", json=valid_ticket())
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    bare = await client.post("/v2/tickets", json=valid_ticket())
+    assert bare.status_code == 200 and bare.json() == {}
+    assert len(state.tickets) == 2
+    assert (await client.post("/v2/tickets", json=valid_ticket())).json()["data"]["friendlyIdentifier"] == "IT-3"
+
+
+async def test_a_revoked_token_is_refused_before_it_expires(sandbox):
+    state, client = sandbox
+    form = {"grant_type": "client_credentials"}
+    issued = [(await client.post("/v2/auth/token", auth=("test-client", "test-secret"), data=form)).json()["access_token"]
+              for _ in range(2)]
+    state.revoke(issued[0])
+    assert_error(await client.get("/v2/teams", headers={"Authorization": f"Bearer {issued[0]}"}), 401, "unauthenticated")
+    assert (await client.get("/v2/teams", headers={"Authorization": f"Bearer {issued[1]}"})).status_code == 200
+    state.revoke()
+    assert_error(await client.get("/v2/teams", headers={"Authorization": f"Bearer {issued[1]}"}), 401, "unauthenticated")
