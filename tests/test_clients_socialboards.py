@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 from typing import Any
 
 import httpx
@@ -434,7 +435,7 @@ async def test_every_access_and_refresh_token_is_remembered_as_a_secret(socialbo
 async def test_a_stored_refresh_token_is_remembered_as_a_secret(socialboards):
     from clients import secrets
 
-    stored = "sb-refresh-stored-" + "x" * 20
+    stored = "sb-refresh-stored-" + os.urandom(12).hex()  # never seen before in this process
     c = make_client(socialboards[1])
     saved: list[str] = []
 
