@@ -101,6 +101,7 @@ class Bot:
             give_up_after=settings.give_up_after_seconds,
             max_active=settings.max_tickets_in_flight,
             lease_seconds=settings.lease_seconds,
+            retention_seconds=settings.journal_retention_days * 86400,
         )
         return cls(settings, storage, slack, backends, tickets, people, router)
 

@@ -15,6 +15,8 @@ Routing file format (validated at start-up; see config/routing.example.yml):
 
 from __future__ import annotations
 
+import time
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,20 +102,27 @@ class Router:
         default_backend: str,
         default_share: bool,
         backends: set[str],
+        max_age: float = 1.0,
     ) -> None:
         self.storage = storage
         self.file_routes = file_routes
         self.default_backend = default_backend
         self.default_share = default_share
         self.backends = backends
-        # What admins set in Slack, by channel (None: nothing set), read from the database once.
-        # This process is the only writer (one bot per database file), and save() keeps it current.
-        self._slack_routes: dict[str, dict[str, Any] | None] = {}
+        # What admins set in Slack, by channel (None: nothing set), with when it was read. Another
+        # replica may change a route at any time: an entry is read again after `max_age` seconds,
+        # so a change made anywhere applies everywhere within that (at most one read per channel
+        # per `max_age`, whatever the traffic).
+        self._slack_routes: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self.max_age = max_age
 
     async def _slack_route(self, channel_id: str) -> dict[str, Any] | None:
-        if channel_id not in self._slack_routes:
-            self._slack_routes[channel_id] = await self.storage.route(channel_id)
-        return self._slack_routes[channel_id]
+        cached = self._slack_routes.get(channel_id)
+        now = time.monotonic()
+        if cached is None or now - cached[0] > self.max_age:
+            cached = (now, await self.storage.route(channel_id))
+            self._slack_routes[channel_id] = cached
+        return cached[1]
 
     async def route(self, channel_id: str | None) -> Route:
         layers: list[tuple[str, dict[str, Any]]] = []
@@ -148,4 +157,4 @@ class Router:
     async def save(self, channel_id: str, entry: RouteEntry, user_id: str) -> None:
         stored = entry.model_dump(exclude_none=True)
         await self.storage.save_route(channel_id, stored, user_id)
-        self._slack_routes[channel_id] = stored
+        self._slack_routes[channel_id] = (time.monotonic(), stored)

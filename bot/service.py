@@ -116,6 +116,8 @@ class TicketService:
         lease_seconds: float = 30.0,
         poll_seconds: float = 1.0,
         owner: str | None = None,
+        retention_seconds: float = 90 * 86400.0,
+        purge_every: float = 3600.0,
     ) -> None:
         """`slack` should not sleep on rate limits itself (no rate-limit retry handler): a 429
         becomes a journal retry that frees the submission's slot."""
@@ -137,6 +139,8 @@ class TicketService:
         self.max_active = max_active
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.retention_seconds = retention_seconds
+        self.purge_every = purge_every
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._reserved = 0  # slots taken by submissions being journaled right now
@@ -232,6 +236,7 @@ class TicketService:
             self._background = [
                 asyncio.create_task(self._claim_loop(), name="journal-claims"),
                 asyncio.create_task(self._renew_loop(), name="journal-leases"),
+                asyncio.create_task(self._purge_loop(), name="journal-retention"),
             ]
         pending, _oldest = await self.storage.backlog()
         if pending:
@@ -329,6 +334,20 @@ class TicketService:
                 raise
             except Exception as exc:
                 log.warning("could not renew leases (%s)", failure(exc).reason)
+
+    async def _purge_loop(self) -> None:
+        """Retention: finished submissions and Slack event ids go after `retention_seconds`
+        (thread links stay). Every replica may run it: deleting is idempotent."""
+        while True:
+            try:
+                gone = await self.storage.purge(self.retention_seconds)
+                if any(gone.values()):
+                    log.info("retention: deleted %s", ", ".join(f"{n} {table}" for table, n in gone.items()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("retention: could not delete old entries (%s)", failure(exc).reason)
+            await asyncio.sleep(self.purge_every)
 
     def _start(self, sub: Submission) -> None:
         if sub.id in self._running:

@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     give_up_after_seconds: float = Field(default=86400.0, gt=0)  # transient failures, then report
     max_tickets_in_flight: int = Field(default=64, ge=1)  # submissions in their steps at once
     lease_seconds: float = Field(default=30.0, ge=1)  # a dead process's submissions are taken over after this
+    journal_retention_days: float = Field(default=90.0, ge=0)  # finished submissions and event ids, then deleted
 
     # People and channels
     unmatched_requester: Literal["describe", "create", "refuse"] = "describe"

@@ -261,3 +261,52 @@ async def test_an_unmatched_requester_is_told_serval_will_not_dm_them(tmp_path, 
     finally:
         await sender.aclose()
         await running.close()
+
+
+async def test_finished_submissions_go_after_the_retention_period_and_links_stay(tmp_path, slack, serval):
+    from bot.storage import Link
+
+    settings = make_settings(tmp_path, slack[1], serval[1], journal_retention_days=1)
+    storage = await Storage(settings.database_url).open()
+    old, _ = await storage.add_submission(Submission.new("old", {"user_id": "U1", "title": "Old"}, None))
+    recent, _ = await storage.add_submission(Submission.new("recent", {"user_id": "U1", "title": "Recent"}, None))
+    waiting, _ = await storage.add_submission(Submission.new("waiting", {"user_id": "U1", "title": "Waiting"}, None))
+    for sub in (old, recent):
+        sub.status = "done"
+        await storage.save_submission(sub)
+    await storage.add_link(Link("C111", "1.0001", "t-old", "IT-1", "serval"), old.id)
+    await storage.close()
+    # make "old" two days old, as the bot would find it after a long run
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        db.execute("UPDATE submissions SET updated_at = updated_at - 2 * 86400 WHERE id = ?", (old.id,))
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    try:
+        async def purged():
+            return await running.bot.storage.get_submission(old.id) is None
+
+        await eventually(purged, timeout=5)
+        assert await running.bot.storage.get_submission(recent.id) is not None
+        assert await running.bot.storage.get_submission(waiting.id) is not None
+        assert (await running.bot.storage.link_for_thread("C111", "1.0001")).display_id == "IT-1"
+    finally:
+        await running.close()
+
+
+async def test_a_route_saved_by_another_replica_applies_here_within_two_seconds(tmp_path):
+    from bot.routing import RouteEntry, Router
+
+    storage = await Storage(f"sqlite:///{tmp_path}/bot.db").open()
+    try:
+        here = Router(storage, {}, default_backend="serval", default_share=False, backends={"serval"})
+        there = Router(storage, {}, default_backend="serval", default_share=False, backends={"serval"})
+        assert (await here.route("C111")).values.get("team_id") is None  # cached: nothing set
+        await there.save("C111", RouteEntry(team="team-hr"), "U1")
+        started = time.monotonic()
+
+        async def applied():
+            return (await here.route("C111")).values.get("team_id") == "team-hr"
+
+        await eventually(applied, timeout=2.0)
+        assert time.monotonic() - started < 2.0
+    finally:
+        await storage.close()
