@@ -125,7 +125,7 @@ async def test_lost_response_on_create_does_not_duplicate(tmp_path, slack, serva
         assert ticket["friendlyIdentifier"] in message
         # the first (lost) attempt created it; the retry looked it up instead of creating again
         assert len(created(serval_state)) == 1
-        assert any(r["method"] == "GET" and r["path"] == "/v2/tickets" for r in serval_state.requests)
+        assert any(r["method"] == "POST" and r["path"] == "/v2/tickets/search" for r in serval_state.requests)
     finally:
         await sender.aclose()
         await running.close()

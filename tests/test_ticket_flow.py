@@ -109,6 +109,7 @@ async def test_command_submission_creates_shares_and_connects(sender, slack, ser
     assert "Creating your ticket" in json.dumps(ack["view"])
 
     ephemeral = await slack_state.wait_for("chat.postEphemeral")
+    await running.bot.tickets.idle(5)  # the person is told first; the share and connect follow
     body = created(serval_state)[0]
     assert body["teamId"] == "team-it"
     assert body["name"] == "Printer on floor 3 is jammed"
