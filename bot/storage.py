@@ -197,11 +197,11 @@ def _engine(url: URL, *, migrations: bool = False) -> AsyncEngine:
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver never begins on its own
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={busy}")  # first: switching to WAL may wait for a lock
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a submission acknowledged to Slack survives a power loss, not only a crash.
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={busy}")
         cursor.close()
 
     if migrations:
@@ -225,9 +225,9 @@ def _alembic_config(conn: Connection) -> Any:
     return cfg
 
 
-def _upgrade(conn: Connection) -> str | None:
-    """Bring the schema to the newest revision in one transaction, under the migration lock;
-    returns the revision."""
+def _upgrade(conn: Connection, revision: str = "head") -> str | None:
+    """Bring the schema to `revision` (the newest by default) in one transaction, under the
+    migration lock; returns the revision it is at."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
@@ -244,18 +244,19 @@ def _upgrade(conn: Connection) -> str | None:
             log.info("database made before migrations: stamped as revision 0001")
             command.stamp(cfg, "0001")
         before = MigrationContext.configure(conn).get_current_revision()
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
         after = MigrationContext.configure(conn).get_current_revision()
     if before != after:
         log.info("database schema upgraded from %s to %s", before or "nothing", after)
     return after
 
 
-async def migrate(url: str | URL) -> str | None:
+async def migrate(url: str | URL, revision: str = "head") -> str | None:
     """Create or upgrade the schema of DATABASE_URL `url` to the newest revision (at start-up, and
-    `python app.py migrate`); returns it. Safe to run from several processes at once: a lock (an
-    advisory lock on PostgreSQL, an exclusive transaction on SQLite) lets one migrate while the
-    others wait, then find nothing to do. Migrations are additive."""
+    `python app.py migrate`); returns the revision. Safe to run from several processes at once: a
+    lock (an advisory lock on PostgreSQL, an exclusive transaction on SQLite) lets one migrate while
+    the others wait, then find nothing to do. Migrations are additive. Pending work is untouched.
+    `revision`: stop at an earlier one (tests)."""
     parsed = database_url(url)
     if _is_memory(parsed):
         raise ValueError("an in-memory database is migrated when its Storage opens")
@@ -264,7 +265,7 @@ async def migrate(url: str | URL) -> str | None:
     engine = _engine(parsed, migrations=True)
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(_upgrade)
+            return await conn.run_sync(_upgrade, revision)
     finally:
         await engine.dispose()
 
