@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
+import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TextIO
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -22,33 +26,63 @@ from slack_sdk.signature import SignatureVerifier
 
 import handlers
 from bot.core import Bot
+from clients import secrets as run_time_secrets
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("app")
 
 
-class RedactSecrets(logging.Filter):
-    """Replace every secret value that would reach a log line."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 6]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            redacted = message
-            for secret in self.secrets:
-                redacted = redacted.replace(secret, "[redacted]")
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
+URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]*):([^/\s@]+)@")  # scheme://user:password@host
+REDACTED = "[redacted]"
+MIN_SECRET = 6  # shorter values would redact ordinary words
 
 
-def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(settings.secrets()))
+def secret_forms(value: str) -> set[str]:
+    """A secret as it may appear in a log line: as is, and as a form or URL encodes it."""
+    return {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value, safe="")}
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, then removes every secret from the whole line, traceback included:
+    the configured ones, those clients learnt at run time (`clients.secrets`), and the password of
+    any URL (`DATABASE_URL`)."""
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        self.configured = {form for s in secrets if len(s) >= MIN_SECRET for form in secret_forms(s)}
+        self._version: int | None = None
+        self._pattern: re.Pattern[str] | None = None
+
+    def pattern(self) -> re.Pattern[str] | None:
+        version, learnt = run_time_secrets.known()
+        if version != self._version:
+            values = self.configured | {form for s in learnt if len(s) >= MIN_SECRET for form in secret_forms(s)}
+            # longest first, so a secret containing another is removed whole
+            ordered = sorted(values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+            self._version = version
+        return self._pattern
+
+    def redact(self, text: str) -> str:
+        pattern = self.pattern()
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        return URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+    def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]
+        return self.redact(super().formatException(ei))  # also what is cached on the record
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    """One handler on the root logger, writing to `stream` (stderr) through the redacting formatter."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT, settings.secrets()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
@@ -56,6 +90,15 @@ def setup_logging(settings: Settings) -> None:
     # logger's own level (`logger.level <= DEBUG`), which is NOTSET (0) unless set: without this,
     # every Web API call formats its whole request and response for a debug line nobody reads.
     logging.getLogger("slack_sdk.web.async_client").setLevel(settings.log_level)
+    # aiosqlite's DEBUG lines carry SQL parameters (refresh tokens, payloads): never below INFO.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    logging.captureWarnings(True)
+
+    def log_uncaught(kind, value, tb):  # type: ignore[no-untyped-def]
+        logging.getLogger("app").critical("uncaught exception", exc_info=(kind, value, tb))
+
+    sys.excepthook = log_uncaught  # a crash's traceback goes through the formatter too
+    return handler
 
 
 def build_bolt_app(bot: Bot) -> AsyncApp:
@@ -111,13 +154,34 @@ def malformed(body: str, data: object) -> str | None:
     return None if isinstance(data, dict) and "command" in data else "neither a command, an interaction nor an event"
 
 
+TIMESTAMP = re.compile(r"[0-9]{1,15}")
+
+
+def signed(verifier: SignatureVerifier, body: str, headers: Mapping[str, str]) -> bool:
+    """Slack's signature over this body, made within the last 5 minutes. Anything odd in the
+    headers (a timestamp that is no number, a signature that is no ASCII) is just unsigned."""
+    if not TIMESTAMP.fullmatch(headers.get("X-Slack-Request-Timestamp") or ""):
+        return False
+    try:
+        return verifier.is_valid_request(body, dict(headers))
+    except (ValueError, TypeError):
+        return False
+
+
+def is_ssl_check(body: str) -> bool:
+    """Slack's certificate check (`ssl_check=1&token=...`): answered 200, nothing else done."""
+    return "ssl_check=1" in body.split("&")
+
+
 def build_web_app(bolt: AsyncApp, bot: Bot) -> web.Application:
     verifier = SignatureVerifier(bot.settings.slack_signing_secret.get_secret_value())
 
     async def slack_events(request: web.Request) -> web.Response:
         body = await request.text()
+        if is_ssl_check(body):
+            return web.Response(status=200)
         # Bolt verifies too; checking first means unsigned junk is 401, never parsed.
-        if not verifier.is_valid_request(body, dict(request.headers)):
+        if not signed(verifier, body, request.headers):
             return web.json_response({"error": "invalid request signature"}, status=401)
         try:
             bolt_request = bolt_request_for(request, body)  # parses the form and the payload's JSON

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -212,11 +213,18 @@ class Settings(BaseSettings):
         return self.database_url.removeprefix("sqlite:///")
 
     def secrets(self) -> list[str]:
-        """Every secret value, so logging can redact them wherever they appear."""
+        """Every secret value, so logging can redact them wherever they appear: the `SecretStr`
+        settings and the password inside DATABASE_URL (as written and percent-decoded)."""
         out = []
         for value in self.__dict__.values():
             if isinstance(value, SecretStr) and value.get_secret_value():
                 out.append(value.get_secret_value())
+        try:
+            password = urlsplit(self.database_url).password
+        except ValueError:
+            password = None
+        if password:
+            out += [password, unquote(password)]
         return out
 
 
