@@ -73,8 +73,27 @@ class Origin:
 
 
 def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    """Escape the three characters Slack's mrkdwn treats as control characters. Use it exactly once,
+    where text that is not the bot's own (what a person typed, what a ticket system answered)
+    enters mrkdwn: nothing it contains can then mention anyone or make a link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# In a warning: the bot's own channel references stay; entities already escaped are not escaped again.
+_BOT_MARKUP = re.compile(r"<#[CG][A-Z0-9]{2,}>|&(?:amp|lt|gt);")
+
+
+def escape_warning(text: str) -> str:
+    """A warning for mrkdwn. Warnings are written by the bot and may carry its channel references
+    (`<#C111>`) and text it escaped already; anything else that could mention or link is
+    escaped. Escaping twice changes nothing, so a warning is never shown as `&lt;#C111&gt;`."""
+    out, last = [], 0
+    for m in _BOT_MARKUP.finditer(text):
+        out.append(escape(text[last:m.start()]))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(escape(text[last:]))
+    return "".join(out)
 
 
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
@@ -265,11 +284,17 @@ def notice_modal(text: str, *, title: str = "New ticket", extra: list[dict[str, 
             "blocks": [_section(text[:3000])] + (extra or [])}
 
 
+def quoted(text: str) -> str:
+    """A person's text as an mrkdwn quote, shown as typed and inert: every line is quoted (no line
+    can leave the quote, whatever backticks or `>` it holds) and escaped (no mention, no link)."""
+    return "\n".join("> " + escape(line) for line in text.strip().splitlines())
+
+
 def typed_back(title: str, description: str) -> str:
     """What the person typed, shown back so nothing is lost."""
     text = f"*Title:* {escape(title)}"
     if description.strip():
-        text += f"\n*Description:*\n```{escape(description)}```"
+        text += f"\n*Description:*\n{quoted(description)}"
     return text
 
 
@@ -290,7 +315,7 @@ def created_modal(display_id: str, title: str) -> dict[str, Any]:
 
 def failed_modal(reason: str, title: str, description: str) -> dict[str, Any]:
     return notice_modal(
-        f":x: The ticket could not be created: {escape(reason)}\n\n{typed_back(title, description)}"
+        f":x: The ticket could not be created: {escape_warning(reason)}\n\n{typed_back(title, description)}"
     )
 
 
@@ -328,13 +353,13 @@ def shared_ticket_text(display_id: str, title: str, user_id: str) -> str:
 def created_text(display_id: str, title: str, warnings: list[str]) -> str:
     text = f":white_check_mark: Your ticket *{escape(display_id)}* was created: {escape(title)}"
     for w in warnings:
-        text += f"\n:warning: {escape(w)}"
+        text += f"\n:warning: {escape_warning(w)}"
     return text
 
 
 def failed_text(reason: str, title: str, description: str) -> str:
     return (
-        f":x: Your ticket could not be created: {escape(reason)}\n"
+        f":x: Your ticket could not be created: {escape_warning(reason)}\n"
         f"Here is what you typed, so nothing is lost:\n{typed_back(title, description)}"
     )
 
@@ -424,4 +449,4 @@ def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
 
 def followup_text(display_id: str, warnings: list[str]) -> str:
     """What went wrong after the person was told their ticket id."""
-    return f"About your ticket *{escape(display_id)}*:" + "".join(f"\n:warning: {escape(w)}" for w in warnings)
+    return f"About your ticket *{escape(display_id)}*:" + "".join(f"\n:warning: {escape_warning(w)}" for w in warnings)
