@@ -20,6 +20,7 @@ from typing import TextIO
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
@@ -102,13 +103,33 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> logging.H
 
 
 def build_bolt_app(bot: Bot) -> AsyncApp:
-    # Bolt also reads SLACK_BOT_TOKEN from the environment and warns that our client (which carries
-    # that same token, plus retry handlers) makes it unused: true, and nothing to act on.
+    # Bolt warns that the token it could read from SLACK_BOT_TOKEN is unused: true (our client and
+    # `authorize` carry it), and nothing to act on.
     logging.getLogger("slack_bolt.AsyncApp").addFilter(
-        lambda record: "`token` will be unused" not in record.getMessage()
+        lambda record: "`token`" not in record.getMessage()
     )
+    token = bot.settings.slack_bot_token.get_secret_value()
+
+    async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        """Without this, Bolt asks `auth.test` when the first request arrives, before any listener
+        can acknowledge it. The bot's workspace comes from `auth.test` asked in the background;
+        until it answers, the request's own workspace is taken."""
+        workspace = bot.people.known_workspace
+        if workspace is None:
+            bot.people.warm_workspace()
+            return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
+        return AuthorizeResult(
+            enterprise_id=enterprise_id or workspace.enterprise_id,
+            team_id=team_id or workspace.team_id,
+            url=workspace.url,
+            bot_user_id=workspace.bot_user_id,
+            bot_id=workspace.bot_id,
+            bot_token=token,
+        )
+
     app = AsyncApp(
         client=bot.slack,
+        authorize=authorize,
         signing_secret=bot.settings.slack_signing_secret.get_secret_value(),
         raise_error_for_unhandled_request=False,
     )
@@ -227,6 +248,7 @@ async def serve_http(settings: Settings, *, host: str | None = None, port: int |
     await site.start()
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     bound = sockets[0].getsockname() if sockets else (host or settings.host, port)
+    bot.people.warm_workspace()  # auth.test, in the background: no request waits for it
     await bot.start()
     return Running(bot, bolt, runner, f"http://{bound[0]}:{bound[1]}")
 

@@ -111,11 +111,15 @@ class Bot:
         await self.tickets.resume()
 
     async def may_configure(self, user_id: str) -> bool:
-        """Workspace admins and owners, and people listed in TICKET_ADMINS."""
+        """Admins and owners of this workspace (as `auth.test` names it: an admin of another
+        workspace, through Slack Connect or Enterprise Grid, is not one here), and people listed in
+        TICKET_ADMINS."""
         if user_id in self.settings.admin_ids:
             return True
         profile = await self.people.profile(user_id)
-        return bool(profile and profile.is_admin and not profile.deleted)
+        if not (profile and (profile.is_admin or profile.is_org_admin)):
+            return False
+        return (await self.people.workspace()).admin_here(profile)
 
     async def may_file_for_others(self, user_id: str) -> bool:
         policy = self.settings.on_behalf_of

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from clients.base import BackendError
@@ -15,6 +16,7 @@ from .drafts import Form, parse_form
 from .views import Origin
 
 log = logging.getLogger(__name__)
+CONFIG_FIELDS = {"team_id", "type"}  # what /ticket config sets for a channel
 
 
 async def may_file_for_others(bot: Bot, user_id: str) -> bool:
@@ -28,6 +30,45 @@ async def may_file_for_others(bot: Bot, user_id: str) -> bool:
         return False
 
 
+def may_pick_requester(bot: Bot, view_blocks: set[str | None]) -> bool:
+    """At submission: may this form name someone else as requester? The bot put the Requester
+    picker into the form only for people who may (checked when it opened), and Slack returns the
+    view it opened: no Slack call before the submission's ack."""
+    policy = bot.settings.on_behalf_of
+    return policy == "anyone" or (policy == "admins" and views.ON_BEHALF_BLOCK in view_blocks)
+
+
+AUTHOR_LOOKUP_WAIT = 0.5  # seconds; the form opens with "@U…" rather than wait longer
+
+
+async def author_name(bot: Bot, user_id: str) -> str:
+    """A message author's name for the description, quickly: "@U…" when Slack is slow."""
+    try:
+        person = await asyncio.wait_for(bot.people.get(user_id), AUTHOR_LOOKUP_WAIT)
+    except Exception as exc:
+        log.info("no name for %s: %s", user_id, exc)
+        person = None
+    return person.name if person else f"@{user_id}"
+
+
+@dataclass
+class QuotedMessage:
+    """The message a shortcut was used on."""
+
+    text: str
+    author_id: str | None = None
+    author_name: str | None = None  # when Slack sent the author's profile along
+    permalink: str | None = None
+
+
+def form_unavailable(system: str, why: str | None = None, *, what: str = "The ticket form",
+                     title: str = "New ticket") -> dict[str, Any]:
+    """The notice shown instead of a form that cannot be built, in plain words."""
+    reason = f"{system} did not send the form's fields" + (f" ({views.escape(why)})" if why else "")
+    return views.notice_modal(f":warning: {what} cannot be shown right now: {reason}.\n"
+                              "Please try again in a minute.", title=title)
+
+
 async def new_ticket_form(
     bot: Bot,
     *,
@@ -36,12 +77,37 @@ async def new_ticket_form(
     channel_id: str | None,
     channel_name: str | None = None,
     title: str = "",
-    description: str = "",
     thread_ts: str | None = None,
-    requester_id: str | None = None,
+    message: QuotedMessage | None = None,
 ) -> dict[str, Any]:
+    """The ticket form; for a shortcut (`message`) prefilled from the message. The message's author
+    is the requester only where the person may file for others (ON_BEHALF_OF); elsewhere the
+    person is, and the description names the author."""
     route = await bot.router.route(channel_id)
     backend = bot.tickets.backend(route.backend)
+    try:
+        fields = await backend.form_fields_for(route.values)
+    except BackendError as exc:  # e.g. the ticket system was unreachable since start-up
+        log.warning("cannot build the %s form: %s", backend.name, exc.message)
+        return form_unavailable(backend.display_name, exc.message)
+    except Exception:  # an answer the client could not read: still an answer for the person
+        log.exception("cannot build the %s form", backend.name)
+        return form_unavailable(backend.display_name)
+    on_behalf = await may_file_for_others(bot, user_id)
+    requester_id = None
+    description = ""
+    description_max = min(backend.description_max_length, views.SLACK_TEXT_LIMIT)
+    if message is not None:
+        title = views.title_from_message(message.text)
+        author = message.author_id
+        header = None
+        if author and (on_behalf or author == user_id):
+            requester_id = author
+        elif author:
+            name = message.author_name or await author_name(bot, author)
+            where = f" in #{channel_name}" if channel_name and channel_id and channel_id[0] in "CG" else ""
+            header = f"Message from {name}{where}:"
+        description = views.description_from_message(message.text, message.permalink, description_max, header=header)
     origin = Origin(
         source=source,
         channel_id=channel_id,
@@ -51,14 +117,6 @@ async def new_ticket_form(
         backend=backend.name,
         team_id=route.values.get("team_id"),
     )
-    try:
-        fields = await backend.form_fields_for(route.values)
-    except BackendError as exc:  # e.g. the ticket system was unreachable since start-up
-        log.warning("cannot build the %s form: %s", backend.name, exc.message)
-        return views.notice_modal(
-            f":warning: The ticket form cannot be shown right now: {views.escape(exc.message)}\n"
-            "Please try again in a minute."
-        )
     return views.ticket_modal(
         origin,
         fields,
@@ -66,9 +124,31 @@ async def new_ticket_form(
         description=description,
         values=route.values,
         share_default=route.share,
-        on_behalf=await may_file_for_others(bot, user_id),
+        on_behalf=on_behalf,
         title_max_length=backend.title_max_length,
         description_max_length=backend.description_max_length,
+    )
+
+
+async def channel_config_form(bot: Bot, channel_id: str) -> dict[str, Any]:
+    """`/ticket config`'s form for a channel, or a notice saying why it cannot be shown."""
+    route = await bot.router.route(channel_id)
+    backend = bot.tickets.backend(route.backend)
+    try:
+        fields = [f for f in await backend.form_fields_for(route.values) if f.id in CONFIG_FIELDS]
+    except BackendError as exc:
+        log.warning("cannot build the channel settings: %s", exc.message)
+        return form_unavailable(backend.display_name, exc.message, what="The channel settings", title="Channel tickets")
+    except Exception:
+        log.exception("cannot build the channel settings")
+        return form_unavailable(backend.display_name, what="The channel settings", title="Channel tickets")
+    return views.config_modal(
+        channel_id,
+        [(name, b.display_name) for name, b in bot.backends.items()],
+        route.backend,
+        fields,
+        values=route.values,
+        share=route.share,
     )
 
 
@@ -92,6 +172,9 @@ async def parse_ticket_form(bot: Bot, view: dict[str, Any]) -> tuple[Origin, For
         return origin, await parse((await parse({})).values_json())
     except BackendError as exc:  # the form's fields cannot be loaded: keep the form open
         return origin, Form(errors={views.TITLE_BLOCK: f"Please try again in a minute: {exc.message}"[:150]})
+    except Exception:  # an answer the client could not read: the same for the person
+        log.exception("cannot read the %s form's fields", backend.name)
+        return origin, Form(errors={views.TITLE_BLOCK: f"Please try again in a minute: {backend.display_name} did not send the form's fields."[:150]})
 
 
 async def refreshed_ticket_form(bot: Bot, view: dict[str, Any]) -> dict[str, Any]:

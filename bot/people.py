@@ -1,4 +1,5 @@
-"""Slack user id → `Person` (name, e-mail, picture) and admin flags, from `users.info`.
+"""Slack user id → `Person` (name, e-mail, picture) and admin flags, from `users.info`; and the
+workspace the bot is installed in, from `auth.test`.
 
 Profiles are cached in the database and fetched again after `refresh` seconds; when Slack cannot be
 asked, a stale profile is better than none.
@@ -6,6 +7,8 @@ asked, a stale profile is better than none.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,15 +20,48 @@ from clients.base import Person
 
 from .storage import Storage
 
+log = logging.getLogger(__name__)
+
 # users.info errors that say "this person cannot be found": file the ticket without them.
 UNKNOWN_USER_ERRORS = {"user_not_found", "user_not_visible", "users_not_found", "account_inactive"}
+WORKSPACE_RETRY = 5.0  # seconds between two background auth.test attempts after a failure
 
 
 @dataclass(frozen=True)
 class Profile:
     person: Person
-    is_admin: bool = False  # workspace admin or owner
+    is_admin: bool = False  # admin or owner of the workspace in `team_id`
     deleted: bool = False
+    team_id: str | None = None  # the person's own workspace (another one for Slack Connect guests)
+    enterprise_id: str | None = None  # Enterprise Grid org, if any
+    is_org_admin: bool = False  # admin or owner of that Grid org
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where the bot is installed, as `auth.test` tells."""
+
+    team_id: str
+    url: str  # https://<domain>.slack.com/
+    enterprise_id: str | None = None
+    bot_user_id: str | None = None
+    bot_id: str | None = None
+
+    def permalink(self, channel_id: str, ts: str, thread_ts: str | None = None) -> str:
+        """A message's link, as chat.getPermalink builds it, without asking Slack."""
+        link = f"{self.url.rstrip('/')}/archives/{channel_id}/p{ts.replace('.', '')}"
+        if thread_ts and thread_ts != ts:
+            link += f"?thread_ts={thread_ts}&cid={channel_id}"
+        return link
+
+    def admin_here(self, profile: Profile | None) -> bool:
+        """Is this person an admin or owner here: of this workspace, or of the Enterprise Grid org
+        it belongs to? An admin of another workspace (a Slack Connect guest) is not."""
+        if profile is None or profile.deleted:
+            return False
+        if profile.is_admin and profile.team_id and profile.team_id == self.team_id:
+            return True
+        return bool(self.enterprise_id) and profile.enterprise_id == self.enterprise_id and profile.is_org_admin
 
 
 def _profile(data: dict[str, Any]) -> Profile:
@@ -33,6 +69,9 @@ def _profile(data: dict[str, Any]) -> Profile:
         person=Person(name=data["name"], email=data.get("email"), image_url=data.get("image")),
         is_admin=bool(data.get("is_admin")),
         deleted=bool(data.get("deleted")),
+        team_id=data.get("team_id"),
+        enterprise_id=data.get("enterprise_id"),
+        is_org_admin=bool(data.get("is_org_admin")),
     )
 
 
@@ -41,13 +80,64 @@ class People:
         self.slack = slack
         self.storage = storage
         self.refresh = refresh
+        self._workspace: Workspace | None = None
+        self._workspace_task: asyncio.Task[Workspace] | None = None
+        self._workspace_failed_at = -1e18
+
+    # --- the workspace ------------------------------------------------------------------------
+
+    @property
+    def known_workspace(self) -> Workspace | None:
+        """The workspace if `auth.test` has answered already; never calls Slack."""
+        return self._workspace
+
+    async def workspace(self) -> Workspace:
+        """The bot's workspace: `auth.test`, asked once per process (one call at a time; a failed
+        call is asked again next time)."""
+        if self._workspace is not None:
+            return self._workspace
+        if self._workspace_task is None or self._workspace_task.done():
+            self._workspace_task = asyncio.create_task(self._auth_test(), name="auth.test")
+        return await asyncio.shield(self._workspace_task)
+
+    def warm_workspace(self) -> None:
+        """Ask `auth.test` in the background, so that no request waits for it (after a failure, not
+        again for WORKSPACE_RETRY seconds)."""
+        if self._workspace is not None or (self._workspace_task and not self._workspace_task.done()):
+            return
+        if time.monotonic() - self._workspace_failed_at < WORKSPACE_RETRY:
+            return
+
+        async def warm() -> None:
+            try:
+                await self.workspace()
+            except Exception as exc:  # asked again when next needed
+                self._workspace_failed_at = time.monotonic()
+                log.warning("auth.test failed: %s", exc)
+
+        asyncio.get_running_loop().create_task(warm(), name="auth.test warm-up")
+
+    async def _auth_test(self) -> Workspace:
+        resp = await self.slack.auth_test()
+        self._workspace = Workspace(
+            team_id=resp.get("team_id") or "",
+            url=resp.get("url") or "",
+            enterprise_id=resp.get("enterprise_id") or None,
+            bot_user_id=resp.get("user_id"),
+            bot_id=resp.get("bot_id"),
+        )
+        return self._workspace
+
+    # --- people ---------------------------------------------------------------------------------
 
     async def profile(self, user_id: str | None) -> Profile | None:
         """The person's profile, or None when Slack does not know them. Other errors propagate."""
         if not user_id:
             return None
         cached = await self.storage.person(user_id)
-        if cached and time.time() - cached[1] < self.refresh:
+        # A profile cached before the bot recorded people's workspaces is fetched again.
+        fresh = cached and (cached[0] is None or "team_id" in cached[0]) and time.time() - cached[1] < self.refresh
+        if cached and fresh:
             return _profile(cached[0]) if cached[0] else None
         try:
             resp = await self.slack.users_info(user=user_id)
@@ -64,6 +154,7 @@ class People:
             raise
         user = resp.get("user") or {}
         p = user.get("profile") or {}
+        grid = user.get("enterprise_user") or {}
         name = p.get("real_name") or user.get("real_name") or p.get("display_name") or user.get("name") or user_id
         data = {
             "name": f"{name} (deactivated in Slack)" if user.get("deleted") else name,
@@ -71,6 +162,9 @@ class People:
             "image": p.get("image_72"),
             "is_admin": bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner")),
             "deleted": bool(user.get("deleted")),
+            "team_id": user.get("team_id") or p.get("team"),
+            "enterprise_id": grid.get("enterprise_id"),
+            "is_org_admin": bool(grid.get("is_admin") or grid.get("is_owner")),
         }
         await self.storage.save_person(user_id, data)
         return _profile(data)

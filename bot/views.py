@@ -131,13 +131,17 @@ def title_from_message(text: str) -> str:
     return shorten(first, TITLE_PREFILL_LENGTH)
 
 
-def description_from_message(text: str, permalink: str | None, limit: int = SLACK_TEXT_LIMIT) -> str:
+def description_from_message(text: str, permalink: str | None, limit: int = SLACK_TEXT_LIMIT,
+                             *, header: str | None = None) -> str:
+    """The message as plain text, within `limit` characters; `header` (who wrote it) above and the
+    link below are kept whole, the message is cut if needed."""
+    top = f"{header}\n" if header else ""
     link = f"\n\nSlack message: {permalink}" if permalink else ""
     body = plain(text).strip()
-    room = limit - len(link)
+    room = max(0, limit - len(top) - len(link))
     if len(body) > room:
-        body = body[: room - 1] + "…"
-    return body + link
+        body = body[: max(0, room - 1)] + "…"
+    return (top + body + link)[:limit]
 
 
 def _plain(text: str) -> dict[str, Any]:

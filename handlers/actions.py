@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -12,6 +13,8 @@ from bot import views
 from bot.core import Bot
 from bot.forms import refreshed_ticket_form
 
+log = logging.getLogger(__name__)
+
 
 def register(app: AsyncApp, bot: Bot) -> None:
     @app.action({"block_id": re.compile("^" + re.escape(views.FIELD_BLOCK_PREFIX)), "action_id": views.VALUE})
@@ -20,4 +23,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
         view = body.get("view") or {}
         if view.get("callback_id") != views.MODAL_CALLBACK_ID or not view.get("id"):
             return
-        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=await refreshed_ticket_form(bot, view))
+        try:
+            await client.views_update(view_id=view["id"], hash=view.get("hash"), view=await refreshed_ticket_form(bot, view))
+        except Exception as exc:  # the form stays as it was, and can still be submitted
+            log.warning("could not refresh the ticket form %s: %s", view.get("id"), exc)

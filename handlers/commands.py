@@ -12,6 +12,7 @@ from bot import views
 from bot.core import Bot
 from bot.forms import new_ticket_form
 
+from .common import after_ack, open_view
 from .config import open_channel_config
 
 HELP_WORDS = {"help", "-h", "--help", "?"}
@@ -28,12 +29,17 @@ def register(app: AsyncApp, bot: Bot) -> None:
             await open_channel_config(bot, ack, command, client)
             return
         await ack()
-        view = await new_ticket_form(
-            bot,
-            source="command",
-            user_id=command.get("user_id", ""),
-            channel_id=command.get("channel_id") or None,
-            channel_name=command.get("channel_name") or None,
-            title=text,
-        )
-        await client.views_open(trigger_id=command["trigger_id"], view=view)
+        user_id, channel_id = command.get("user_id", ""), command.get("channel_id") or None
+
+        async def open_form() -> None:
+            view = await new_ticket_form(
+                bot,
+                source="command",
+                user_id=user_id,
+                channel_id=channel_id,
+                channel_name=command.get("channel_name") or None,
+                title=text,
+            )
+            await open_view(client, command["trigger_id"], view, user_id=user_id, channel_id=channel_id)
+
+        await after_ack(open_form, client, user_id=user_id, channel_id=channel_id, what="open the ticket form")

@@ -1,4 +1,7 @@
-"""Submitting the ticket modal: inline errors, or journal the submission and show progress."""
+"""Submitting the ticket modal: inline errors, or journal the submission and show progress.
+
+Nothing here asks Slack or a ticket system before the ack: the form's fields come from memory, and
+whether the person may name another requester was decided when their form was built."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot import views
 from bot.core import Bot
-from bot.forms import may_file_for_others, parse_ticket_form
+from bot.forms import may_pick_requester, parse_ticket_form
 from bot.storage import ThreadTaken
 
 
@@ -20,11 +23,12 @@ def register(app: AsyncApp, bot: Bot) -> None:
         if not user_id:
             form.errors.setdefault(views.TITLE_BLOCK, "Slack did not say who you are; try again.")
         requester = form.requester_id
+        blocks = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
         if (
             user_id
             and requester
             and requester not in (user_id, origin.requester_id)
-            and not await may_file_for_others(bot, user_id)
+            and not may_pick_requester(bot, blocks)
         ):
             form.errors[views.ON_BEHALF_BLOCK] = "You can file tickets only for yourself here."
         if form.errors:

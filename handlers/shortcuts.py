@@ -1,4 +1,8 @@
-"""The "Create ticket" message shortcut: the ticket modal, prefilled from the message."""
+"""The "Create ticket" message shortcut: the ticket modal, prefilled from the message.
+
+The form opens first: the message's link is built from the workspace URL (`auth.test`, asked once
+per process), not asked of Slack while the trigger_id ages. Only in the first moments after start,
+before `auth.test` has answered, is the link added to the open form afterwards."""
 
 from __future__ import annotations
 
@@ -11,10 +15,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import views
 from bot.core import Bot
-from bot.forms import new_ticket_form
+from bot.forms import QuotedMessage, new_ticket_form
+from bot.people import Workspace
+
+from .common import after_ack, open_view
 
 log = logging.getLogger(__name__)
-PERMALINK_WAIT = 1.0  # the trigger_id lives 3 s: never wait longer than this for the link
+LINK_LATER_WAIT = 5.0  # how long an open form waits for auth.test to add the message's link
+
+
+def _author_name(message: dict[str, Any]) -> str | None:
+    profile = message.get("user_profile") if isinstance(message.get("user_profile"), dict) else {}
+    return profile.get("real_name") or profile.get("display_name") or None
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
@@ -24,35 +36,43 @@ def register(app: AsyncApp, bot: Bot) -> None:
         message = shortcut.get("message") or {}
         channel = shortcut.get("channel") or {}
         channel_id = channel.get("id")
-        root = message.get("thread_ts") or message.get("ts") or shortcut.get("message_ts")
+        user_id = (shortcut.get("user") or {}).get("id", "")
+        ts = message.get("ts") or shortcut.get("message_ts")
+        root = message.get("thread_ts") or ts
         trigger_id = shortcut["trigger_id"]
-        if channel_id and root:
-            taken, display_id = await bot.tickets.thread_ticket(channel_id, root)
-            if taken:
-                await client.views_open(trigger_id=trigger_id, view=views.already_linked_modal(display_id))
-                return
-        permalink = await _permalink(client, channel_id, message.get("ts"))
-        text = message.get("text") or ""
-        view = await new_ticket_form(
-            bot,
-            source="shortcut",
-            user_id=(shortcut.get("user") or {}).get("id", ""),
-            channel_id=channel_id,
-            channel_name=channel.get("name"),
-            title=views.title_from_message(text),
-            description=views.description_from_message(text, permalink),
-            thread_ts=root,
-            requester_id=message.get("user"),
-        )
-        await client.views_open(trigger_id=trigger_id, view=view)
 
+        def link(workspace: Workspace | None) -> str | None:
+            if not (workspace and workspace.url and channel_id and ts):
+                return None
+            return workspace.permalink(channel_id, ts, message.get("thread_ts"))
 
-async def _permalink(client: AsyncWebClient, channel_id: str | None, ts: str | None) -> str | None:
-    if not (channel_id and ts):
-        return None
-    try:
-        resp = await asyncio.wait_for(client.chat_getPermalink(channel=channel_id, message_ts=ts), PERMALINK_WAIT)
-        return resp.get("permalink")
-    except Exception as exc:  # the modal opens without the link rather than not at all
-        log.info("chat.getPermalink failed: %s", exc)
-        return None
+        async def form(permalink: str | None) -> dict[str, Any]:
+            quoted = QuotedMessage(text=message.get("text") or "", author_id=message.get("user"),
+                                   author_name=_author_name(message), permalink=permalink)
+            return await new_ticket_form(bot, source="shortcut", user_id=user_id, channel_id=channel_id,
+                                         channel_name=channel.get("name"), thread_ts=root, message=quoted)
+
+        async def open_form() -> None:
+            if channel_id and root:
+                taken, display_id = await bot.tickets.thread_ticket(channel_id, root)
+                if taken:
+                    await open_view(client, trigger_id, views.already_linked_modal(display_id),
+                                    user_id=user_id, channel_id=channel_id)
+                    return
+            workspace = bot.people.known_workspace
+            opened = await open_view(client, trigger_id, await form(link(workspace)), user_id=user_id, channel_id=channel_id)
+            if opened and opened.get("id") and workspace is None and channel_id and ts:
+                await add_link_later(opened)
+
+        async def add_link_later(opened: dict[str, Any]) -> None:
+            """The form opened without the message's link: add it once auth.test answers. Slack keeps
+            what the person typed meanwhile (same blocks), and refuses the update if the form
+            changed since (`hash`)."""
+            try:
+                permalink = link(await asyncio.wait_for(bot.people.workspace(), LINK_LATER_WAIT))
+                if permalink:
+                    await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=await form(permalink))
+            except Exception as exc:
+                log.info("could not add the message's link to the form: %s", exc)
+
+        await after_ack(open_form, client, user_id=user_id, channel_id=channel_id, what="open the ticket form")

@@ -211,6 +211,7 @@ class SlackState:
         self.token, self.strict_triggers, self.strict_messages = token, strict_triggers, strict_messages
         self.trigger_ttl = trigger_ttl
         self.team_id, self.team, self.domain = "T111", "Sandbox", "example"
+        self.enterprise_id: str | None = None  # set: the workspace belongs to this Enterprise Grid org
         self.bot_user_id, self.bot_id, self.app_id = "UBOT", "BBOT", "ASANDBOX"
         self.listeners: list = []  # called with each recorded call, as it happens (the demo's UI)
         self.reset()
@@ -245,15 +246,24 @@ class SlackState:
     # seeding -----------------------------------------------------------------
     def add_user(self, id: str, *, email: str | None = None, name: str | None = None, is_admin: bool = False,
                  deleted: bool = False, email_visible: bool = True, is_bot: bool = False,
-                 real_name: str | None = None) -> dict:
+                 real_name: str | None = None, team_id: str | None = None, enterprise_id: str | None = None,
+                 is_org_admin: bool = False) -> dict:
+        """``team_id``: the person's own workspace (another one for a Slack Connect guest, whose
+        ``is_admin`` is about that workspace); ``enterprise_id``: their Enterprise Grid org, with
+        ``is_org_admin`` for its admins (users.info's ``enterprise_user``)."""
         name = name or id.lower()
         real_name = real_name or name.replace(".", " ").title()
-        profile = {"real_name": real_name, "display_name": name, "image_72": f"https://example.com/{id}_72.png"}
+        team_id = team_id or self.team_id
+        profile = {"real_name": real_name, "display_name": name, "image_72": f"https://example.com/{id}_72.png",
+                   "team": team_id}
         if email and email_visible:
             profile["email"] = email
-        user = {"id": id, "team_id": self.team_id, "name": name, "real_name": real_name, "deleted": deleted,
+        user = {"id": id, "team_id": team_id, "name": name, "real_name": real_name, "deleted": deleted,
                 "is_admin": is_admin, "is_owner": False, "is_bot": is_bot, "tz": "America/Los_Angeles",
                 "tz_label": "Pacific Standard Time", "tz_offset": -28800, "profile": profile}
+        if enterprise_id:
+            user["enterprise_user"] = {"id": id, "enterprise_id": enterprise_id, "enterprise_name": "Sandbox Org",
+                                       "is_admin": is_org_admin, "is_owner": False, "teams": [team_id]}
         self.users[id] = user
         return user
 
@@ -550,8 +560,11 @@ async def conversations_open(s, args):
 
 
 async def auth_test(s, args):
-    return {"url": f"https://{s.domain}.slack.com/", "team": s.team, "user": "sandbox-bot",
-            "team_id": s.team_id, "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": False}
+    out = {"url": f"https://{s.domain}.slack.com/", "team": s.team, "user": "sandbox-bot",
+           "team_id": s.team_id, "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": False}
+    if s.enterprise_id:  # a workspace of an Enterprise Grid org
+        out.update(enterprise_id=s.enterprise_id, enterprise="Sandbox Org")
+    return out
 
 
 async def apps_connections_open(s, args):

@@ -188,9 +188,16 @@ async def test_bot_does_not_start_with_a_bad_routing_file(tmp_path, slack, serva
 
 async def test_ticket_config_is_refused_for_non_admins(sender, slack):
     r = await sender.command("config")
-    assert r.status_code == 200
-    assert r.json()["response_type"] == "ephemeral" and "Only workspace admins and owners" in r.json()["text"]
+    assert r.status_code == 200 and not r.content  # acknowledged before Slack is asked who this is
+    told = (await slack[0].wait_for("chat.postEphemeral"))[0]["args"]
+    assert told["user"] == "U111" and told["channel"] == "C111"
+    assert "Only workspace admins and owners" in told["text"]
     assert slack[0].calls_to("views.open") == []
+
+
+def saved_notice(slack_state, view_id: str) -> str:
+    updates = [c for c in slack_state.calls_to("views.update") if c["args"]["view_id"] == view_id and not c.get("error")]
+    return json.dumps(updates[-1]["args"]["view"]) if updates else ""
 
 
 async def test_ticket_config_by_an_admin_routes_the_channel(tmp_path, slack, serval):
@@ -201,18 +208,20 @@ async def test_ticket_config_by_an_admin_routes_the_channel(tmp_path, slack, ser
         r = await sender.command("config", user_id="UADMIN", trigger_id=trigger)
         assert r.status_code == 200 and not r.content
         call = await eventually(lambda: [c for c in slack[0].calls_to("views.open") if c["args"]["trigger_id"] == trigger])
-        view = call[0]["args"]["view"]
+        view = call[0]["response"]["view"]  # as Slack stored it, with its id
         assert view["callback_id"] == "channel_config"
         body = submission(view, {"field:team_id": select_value("team-hr"), "field:type": select_value("TICKET_TYPE_INCIDENT"),
                                  "share": {"value": {"type": "checkboxes", "selected_options": [{"value": "share"}]}}},
                           user_id="UADMIN")
         r = await sender.interactive(body)
-        assert r.json()["response_action"] == "update" and "Saved" in json.dumps(r.json()["view"])
+        assert r.json()["response_action"] == "update" and "Saving" in json.dumps(r.json()["view"])
+        assert "Saved" in await eventually(lambda: saved_notice(slack[0], view["id"]))
         # a non-admin replaying the save is refused
         body["user"]["id"] = "U111"
         body["view"]["state"]["values"]["field:team_id"] = select_value("team-it")
         r = await sender.interactive(body)
-        assert "Only workspace admins" in json.dumps(r.json()["view"])
+        assert "Only workspace admins" in await eventually(
+            lambda: "Only workspace admins" in saved_notice(slack[0], view["id"]) and saved_notice(slack[0], view["id"]))
         view = await open_modal_with_command(sender, slack[0], "")
         assert block(view, "field:team_id")["element"]["initial_option"]["value"] == "team-hr"
         assert block(view, "share")["element"]["initial_options"]
@@ -311,3 +320,83 @@ async def test_home_tab_lists_tickets_and_opens_a_new_one(sender, slack, serval,
     assert (await sender.interactive(action)).status_code == 200
     opened = await eventually(lambda: [c for c in slack[0].calls_to("views.open") if c["args"]["trigger_id"] == "home.1"])
     assert opened[0]["args"]["view"]["callback_id"] == "ticket_modal"
+
+
+# --- ON_BEHALF_OF holds for the shortcut too ------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["nobody", "admins"])
+async def test_shortcut_on_someone_elses_message_files_for_the_submitter_unless_they_may_file_for_others(
+        tmp_path, slack, serval, policy):
+    """Alice (U111) uses the shortcut on Bob's (U222) message: under `nobody`, and `admins` for a
+    non-admin, Alice is the requester (Serval must not DM Bob a text Alice wrote), and the
+    description says whose message it was."""
+    async with bot_with(tmp_path, slack, serval, on_behalf_of=policy) as (_, sender):
+        body = shortcut_by("U222")
+        body["user"]["id"] = "U111"
+        view = await open_modal_with_shortcut(sender, slack[0], body)
+        assert all(b.get("block_id") != "on_behalf" for b in view["blocks"])
+        assert "U222" not in view["private_metadata"]
+        description = block(view, "description")["element"]["initial_value"]
+        assert description.startswith("Message from Bob in #dev:\n@W222 test")
+        await sender.interactive(submission(view, {**filled("Bob's problem", description=description)}))
+        await slack[0].wait_for("chat.postEphemeral")
+    ticket = created(serval[0])[0]
+    alice = serval[0].user_by_email("alice@example.com")["id"]
+    assert ticket["requesterUserId"] == alice and ticket["createdByUserId"] == alice
+    assert ticket["description"].startswith("Message from Bob in #dev:")
+
+
+async def test_shortcut_by_an_admin_under_admins_policy_names_the_author_as_requester(tmp_path, slack, serval):
+    async with bot_with(tmp_path, slack, serval, on_behalf_of="admins") as (_, sender):
+        body = shortcut_by("U222")
+        body["user"]["id"] = "UADMIN"
+        view = await open_modal_with_shortcut(sender, slack[0], body)
+        assert block(view, "on_behalf")["element"]["initial_user"] == "U222"
+        assert not block(view, "description")["element"]["initial_value"].startswith("Message from")
+        await sender.interactive(submission(view, filled("For Bob"), user_id="UADMIN"))
+        await slack[0].wait_for("chat.postEphemeral")
+    assert created(serval[0])[0]["requesterUserId"] == serval[0].user_by_email("bob@example.com")["id"]
+
+
+async def test_shortcut_on_your_own_message_under_nobody_policy_needs_no_note(tmp_path, slack, serval):
+    async with bot_with(tmp_path, slack, serval, on_behalf_of="nobody") as (_, sender):
+        body = shortcut_by("U111")
+        body["user"]["id"] = "U111"
+        view = await open_modal_with_shortcut(sender, slack[0], body)
+        assert block(view, "description")["element"]["initial_value"].startswith("@W222 test")
+
+
+# --- admins of another workspace are not admins here -----------------------------------------------
+
+
+async def test_an_admin_of_another_workspace_may_not_configure_this_one(sender, slack):
+    """Slack Connect: users.info says is_admin for the guest's own workspace, not this one."""
+    slack[0].add_user("UEXT", email="admin@partner.example", name="partner-admin", is_admin=True, team_id="T999")
+    r = await sender.command("config", user_id="UEXT", team_id="T111")
+    assert r.status_code == 200
+    told = (await slack[0].wait_for("chat.postEphemeral"))[0]["args"]
+    assert told["user"] == "UEXT" and "Only workspace admins and owners" in told["text"]
+    assert slack[0].calls_to("views.open") == []
+
+
+async def test_an_admin_of_another_workspace_may_not_file_for_others_under_admins_policy(tmp_path, slack, serval):
+    slack[0].add_user("UEXT", email="admin@partner.example", name="partner-admin", is_admin=True, team_id="T999")
+    async with bot_with(tmp_path, slack, serval, on_behalf_of="admins") as (_, sender):
+        view = await open_modal_with_command(sender, slack[0], "", user_id="UEXT")
+        assert all(b.get("block_id") != "on_behalf" for b in view["blocks"])
+
+
+async def test_an_admin_of_the_grid_org_may_configure_its_workspaces(tmp_path, slack, serval):
+    slack[0].enterprise_id = "E111"  # before the bot asks auth.test
+    slack[0].add_user("UORG", email="org@example.com", name="org-admin", team_id="T222", enterprise_id="E111",
+                      is_org_admin=True)
+    slack[0].add_user("UOTHERORG", email="x@else.example", name="else-admin", is_admin=True, team_id="T999",
+                      enterprise_id="E999", is_org_admin=True)
+    async with bot_with(tmp_path, slack, serval) as (_, sender):
+        trigger = f"{time.time_ns()}.org"
+        await sender.command("config", user_id="UORG", trigger_id=trigger)
+        await eventually(lambda: [c for c in slack[0].calls_to("views.open") if c["args"]["trigger_id"] == trigger])
+        await sender.command("config", user_id="UOTHERORG")
+        told = (await slack[0].wait_for("chat.postEphemeral"))[0]["args"]
+    assert told["user"] == "UOTHERORG" and "Only workspace admins" in told["text"]

@@ -79,6 +79,29 @@ async def test_an_unsigned_or_stale_malformed_body_is_401_and_never_parsed(sende
     assert not [rec for rec in caplog.records if rec.name.startswith("slack_bolt")]  # Bolt never saw it
 
 
+# --- the first request does not wait for auth.test ---------------------------------------------
+
+
+async def test_the_first_request_is_acknowledged_without_waiting_for_auth_test(tmp_path, slack, serval):
+    """Bolt asks auth.test on the first request, before any listener can ack; the bot answers it
+    from what it asked in the background."""
+    from app import serve_http
+    from tests.conftest import SlackSender, make_settings
+
+    slack_state, slack_url = slack
+    slack_state.rate_limit("auth.test", times=2, retry_after=4)
+    running = await serve_http(make_settings(tmp_path, slack_url, serval[1]), host="127.0.0.1", port=0)
+    sender = SlackSender(running.url)
+    try:
+        started = time.monotonic()
+        r = await sender.command("First one", trigger_id="first.1")
+        assert r.status_code == 200 and time.monotonic() - started < 1.0
+        await eventually(lambda: [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == "first.1"])
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
 # --- the title's limits --------------------------------------------------------------------------
 
 
