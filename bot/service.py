@@ -261,7 +261,11 @@ class TicketService:
             await asyncio.wait(list(self._running.values()), timeout=grace)
         for task in [*self._running.values(), *self._timers.values()]:
             task.cancel()
-        await asyncio.gather(*self._background, *self._running.values(), *self._timers.values(), return_exceptions=True)
+        stopping = [*self._background, *self._running.values(), *self._timers.values()]
+        if stopping:
+            _done, stuck = await asyncio.wait(stopping, timeout=5.0)
+            if stuck:
+                log.warning("%d task(s) did not stop within 5 s", len(stuck))
         self._background = []
         try:
             await self.storage.release_all(self.owner)
@@ -299,7 +303,7 @@ class TicketService:
     async def _claim_loop(self) -> None:
         """Claim due submissions while slots are free; sleep until the next one is due, a slot
         frees, or `poll_seconds` pass (other processes' leases may run out)."""
-        while True:
+        while not self._closing:
             delay = self.poll_seconds
             try:
                 free = self.max_active - len(self._running) - self._reserved
@@ -321,8 +325,11 @@ class TicketService:
                 log.warning("could not read the journal (%s); trying again", failure(exc).reason)
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+                # that arrives as the event is set, and the loop would outlive close().
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
                 self._more_waiting = True  # time passed: something may be due, or a lease ran out
 
     async def _renew_loop(self) -> None:
