@@ -144,7 +144,7 @@ async def test_command_submission_creates_shares_and_connects(sender, slack, ser
     assert link and link.display_id == friendly
 
 
-async def test_command_without_share_posts_nothing_in_channel(sender, slack, serval):
+async def test_command_without_share_posts_nothing_in_channel(sender, slack, serval, running):
     slack_state, _ = slack
     view = await open_modal_with_command(sender, slack_state, "VPN is down")
     r = await sender.interactive(submission(view, filled("VPN is down", share=False)))
@@ -223,7 +223,7 @@ async def test_shortcut_submission_replies_in_thread_and_connects(sender, slack,
     assert any(p.endswith("/connect") for p in order)
 
 
-async def test_thread_reply_connects_the_thread_root(sender, slack, serval):
+async def test_thread_reply_connects_the_thread_root(sender, slack, serval, running):
     slack_state, _ = slack
     body = shortcut("message_shortcut.DERIVED.thread_reply.json")
     view = await open_modal_with_shortcut(sender, slack_state, body)
