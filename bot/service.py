@@ -554,7 +554,7 @@ class TicketService:
         return False  # safe to repeat: saved with the next step
 
     async def _complete_failed(self, sub: Submission, why: Failure) -> None:
-        sub.warnings.append(f"The ticket was created, but not all its fields could be set: {why.reason}")
+        sub.warnings.append(f"The ticket was created, but not all its fields could be set: {views.escape(why.reason)}")
 
     async def _step_reply(self, sub: Submission) -> bool:
         origin = Origin(**sub.payload["origin"])
@@ -582,7 +582,7 @@ class TicketService:
     async def _reply_failed(self, sub: Submission, why: Failure) -> None:
         origin = Origin(**sub.payload["origin"])
         sub.warnings.append(
-            f"I could not post in <#{origin.channel_id}> ({why.reason}); invite me to the channel to share tickets there."
+            f"I could not post in <#{origin.channel_id}> ({views.escape(why.reason)}); invite me to the channel to share tickets there."
         )
         if origin.source != "shortcut":
             sub.steps_done.add(CONNECT)  # no message, no thread to connect
@@ -598,7 +598,7 @@ class TicketService:
         return True
 
     async def _connect_failed(self, sub: Submission, why: Failure) -> None:
-        sub.warnings.append(f"The Slack thread could not be linked to the ticket: {why.reason}")
+        sub.warnings.append(f"The Slack thread could not be linked to the ticket: {views.escape(why.reason)}")
 
     async def _step_notify(self, sub: Submission) -> bool:
         """Tell the person the outcome as soon as it is known: the ticket id right after create."""

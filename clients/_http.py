@@ -77,7 +77,9 @@ async def transport_errors(system: str, *, unsafe: bool) -> AsyncIterator[None]:
 
 
 def status_is_transient(status: int) -> bool:
-    return status == 429 or status == 408 or status >= 500
+    """408 (timeout), 409 (conflict: e.g. the resource is being changed), 429 and 5xx may pass;
+    every other 4xx is a refusal that will not heal by itself."""
+    return status in (408, 409, 429) or status >= 500
 
 
 def total_deadline(timeout: dict[str, float | None]) -> float | None:

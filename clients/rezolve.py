@@ -550,7 +550,7 @@ def _error(
         code=code,
         transient=status_is_transient(status),
         # A 5xx on create may come after the ticket was written; 4xx and 429 never do.
-        ambiguous=creating and status >= 500,
+        ambiguous=creating and (status >= 500 or status == 409),  # a conflict may be the ticket itself
         retry_after=_retry_after(r) if status == 429 or status >= 500 else None,
         field_errors=field_errors,
     )

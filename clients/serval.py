@@ -379,7 +379,7 @@ def _error(r: httpx.Response, doing: str, *, unsafe: bool) -> BackendError:
         code=code,
         transient=status_is_transient(r.status_code),
         # A 5xx on create may come after the ticket was written; 429 and 4xx never do.
-        ambiguous=r.status_code >= 500 and unsafe,
+        ambiguous=(r.status_code >= 500 or r.status_code == 409) and unsafe,
         retry_after=retry_after_seconds(r),
     )
 

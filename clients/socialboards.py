@@ -399,7 +399,7 @@ def _data(r: httpx.Response, doing: str, *, creating: bool) -> Any:
         code=str(error_code) if error_code is not None else None,
         transient=status_is_transient(kind),
         # A server failure (5xx) on create may come after the ticket was written.
-        ambiguous=creating and kind >= 500,
+        ambiguous=creating and (kind >= 500 or kind == 409),
         retry_after=retry_after_seconds(r),
     )
 

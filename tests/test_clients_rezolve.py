@@ -454,7 +454,8 @@ async def test_self_check(rezolve):
         (404, "text/plain", "Tenant not found",
          "Rezolve.ai refused the ticket: it does not know the tenant configured for the bot (Tenant not found)"),
         (400, "text/html", "<html><body>Bad</body></html>", "Rezolve.ai refused the ticket: Bad Request (HTTP 400)"),
-        (409, "text/plain", "Duplicate request", "Rezolve.ai refused the ticket: Duplicate request (HTTP 409)"),
+        (409, "text/plain", "Duplicate request", "Rezolve.ai refused the ticket: Duplicate request (HTTP 409)"),  # may pass
+        (403, "text/plain", "Forbidden", "Rezolve.ai refused the ticket: the bot's roles may not use team 'james' or ticket type '16910' (HTTP 403)"),
         (502, "text/html", "<html>Bad gateway</html>", "Rezolve.ai failed creating the ticket (HTTP 502)"),
     ],
 )
@@ -471,7 +472,9 @@ async def test_answers_outside_the_sandbox(status, content_type, body, message):
     finally:
         await client.aclose()
     assert info.value.message == message
-    assert info.value.transient == (status >= 500) and info.value.ambiguous == (status >= 500)
+    # 409 (a conflict) and 5xx may pass, and on a create may hide the ticket itself: look first, then retry
+    assert info.value.transient == (status >= 500 or status == 409)
+    assert info.value.ambiguous == (status >= 500 or status == 409)
 
 
 async def test_a_slow_first_load_answers_within_the_modal_budget_and_goes_on():
