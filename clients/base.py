@@ -66,12 +66,31 @@ class TicketDraft:
 
 
 @dataclass(frozen=True)
+class ThreadMessage:
+    """One earlier message of a chat thread, copied into a ticket."""
+
+    text: str
+    author: Person | None = None
+    author_id: str | None = None  # the author's user id in the ticket system, when matched
+    external_id: str | None = None  # where it came from (for Slack, "<channel>:<ts>")
+
+
+@dataclass(frozen=True)
 class CreatedTicket:
     id: str  # the system's own id, used for later calls
     display_id: str  # what people read: "IT-42", "CTC-0054", "4484636"
     backend: str
     url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TicketSummary:
+    """An existing ticket, as offered to a person ("you already have a ticket about this")."""
+
+    ticket: CreatedTicket
+    title: str
+    status: str | None = None
 
 
 class BackendError(Exception):
@@ -155,9 +174,42 @@ class TicketBackend:
         return False
 
     async def connect_thread(
-        self, ticket: CreatedTicket, channel_id: str, thread_ts: str, *, direct_message: bool
+        self,
+        ticket: CreatedTicket,
+        channel_id: str,
+        thread_ts: str,
+        *,
+        direct_message: bool,
+        accounted_for: tuple[str, ...] = (),
     ) -> None:
-        """Link a chat thread to the ticket so the system keeps both in sync."""
+        """Link a chat thread to the ticket so the system keeps both in sync. `accounted_for`: the
+        system's ids of messages already in the thread (copied from it), not to be posted back."""
+
+    can_add_messages: bool = False  # add_message works: a thread's history can be copied in
+
+    async def add_message(self, ticket: CreatedTicket, message: ThreadMessage) -> str | None:
+        """Add a message to the ticket without waking any automatic agent; returns the system's
+        id of the new message. Not safe to repeat (the caller records what it copied)."""
+        raise BackendError(f"{self.display_name} cannot add messages to a ticket")
+
+    can_edit: bool = False  # update_ticket works (the "Edit details" form)
+
+    async def update_ticket(
+        self,
+        ticket: CreatedTicket,
+        *,
+        title: str | None = None,
+        priority_id: str | None = None,
+        due_date: dt.date | None = None,
+    ) -> None:
+        """Change a created ticket's title, priority or due date (None: leave as it is)."""
+        raise BackendError(f"{self.display_name} tickets cannot be edited from Slack")
+
+    async def similar_open_tickets(
+        self, title: str, *, requester_id: str | None, values: dict[str, Any], limit: int = 3
+    ) -> list[TicketSummary]:
+        """The requester's open tickets whose titles resemble `title` (most similar first)."""
+        return []
 
     async def aclose(self) -> None:
         pass
