@@ -79,6 +79,7 @@ async def new_ticket_form(
     title: str = "",
     thread_ts: str | None = None,
     message: QuotedMessage | None = None,
+    message_ts: str | None = None,
 ) -> dict[str, Any]:
     """The ticket form; for a shortcut (`message`) prefilled from the message. The message's author
     is the requester only where the person may file for others (ON_BEHALF_OF); elsewhere the
@@ -113,6 +114,7 @@ async def new_ticket_form(
         channel_id=channel_id,
         channel_name=channel_name,
         thread_ts=thread_ts,
+        message_ts=message_ts,
         requester_id=requester_id,
         backend=backend.name,
         team_id=route.values.get("team_id"),

@@ -50,6 +50,7 @@ class Origin:
     channel_id: str | None = None
     channel_name: str | None = None
     thread_ts: str | None = None  # shortcut: the thread root to reply in and connect
+    message_ts: str | None = None  # shortcut: the message itself (its thread's history is copied, not it)
     requester_id: str | None = None  # shortcut: the message's author
     backend: str | None = None  # the ticket system this form was built for; None = default
     team_id: str | None = None  # the channel's team when the form has no team field

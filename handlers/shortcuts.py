@@ -50,7 +50,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
             quoted = QuotedMessage(text=message.get("text") or "", author_id=message.get("user"),
                                    author_name=_author_name(message), permalink=permalink)
             return await new_ticket_form(bot, source="shortcut", user_id=user_id, channel_id=channel_id,
-                                         channel_name=channel.get("name"), thread_ts=root, message=quoted)
+                                         channel_name=channel.get("name"), thread_ts=root, message=quoted,
+                                         message_ts=ts)
 
         async def open_form() -> None:
             if channel_id and root:
