@@ -8,6 +8,11 @@ the bot adds shows up as the difference.
 Same listeners as the bot (the slash command, the `create_ticket` message shortcut, the
 `ticket_modal` view submission), same AsyncApp options, same Web API client target (Bolt calls
 auth.test once, on the first request). Prints its base URL.
+
+`--views-open`: the second floor. Its `/ticket` listener acknowledges, then calls `views.open` with a
+fixed one-field modal (`ONE_FIELD_MODAL`): the least any Bolt bot does for this command. Its Web API
+client is set up as any careful bot's (and as the bot's): one keep-alive aiohttp session for every
+call, and slack_sdk's debug formatting off (its logger at WARNING).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -26,18 +33,32 @@ from bench.servers import serve  # the same runner as the harness's servers
 
 SHORTCUT_CALLBACK_ID = "create_ticket"  # bot.views.SHORTCUT_CALLBACK_ID
 MODAL_CALLBACK_ID = "ticket_modal"  # bot.views.MODAL_CALLBACK_ID
+ONE_FIELD_MODAL: dict[str, Any] = {
+    "type": "modal", "callback_id": MODAL_CALLBACK_ID,
+    "title": {"type": "plain_text", "text": "New ticket"},
+    "submit": {"type": "plain_text", "text": "Create"},
+    "blocks": [{"type": "input", "block_id": "title", "label": {"type": "plain_text", "text": "Title"},
+                "element": {"type": "plain_text_input", "action_id": "value"}}],
+}
 
 
-def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/ticket") -> web.Application:
-    bolt = AsyncApp(
-        client=AsyncWebClient(token=token, base_url=slack_api_url, timeout=10),
-        signing_secret=signing_secret,
-        raise_error_for_unhandled_request=False,
-    )
+def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/ticket",
+          views_open: bool = False) -> web.Application:
+    client = AsyncWebClient(token=token, base_url=slack_api_url, timeout=10)
+    bolt = AsyncApp(client=client, signing_secret=signing_secret, raise_error_for_unhandled_request=False)
 
-    @bolt.command(command)
-    async def ticket_command(ack: AsyncAck) -> None:
-        await ack()
+    if views_open:
+
+        @bolt.command(command)
+        async def ticket_command_open(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+            await ack()
+            await client.views_open(trigger_id=body["trigger_id"], view=ONE_FIELD_MODAL)
+
+    else:
+
+        @bolt.command(command)
+        async def ticket_command(ack: AsyncAck) -> None:
+            await ack()
 
     @bolt.message_shortcut(SHORTCUT_CALLBACK_ID)
     async def create_ticket_shortcut(ack: AsyncAck) -> None:
@@ -56,6 +77,18 @@ def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/
     web_app = web.Application(client_max_size=1024 * 1024)
     web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
+    if views_open:
+        # One keep-alive session for all Web API calls (Bolt's per-request clients copy it from
+        # `client`); without one, slack_sdk opens a new connection for every call.
+        async def open_session(_app: web.Application) -> None:
+            client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+        async def close_session(_app: web.Application) -> None:
+            if client.session is not None:
+                await client.session.close()
+
+        web_app.on_startup.append(open_session)
+        web_app.on_cleanup.append(close_session)
     return web_app
 
 
@@ -66,9 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signing-secret", required=True)
     parser.add_argument("--slack-api-url", required=True)
     parser.add_argument("--token", default="xoxb-bench")
+    parser.add_argument("--views-open", action="store_true",
+                        help="second floor: /ticket acknowledges, then calls views.open with a one-field modal")
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve(build(opts.signing_secret, opts.slack_api_url, opts.token), opts.host, opts.port, ""))
+    # slack_sdk formats every request for its debug log unless its logger's own level is set.
+    logging.getLogger("slack_sdk.web.async_client").setLevel(logging.WARNING)
+    app = build(opts.signing_secret, opts.slack_api_url, opts.token, views_open=opts.views_open)
+    asyncio.run(serve(app, opts.host, opts.port, ""))
     return 0
 
 

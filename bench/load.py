@@ -6,7 +6,8 @@ been read, as the sender (Slack) sees it.
 
 `windowed`: the same, but a request is sent only while fewer than `window` tickets are unfinished
 (sent minus notified, as counted by the fake Slack), so the bot is driven at its sustainable rate
-instead of growing an unbounded backlog.
+instead of growing an unbounded backlog. Given several URLs (replicas of the bot), request i goes to
+URL i mod len(urls): round robin, as a load balancer would split them.
 """
 
 from __future__ import annotations
@@ -70,9 +71,11 @@ async def closed_loop(url: str, requests: list[tuple[bytes, dict[str, str]]], co
     return [s for s in out if s is not None]
 
 
-async def windowed(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int, window: int,
+async def windowed(url: str | list[str], requests: list[tuple[bytes, dict[str, str]]], concurrency: int, window: int,
                    finished: Callable[[], Awaitable[int]], poll: float = 0.02) -> list[Sample]:
-    """Closed loop with at most `window` unfinished tickets; `finished()` counts finished ones."""
+    """Closed loop with at most `window` unfinished tickets; `finished()` counts finished ones.
+    `url`: one URL, or a list of them taken in turn (request i → urls[i % len(urls)])."""
+    urls = [url] if isinstance(url, str) else list(url)
     out: list[Sample | None] = [None] * len(requests)
     state = {"sent": 0, "done": 0}
     changed = asyncio.Condition()
@@ -87,7 +90,7 @@ async def windowed(url: str, requests: list[tuple[bytes, dict[str, str]]], concu
                     changed.notify_all()
             await asyncio.sleep(poll)
 
-    async with _session(concurrency) as session:
+    async with _session(concurrency * len(urls)) as session:
         todo = iter(enumerate(requests))
 
         async def worker() -> None:
@@ -95,7 +98,7 @@ async def windowed(url: str, requests: list[tuple[bytes, dict[str, str]]], concu
                 async with changed:
                     await changed.wait_for(lambda: state["sent"] - state["done"] < window)
                     state["sent"] += 1
-                out[i] = await _send(session, url, body, headers)
+                out[i] = await _send(session, urls[i % len(urls)], body, headers)
 
         poll_task = asyncio.create_task(poller())
         try:

@@ -22,6 +22,8 @@ VIEWS_OPEN_MS, VIEWS_OPEN_AT = 200.0, 100
 OVERHEAD_MS = 10.0
 TICKETS_PER_S = 100.0
 PEAK_RSS_MB = 150.0
+SHORTCUT_RATIO, SHORTCUT_AT = 1.3, (10, 50, 100)  # shortcut → views.open p99 within 1.3 × /ticket's
+PG_SHARE = 0.8  # one replica on PostgreSQL ≥ 80% of SQLite's tickets/s
 
 
 def environment(results: dict[str, Any]) -> dict[str, Any]:
@@ -115,10 +117,231 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                      t["tickets_per_s"] >= TICKETS_PER_S))
         rows.append((f"peak RSS < 150 MB after {t['tickets']:,} tickets", f"{_f(t['peak_rss_mb'])} MB",
                      t["peak_rss_mb"] < PEAK_RSS_MB))
+    rows += _new_targets(results)
     return rows
 
 
+def _new_targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    rows: list[tuple[str, str, bool | None]] = []
+    cmd, sc = _cells(results, "bot", "command"), _cells(results, "bot", "shortcut")
+    if sc:
+        for c in SHORTCUT_AT:
+            name = f"shortcut → `views.open` p99 ≤ 1.3 × `/ticket`'s at {c} concurrent"
+            if c in cmd and c in sc:
+                a, b = sc[c]["views_open"]["ms"]["p99"], cmd[c]["views_open"]["ms"]["p99"]
+                ratio = a / b if b else math.nan
+                rows.append((name, f"{_f(ratio, 2)} × ({_f(a)} vs {_f(b)} ms)", ratio <= SHORTCUT_RATIO))
+            else:
+                rows.append((name, "not measured at this level", None))
+    b = results.get("backlog")
+    if b:
+        rows.append((f"peak RSS < 150 MB working off a backlog of {b['backlog']:,} submissions",
+                     f"{_f(b['peak_rss_mb'])} MB ({'drained' if b['drained'] else 'NOT drained'} in {_f(b['drain_s'])} s)",
+                     b["peak_rss_mb"] < PEAK_RSS_MB))
+    pg = results.get("postgres")
+    if pg:
+        share = _pg_share(pg)
+        name = "one replica on PostgreSQL ≥ 80% of SQLite's tickets/s"
+        if share is None:
+            rows.append((name, f"not measured: {pg.get('skipped') or 'a row is missing'}", None))
+        else:
+            sq, p1 = _pg_row(pg, "sqlite", 1), _pg_row(pg, "postgresql", 1)
+            rows.append((name, f"{share:.0%} ({_f(p1['tickets_per_s'], 0)} vs {_f(sq['tickets_per_s'], 0)} tickets/s)",
+                         share >= PG_SHARE))
+    return rows
+
+
+def _pg_row(pg: dict[str, Any], engine: str, replicas: int) -> dict[str, Any] | None:
+    return next((r for r in pg.get("rows") or [] if r["engine"] == engine and r["replicas"] == replicas), None)
+
+
+def _pg_share(pg: dict[str, Any]) -> float | None:
+    sq, p1 = _pg_row(pg, "sqlite", 1), _pg_row(pg, "postgresql", 1)
+    if not (sq and p1 and sq["tickets_per_s"] > 0):
+        return None
+    return p1["tickets_per_s"] / sq["tickets_per_s"]
+
+
+def _cpu_ms(cell: dict[str, Any]) -> float:
+    """CPU milliseconds per request of a server over an acknowledgement run."""
+    return cell["cpu_util"] / cell["req_per_s"] * 1000 if cell.get("req_per_s") else math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else math.nan
+
+
+def floors_section(results: dict[str, Any]) -> list[str]:
+    floor, floor2, bot = (_cells(results, t, "command") for t in ("floor", "floor2", "bot"))
+    levels = [c for c in results["config"]["levels"] if c in floor2 and c in bot and c in floor]
+    if not levels:
+        return []
+    out = ["## `/ticket` against two floors", "",
+           "The floor of the tables above acknowledges only. The second floor (`python -m bench.floor --views-open`)",
+           "is a bare Bolt `AsyncApp` on the same stack whose `/ticket` listener acknowledges, then calls `views.open`",
+           "with a fixed one-field modal, through one keep-alive session: the least any Bolt bot does for this",
+           "command. Measured in the same sequence (floor, second floor, bot at each level). Ack in ms at the load",
+           "generator; *→ views.open*: request sent → its `views.open` reaching the fake Slack; CPU: the server's",
+           "CPU ms per request (a view opened after the run ends is still counted; at high concurrency most",
+           "`views.open` calls come after the acknowledgements, so CPU per request undercounts for both).", "",
+           "| concurrency | floor ack p99 | floor2 ack p99 | bot ack p99 | bot / floor p99 | bot / floor2 p99 | "
+           "floor2 → views.open p50 | p99 | bot → views.open p50 | p99 | bot / floor2 views.open p99 | "
+           "CPU ms floor / floor2 / bot | bot / floor CPU | bot / floor2 CPU |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in levels:
+        f, f2, b = floor[c], floor2[c], bot[c]
+        fa, f2a, ba = f["ack_ms"]["p99"], f2["ack_ms"]["p99"], b["ack_ms"]["p99"]
+        f2v, bv = f2["views_open"]["ms"], b["views_open"]["ms"]
+        out.append(f"| {c} | {_f(fa)} | {_f(f2a)} | {_f(ba)} | {_f(_ratio(ba, fa), 2)} | {_f(_ratio(ba, f2a), 2)} | "
+                   f"{_f(f2v['p50'])} | {_f(f2v['p99'])} | {_f(bv['p50'])} | {_f(bv['p99'])} | "
+                   f"{_f(_ratio(bv['p99'], f2v['p99']), 2)} | {_f(_cpu_ms(f), 2)} / {_f(_cpu_ms(f2), 2)} / "
+                   f"{_f(_cpu_ms(b), 2)} | {_f(_ratio(_cpu_ms(b), _cpu_ms(f)), 2)} | "
+                   f"{_f(_ratio(_cpu_ms(b), _cpu_ms(f2)), 2)} |")
+    out.append("")
+    errors = {c: (floor2[c]["errors"], floor2[c]["views_open"]["errors"], floor2[c]["views_open"]["matched"],
+                  floor2[c]["requests"]) for c in levels}
+    bad = {c: e for c, e in errors.items() if e[0] or e[1] or e[2] != e[3]}
+    if bad:
+        out += [f"Second floor errors (acks, views.open, matched/requests) by level: {bad}", ""]
+    return out
+
+
+def shortcut_section(results: dict[str, Any]) -> list[str]:
+    cmd, sc = _cells(results, "bot", "command"), _cells(results, "bot", "shortcut")
+    levels = sorted(set(cmd) & set(sc))
+    if not levels:
+        return []
+    out = ["### Shortcut against `/ticket`", "",
+           f"`views.open` p99 of the shortcut over that of `/ticket` at the same concurrency (target: ≤ {SHORTCUT_RATIO}"
+           f" at {', '.join(map(str, SHORTCUT_AT))}). The shortcut first asks `chat.getPermalink`.", "",
+           "| concurrency | `/ticket` p99 | shortcut p99 | ratio | target |", "|---:|---:|---:|---:|---|"]
+    for c in levels:
+        a, b = sc[c]["views_open"]["ms"]["p99"], cmd[c]["views_open"]["ms"]["p99"]
+        ratio = _ratio(a, b)
+        verdict = _verdict(ratio <= SHORTCUT_RATIO) if c in SHORTCUT_AT else "–"
+        out.append(f"| {c} | {_f(b)} | {_f(a)} | {_f(ratio, 2)} | {verdict} |")
+    out.append("")
+    return out
+
+
+def durability_section(results: dict[str, Any]) -> list[str]:
+    d = results.get("durability")
+    if not d:
+        return []
+    out = ["## Durability: SQLite synchronous=FULL against NORMAL", ""]
+    st = d.get("storage")
+    if st:
+        fs = st["filesystem"]
+        out += [
+            f"{st['cycles']:,} submissions per setting, one at a time, each `Storage.add_submission` then three",
+            "`Storage.save_submission`s (maybe-created; ticket and notify; final status, releasing the lease): the",
+            "journal writes of one `/ticket` submission. Two fresh journals side by side, worked in alternating",
+            f"rounds; journal_mode={st['journal_mode']}; file system {fs['type']} on {fs['device']} (mounted at",
+            f"{fs['mount']}). `Storage` has no knob for the setting (bot/storage.py sets FULL on every connection),",
+            "so `bench.sqlite_sync` sets it underneath, in each journal's sqlite3 connections (the Storage's own",
+            "pragma statement is rewritten to the wanted value), and reads it back: "
+            + ", ".join(f"{k} read back {v}" for k, v in (st.get("synchronous_read_back") or {}).items())
+            + ". Everything else is the real Storage API. ms per submission.", "",
+            "| synchronous | mean | p50 | p99 | max | per write (mean) |", "|---|---:|---:|---:|---:|---:|"]
+        for s in ("FULL", "NORMAL"):
+            c = st[s]["cycle_ms"]
+            out.append(f"| {s} | {_f(c['mean'], 2)} | {_f(c['p50'], 2)} | {_f(c['p99'], 2)} | {_f(c['max'], 2)} | "
+                       f"{_f(st[s]['per_write_ms'], 2)} |")
+        out += ["", f"FULL costs **{_f(st['ratio'], 2)} ×** NORMAL, {_f(st['extra_ms_per_submission'], 2)} ms more per"
+                f" submission. In WAL mode, FULL syncs the WAL file at every commit (here every statement: the",
+                "Storage autocommits); NORMAL syncs only at checkpoints, so a power cut (not a crash of the process)",
+                "can lose the last commits, e.g. a submission Slack was already told about.", ""]
+    tk = d.get("tickets")
+    if tk:
+        out += ["Whole bot, a fresh process per setting, each started through `python -m bench.sqlite_sync SETTING",
+                "app.py` (the same mechanism inside the bot; *confirmed*: every value it read back, in the bot's log,",
+                "is the wanted one),",
+                "the sustained run of the *tickets* phase:", "",
+                "| synchronous | tickets | tickets/s | steady | ack p50 | ack p99 | bot CPU s / 1,000 | aiosqlite thread CPU s | confirmed |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for s, r in tk.items():
+            out.append(f"| {s} | {r['tickets_created']:,}/{r['tickets']:,} | {_f(r['tickets_per_s'], 0)} | "
+                       f"{_f(r['tickets_per_s_steady'], 0)} | {_f(r['ack_ms']['p50'])} | {_f(r['ack_ms']['p99'])} | "
+                       f"{_f(r['cpu_s_per_1000'], 2)} | {_f(r['bot_threads_cpu_s'].get('other', 0.0), 2)} | "
+                       f"{'yes' if r.get('synchronous_confirmed') else 'NO'} |")
+        if "FULL" in tk and "NORMAL" in tk and tk["NORMAL"]["tickets_per_s"]:
+            out += ["", f"FULL / NORMAL tickets/s: {_f(tk['FULL']['tickets_per_s'] / tk['NORMAL']['tickets_per_s'], 2)}"
+                    " (one run each: within run-to-run variation unless far from 1)."]
+        out.append("")
+    return out
+
+
+def postgres_section(results: dict[str, Any]) -> list[str]:
+    pg = results.get("postgres")
+    if not pg:
+        return []
+    out = ["## PostgreSQL and replicas (issue 12)", ""]
+    if pg.get("skipped"):
+        return out + [f"Skipped: {pg['skipped']}.", ""]
+    sv = pg.get("server") or {}
+    out += [
+        f"A fresh database and fresh bot process(es) per row, {pg['tickets']:,} tickets each after a warm-up, the",
+        "sustained run of the *tickets* phase (same connections and window). Two replicas: two bot processes on the",
+        "same PostgreSQL database, submissions sent to them in turn (round robin); each claims work from the",
+        "journal by lease. Durability as deployed: SQLite WAL with synchronous=FULL (bot/storage.py); PostgreSQL",
+        f"{sv.get('server_version', '?')} (a throwaway cluster by tests/pg.py, restarted with fsync="
+        f"{sv.get('fsync', '?')}, synchronous_commit={sv.get('synchronous_commit', '?')}, full_page_writes="
+        f"{sv.get('full_page_writes', '?')}, wal_sync_method={sv.get('wal_sync_method', '?')}, shared_buffers="
+        f"{sv.get('shared_buffers', '?')}) on 127.0.0.1 over TCP, the bot through asyncpg. *Bot CPU*: all replicas;",
+        "*database CPU*: the PostgreSQL server's processes (SQLite's work is inside the bot). Target: one replica",
+        "on PostgreSQL ≥ 80% of SQLite's tickets/s; none for two replicas (on 2 cores they share the CPUs with",
+        "each other, PostgreSQL and the harness).", "",
+        "| database | replicas | tickets | tickets/s | steady | vs SQLite | ack p50 | ack p99 | bot CPU s / 1,000 | "
+        "database CPU s / 1,000 | together | peak RSS per bot, MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    sq = _pg_row(pg, "sqlite", 1)
+    for r in pg["rows"]:
+        vs = _ratio(r["tickets_per_s"], sq["tickets_per_s"]) if sq else math.nan
+        out.append(f"| {'SQLite' if r['engine'] == 'sqlite' else 'PostgreSQL'} | {r['replicas']} | "
+                   f"{r['tickets_created']:,}/{r['tickets']:,} | {_f(r['tickets_per_s'], 0)} | "
+                   f"{_f(r['tickets_per_s_steady'], 0)} | {_f(vs * 100, 0)}% | {_f(r['ack_ms']['p50'])} | "
+                   f"{_f(r['ack_ms']['p99'])} | {_f(r['cpu_s_per_1000'], 2)} | {_f(r['database_cpu_s_per_1000'], 2)} | "
+                   f"{_f(r['total_cpu_s_per_1000'], 2)} | {_f(r['peak_rss_mb'])} |")
+    out.append("")
+    return out
+
+
+def backlog_section(results: dict[str, Any]) -> list[str]:
+    b = results.get("backlog")
+    if not b:
+        return []
+    wr = b["written"]
+    quarters = ", ".join(_f(q, 0) for q in b.get("tickets_per_s_by_quarter") or []) or "–"
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted((b.get("final_counts") or {}).items())) or "unknown"
+    return [
+        "## Backlog: the bot started on a journal of unfinished submissions", "",
+        f"{b['backlog']:,} `/ticket` submissions (payloads as `TicketService.submit` journals them, view_id None,",
+        "no holder, due now) written into a fresh SQLite journal through `bot.storage` (`python -m bench.backlog`),",
+        "then a fresh bot process started on it with the Serval sandbox "
+        f"({_f(b['serval_latency_ms'], 0)} ms latency) and the fake Slack; no Slack traffic besides. The bot claims",
+        f"the backlog in batches (MAX_TICKETS_IN_FLIGHT {b['max_tickets_in_flight']}); each ticket ends with its",
+        "`chat.postEphemeral`. Times from the bot process's start.", "",
+        "| | |", "|---|---|",
+        f"| journal written | {wr['written']:,} submissions in {_f(wr['write_s'])} s, {_f(wr['journal_mb'])} MB |",
+        f"| drained | {'yes' if b['drained'] else '**no**'}: {b['tickets_notified']:,} of {b['backlog']:,} confirmed; "
+        f"journal afterwards: {counts} |",
+        f"| start-up (process start → /healthz answers) | {_f(b['startup_s'], 2)} s; first ticket confirmed after "
+        f"{_f(b['first_ticket_s'], 2)} s |",
+        f"| time to drain | **{_f(b['drain_s'])} s** (process start → last confirmation) |",
+        f"| rate | **{_f(b['tickets_per_s'], 0)} tickets/s** over that time; {_f(b['tickets_per_s_after_first'], 0)}/s "
+        f"from the first confirmation; {_f(b['tickets_per_s_steady'], 0)}/s between the 10th and 90th percentile |",
+        f"| rate by quarter of the backlog | {quarters} tickets/s |",
+        f"| bot memory | **peak RSS (VmHWM) {_f(b['peak_rss_mb'])} MB** (target < 150); RSS sampled every 0.25 s: "
+        f"p50 {_f(b['rss_mb']['p50'])}, max {_f(b['rss_mb']['max'])} MB; {_f(b['rss_end_mb'])} MB at the end |",
+        f"| bot CPU | {_f(b['cpu_s'])} s from start, {_f(b['cpu_s_per_1000'], 2)} s per 1,000 tickets (event loop "
+        f"{_f(b['bot_threads_cpu_s']['main'])} s, other threads {_f(b['bot_threads_cpu_s']['other'])} s) |",
+        "",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
+    from .runner import PHASES
+
     env, cfg, t = results["environment"], results["config"], results.get("tickets") or {}
     out: list[str] = []
     w = out.append
@@ -131,8 +354,15 @@ def render(results: dict[str, Any]) -> str:
     w("(`tests/test_bench_smoke.py`).")
     w("")
     loads = [c["harness_cpu_util"].get("other", 0.0) for c in results["cells"]]
-    if t and t.get("wall_s"):
-        loads.append(t["harness_cpu_s"].get("other", 0.0) / t["wall_s"])
+    runs = [t, *((results.get("durability") or {}).get("tickets") or {}).values(),
+            *((results.get("postgres") or {}).get("rows") or [])]
+    for r in runs:
+        if r and r.get("wall_s"):
+            other = r["harness_cpu_s"].get("other", 0.0) - r.get("database_cpu_s", 0.0)  # PostgreSQL is ours
+            loads.append(other / r["wall_s"])
+    b = results.get("backlog")
+    if b and b.get("harness_cpu_s") and b.get("drain_s", 0) > 0:
+        loads.append(b["harness_cpu_s"].get("other", 0.0) / b["drain_s"])
     if loads and max(loads) > 0.15:
         w(f"> **Contended machine:** other processes used up to {max(loads):.0%} of a CPU during parts of this run")
         w(f"> (mean {sum(loads) / len(loads):.0%}; see *Harness CPU*). Latencies and rates are pessimistic there.")
@@ -143,14 +373,20 @@ def render(results: dict[str, Any]) -> str:
     w(f"Run finished {results.get('finished_at', '?')} in {_f(results.get('duration_s', 0), 0)} s.")
     w("")
     w("```")
-    w("make bench                                   # everything below, ~3-6 min; writes this file")
+    w("make bench                                   # everything below, ~8-10 min; writes this file")
     w(".venv/bin/python -m bench --quick --out /tmp/b.md   # smoke run (what the test suite runs)")
     w(".venv/bin/python -m bench --concurrency 1,10,50 --serval-latency-ms 50 --tickets 10000 --out docs/benchmarks.md")
     w(".venv/bin/python -m bench --phases tickets --tickets 3000 --profile bench/out/profile  # py-spy the bot")
     w(".venv/bin/python -m bench.pyspy_summary bench/out/profile/bot-tickets.txt")
     w(".venv/bin/python -m bench --bot-dir /tmp/patched-copy ...   # measure a patched copy of the bot")
     w(".venv/bin/python -m bench --from-json bench/out/results.json  # re-render after editing bench/findings.md")
+    w(".venv/bin/python -m bench --phases backlog --backlog 20000        # one phase; phases: " + ",".join(PHASES))
+    w(".venv/bin/python -m bench --phases durability --durability-cycles 2000 --durability-tickets 2000")
+    w(".venv/bin/python -m bench --phases postgres --pg-tickets 3000     # needs /usr/lib/postgresql/*/bin")
+    w(".venv/bin/python -m bench --phases floor2 --concurrency 1,10,50,100  # /ticket: floor, second floor, bot")
     w("```")
+    w("")
+    w(f"Phases in this run: {', '.join(cfg.get('phases') or ())}.")
     w("")
     w("## Machine and versions")
     w("")
@@ -173,6 +409,13 @@ def render(results: dict[str, Any]) -> str:
     w(f"| concurrency levels | {', '.join(map(str, cfg['levels']))} (closed loop: each connection sends its next request when the previous is answered) |")
     w(f"| requests per level | {'max(300, 5 × concurrency)' if not cfg['requests'] else cfg['requests']}, after an unrecorded warm-up of {'max(20, concurrency)' if not cfg['warmup'] else cfg['warmup']} on the same connections |")
     w(f"| Serval sandbox latency | {_f(cfg['serval_latency_ms'], 0)} ms on every request (plus its own work: JSON-schema validation) |")
+    if "backlog" in cfg.get("phases", ()):
+        w(f"| backlog | {cfg.get('backlog', 0):,} unfinished submissions in the journal when a fresh bot starts |")
+    if "durability" in cfg.get("phases", ()):
+        w(f"| durability | {cfg.get('durability_cycles', 0):,} submissions through `Storage` and "
+          f"{cfg.get('durability_tickets', 0):,} tickets through the bot, per synchronous setting |")
+    if "postgres" in cfg.get("phases", ()):
+        w(f"| PostgreSQL rows | {cfg.get('pg_tickets', 0):,} tickets per row, same connections and window as the sustained run |")
     w(f"| sustained run | {cfg['tickets']:,} submissions over {cfg['ticket_concurrency']} connections, at most {cfg['ticket_window']} tickets unfinished, fresh bot process |")
     w(f"| CPU pinning | {pin} |")
     w("| bot | `python app.py --mode http`, LOG_LEVEL=WARNING, SQLite journal in a temp dir, static Serval bearer token |")
@@ -199,6 +442,8 @@ def render(results: dict[str, Any]) -> str:
     w("")
     for kind in cfg["kinds"]:
         floor, bot = _cells(results, "floor", kind), _cells(results, "bot", kind)
+        if not bot:
+            continue  # not measured in this run (--phases)
         w(f"### {KIND_NAMES[kind]}")
         w("")
         w("| concurrency | floor p50 | floor p95 | floor p99 | bot p50 | bot p95 | bot p99 | p50 ratio | p99 ratio | limit 1.3×floor+5 | floor req/s | bot req/s | floor CPU | bot CPU | errors (floor/bot) |")
@@ -214,7 +459,8 @@ def render(results: dict[str, Any]) -> str:
               f"{_f(ba['p99'])} | {_f(ratio50, 2)} | {_f(ratio, 2)} | {_f(ACK_RATIO * fa['p99'] + ACK_SLACK_MS)} | {_f(f['req_per_s'], 0)} | "
               f"{_f(b['req_per_s'], 0)} | {f['cpu_util']:.0%} | {b['cpu_util']:.0%} | {f['errors']}/{b['errors']} |")
         w("")
-    if any(k in cfg["kinds"] for k in ("command", "shortcut")):
+    out += floors_section(results)
+    if any(_cells(results, "bot", k) for k in ("command", "shortcut")):
         w("## `trigger_id` budget: request sent → `views.open` reaches the fake Slack")
         w("")
         w("Load generator's send time to the fake Slack's arrival time of the `views.open` carrying the same")
@@ -230,6 +476,7 @@ def render(results: dict[str, Any]) -> str:
                 w(f"| {KIND_NAMES[kind]} | {c} | {_f(v['ms']['p50'])} | {_f(v['ms']['p95'])} | {_f(v['ms']['p99'])} | "
                   f"{_f(v['ms']['max'])} | {v['matched']}/{b['requests']} | {v['over_3s']} | {v['errors']} |")
         w("")
+        out += shortcut_section(results)
     paced = t.get("paced") or []
     if paced:
         w("## Submission → ticket created")
@@ -251,7 +498,7 @@ def render(results: dict[str, Any]) -> str:
               f"{_f(cr['p99'])} | {_f(sv['p50'])} | {_f(nt['p50'])} | {_f(nt['p99'])} | {_f(ak['p50'])} | "
               f"{_f(ak['p99'])} | {_f(p['tickets_per_s'], 0)} | {p['tickets_created']}/{p['requests']} |")
         w("")
-    if "submission" in cfg["kinds"]:
+    if _cells(results, "bot", "submission"):
         w("### Under the acknowledgement load")
         w("")
         w("The same times for the submissions of the acknowledgement runs above, which send the next submission")
@@ -290,6 +537,9 @@ def render(results: dict[str, Any]) -> str:
             w(f"Peak RSS of the bot process that served all the acknowledgement runs: "
               f"{_f(results['bot_ack_phase']['peak_rss_mb'])} MB.")
             w("")
+    out += durability_section(results)
+    out += postgres_section(results)
+    out += backlog_section(results)
     w("## Harness CPU")
     w("")
     w("Share of one CPU used by each process during each run (the machine has "
@@ -336,6 +586,15 @@ def render(results: dict[str, Any]) -> str:
     w("  acknowledges faster than ~10 ms; the floor shows that cost, and the bot pays it too.")
     w("- **Percentiles** interpolate linearly between ranks; p99 of a 300-request run rests on ~3 samples.")
     w("- Failed requests (non-200, wrong ack) are counted as errors and left out of the latency figures.")
+    w("- **Durability and disks.** fsync costs depend on the disk and on the hypervisor's cache mode (a virtual")
+    w("  disk may acknowledge a flush before the data is on stable storage); the *durability* and *postgres*")
+    w("  numbers say what the setting costs on this machine's file system (named in *Durability*), not on yours.")
+    w("- **PostgreSQL shares the machine.** In the *postgres* phase the PostgreSQL server runs on the same two")
+    w("  cores as the bot(s) and the harness, over loopback TCP; in production it is usually elsewhere (more")
+    w("  network latency per statement, no CPU taken from the bot). Its CPU is shown separately.")
+    w("- **Backlog set-up.** The backlog journal is written in bulk (1,000 rows per transaction, the columns")
+    w("  `Storage.add_submission` writes; the first through that call) before the bot starts; only the drain is")
+    w("  measured.")
     w("")
     if FINDINGS.exists():
         w(FINDINGS.read_text().rstrip())

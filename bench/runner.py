@@ -24,6 +24,26 @@ measure the bot's overhead per ticket; then ``--tickets`` submissions from ``--t
 connections, with at most ``--ticket-window`` tickets unfinished at any time, for sustained tickets
 per second, the bot's CPU seconds per 1,000 tickets and its peak RSS (VmHWM).
 
+Phase "floor2" (runs inside phase 1 when both are selected; alone it runs the floor, the second
+floor and the bot on ``/ticket``): the second floor, ``python -m bench.floor --views-open``, a bare
+Bolt app whose ``/ticket`` listener acknowledges and then calls ``views.open`` with a one-field modal;
+the report gives the bot's ratio to both floors. The shortcut → ``views.open`` against ``/ticket`` →
+``views.open`` p99 ratio comes from phase 1's cells.
+
+Phase "durability" (`bench.durability`): SQLite synchronous=FULL against NORMAL, through the
+Storage API (its own process) and through the whole bot (a sustained run on each setting).
+
+Phase "postgres" (`bench.replicas`, issue 12): sustained runs of the bot on SQLite, on PostgreSQL,
+and two replicas on one PostgreSQL database; the server from tests/pg.py, restarted with fsync on.
+Skipped, with a note, without PostgreSQL's binaries.
+
+Phase "backlog" (`bench.backlog`): a fresh bot started on a journal of ``--backlog`` unfinished
+submissions: peak RSS and the time to drain it.
+
+A sustained run (phases 2, durability, postgres): a warm-up, then N submissions from
+``--ticket-concurrency`` connections with at most ``--ticket-window`` unfinished, to one bot or,
+round robin, to several (`Harness.sustained`).
+
 Runs of the bot that do not finish their background work in time (a backlog it cannot clear) are
 marked ``drained: false`` and the bot is replaced by a fresh process before the next run.
 """
@@ -47,7 +67,7 @@ from typing import Any
 
 import aiohttp
 
-from . import load, slackreq
+from . import backlog, durability, load, replicas, slackreq
 from .procs import Proc, cpu_seconds, free_port, ours_seconds, stop_started, system_busy_seconds
 from .stats import summary
 
@@ -57,6 +77,9 @@ BOT_TOKEN = "xoxb-bench-0123456789"
 SERVAL_TOKEN = "bench-serval-token"
 EPHEMERAL = "chat.postEphemeral"
 CREATE = "POST /v2/tickets"
+
+
+PHASES = ("ack", "floor2", "tickets", "durability", "postgres", "backlog")
 
 
 @dataclass
@@ -77,7 +100,11 @@ class Config:
     json_out: Path | None = None
     keep: bool = False
     profile: Path | None = None  # py-spy the bot processes, collapsed stacks into this directory
-    phases: tuple[str, ...] = ("ack", "tickets")
+    phases: tuple[str, ...] = PHASES
+    backlog: int = 20_000  # unfinished submissions in the journal the "backlog" bot starts on
+    durability_cycles: int = 2000  # per setting: insert + 3 updates of a submission through Storage
+    durability_tickets: int = 2000  # per setting: a sustained run of the bot on FULL, then on NORMAL (0: none)
+    pg_tickets: int = 3000  # per row of the "postgres" phase
     from_json: Path | None = None
     bot_dir: Path = REPO  # where app.py is: a patched copy of the repo can be measured the same way
 
@@ -103,6 +130,7 @@ class Harness:
         self.slack: Proc | None = None
         self.serval: Proc | None = None
         self.floor: Proc | None = None
+        self.floor2: Proc | None = None  # the second floor: /ticket acks, then views.open
         self.bot: Proc | None = None
         self._seq = 0
         self.template: dict[str, Any] | None = None  # the modal the bot opens for /ticket
@@ -129,31 +157,56 @@ class Harness:
         self.slack.read_url()
         self.serval.read_url()
 
-    def start_floor(self) -> None:
+    def start_floor(self, views_open: bool = False, *, wait: bool = True) -> Proc:
+        """The floor (ack only) or, with `views_open`, the second floor (ack, then views.open).
+        `wait=False`: return at once; `ready(proc)` waits until it serves."""
         assert self.slack is not None
-        self.floor = self._spawn("floor", [sys.executable, "-m", "bench.floor", "--signing-secret", SIGNING_SECRET,
-                                           "--slack-api-url", self.slack.url, "--token", BOT_TOKEN],
-                                 cpus=self.sut_cpus, env=self._module_env())
-        self.floor.read_url()
-        self.floor.wait_http(self.floor.url + "/healthz")
+        argv = [sys.executable, "-m", "bench.floor", "--signing-secret", SIGNING_SECRET,
+                "--slack-api-url", self.slack.url, "--token", BOT_TOKEN] + (["--views-open"] if views_open else [])
+        floor = self._spawn("floor2" if views_open else "floor", argv, cpus=self.sut_cpus, env=self._module_env())
+        if wait:
+            self.ready(floor)
+        if views_open:
+            self.floor2 = floor
+        else:
+            self.floor = floor
+        return floor
 
-    def start_bot(self, name: str) -> Proc:
+    @staticmethod
+    def ready(proc: Proc) -> Proc:
+        """Wait until a process started with `wait=False` answers /healthz."""
+        if not proc.url:  # servers started on port 0 print their URL first
+            proc.read_url()
+        proc.wait_http(proc.url + "/healthz")
+        return proc
+
+    def start_bot(self, name: str, *, database_url: str | None = None, prefix_argv: list[str] | None = None,
+                  current: bool = True, wait: bool = True) -> Proc:
+        """A bot process on its own SQLite journal `<workdir>/<name>.db` unless `database_url` says
+        otherwise. `prefix_argv`: run app.py through this (e.g. bench.sqlite_sync). `current`: it
+        becomes the bot of the acknowledgement runs (`self.bot`). `wait=False`: return at once
+        (start several together), then `ready(proc)`."""
         assert self.slack is not None and self.serval is not None
         from bot.settings import Settings
 
         env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+        if prefix_argv:
+            env["PYTHONPATH"] = self._module_env()["PYTHONPATH"]
         port = free_port()
         env.update(
             SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_API_URL=self.slack.url,
             SERVAL_BASE_URL=self.serval.url, SERVAL_BEARER_TOKEN=SERVAL_TOKEN, SERVAL_TEAM_ID="team-it",
-            SERVAL_SLACK_INTEGRATION_ID="integ-slack-1", DATABASE_URL=f"sqlite:///{self.workdir}/{name}.db",
+            SERVAL_SLACK_INTEGRATION_ID="integ-slack-1",
+            DATABASE_URL=database_url or f"sqlite:///{self.workdir}/{name}.db",
             HOST="127.0.0.1", PORT=str(port), LOG_LEVEL="WARNING",
         )
-        bot = self._spawn(name, [sys.executable, str(self.cfg.bot_dir / "app.py"), "--mode", "http"],
+        bot = self._spawn(name, [*(prefix_argv or [sys.executable]), str(self.cfg.bot_dir / "app.py"), "--mode", "http"],
                           cpus=self.sut_cpus, env=env)
         bot.url = f"http://127.0.0.1:{port}"
-        bot.wait_http(bot.url + "/healthz")
-        self.bot = bot
+        if wait:
+            self.ready(bot)
+        if current:
+            self.bot = bot
         return bot
 
     async def prime(self) -> None:
@@ -165,12 +218,12 @@ class Harness:
                                   json={"teamId": "team-it", "name": "warm-up"}) as r:
             if r.status != 200:
                 raise RuntimeError(f"Serval sandbox warm-up failed: {r.status} {await r.text()}")
-        for proc in (self.bot, self.floor):
+        for proc in (self.bot, self.floor, self.floor2):
             if proc is None:
                 continue
             tag = self.tag("p")
             view_ids = await self.open_views(1)
-            for kind in slackreq.KINDS:
+            for kind in (("command",) if proc is self.floor2 else slackreq.KINDS):  # floor2 serves /ticket only
                 body = slackreq.build(kind, tag, 0, view_ids[0], self.template)
                 sample = (await load.closed_loop(proc.url + "/slack/events", [self.signer.sign(body)], 1))[0]
                 if sample.status != 200:
@@ -265,11 +318,11 @@ class Harness:
     # --- phase 1: acknowledgements ------------------------------------------------------------
 
     async def ack_cell(self, target: str, kind: str, c: int) -> dict[str, Any]:
-        proc = self.bot if target == "bot" else self.floor
+        proc = {"bot": self.bot, "floor": self.floor, "floor2": self.floor2}[target]
         assert proc is not None
         n, w = self.cfg.n_requests(c), self.cfg.n_warmup(c)
         tag, wtag = self.tag(target[0] + kind[0]), self.tag("w")
-        if target == "bot":
+        if target in ("bot", "floor2"):  # what they call at the fake Slack is counted from zero
             await self.reset_fakes()
         if kind == "submission" and target == "bot":
             view_ids = await self.open_views(n + w)
@@ -298,6 +351,11 @@ class Harness:
         if kind == "submission" and target == "bot":
             bad = [s for s in ok if b'"response_action": "update"' not in s.body and b'"response_action":"update"' not in s.body]
             cell["errors"] += len(bad)
+        if target == "floor2":  # its views.open calls, after the acknowledgements
+            done = await self.wait_count(self.slack, "views.open", n + w, timeout=30 + (n + w) / 25)
+            cell["views_open"] = self.views_open_times(tag, samples, await self.calls(self.slack))
+            cell["drained"], cell["drain_s"] = done, time.monotonic() - t_end
+            return cell
         if target != "bot":
             return cell
         # Background work: wait until it is all done, then correlate with the fakes' records.
@@ -369,41 +427,42 @@ class Harness:
 
     # --- phase 2: sustained tickets ---------------------------------------------------------
 
-    async def ticket_run(self) -> dict[str, Any]:
+    async def _finished(self) -> int:
+        return await self.count(self.slack, EPHEMERAL)
+
+    async def warm_tickets(self, bots: list[Proc], n_tickets: int) -> int:
+        """Unrecorded submissions first (Bolt's and the bot's first-use costs, the caches), sent
+        round robin to `bots`; returns how many."""
         cfg = self.cfg
-        bot = self.start_bot("bot-tickets")
-        url = bot.url + "/slack/events"
         await self.reset_fakes()  # the counts of the earlier runs must not open the window
-        warm_n = min(200, max(10, cfg.tickets // 50))
+        warm_n = min(200, max(10, n_tickets // 50, 2 * len(bots)))
         wtag = self.tag("tw")
         view_ids = await self.open_views(warm_n)
         warm = [self.signer.sign(slackreq.submission(wtag, i, view_ids[i], self.template)) for i in range(warm_n)]
-
-        async def finished() -> int:
-            return await self.count(self.slack, EPHEMERAL)
-
-        await load.windowed(url, warm, cfg.ticket_concurrency, cfg.ticket_window, finished)
+        await load.windowed([b.url + "/slack/events" for b in bots], warm, cfg.ticket_concurrency,
+                            cfg.ticket_window, self._finished)
         await self.wait_count(self.slack, EPHEMERAL, warm_n, timeout=60)
-        paced = []
-        for c in cfg.paced_levels:
-            paced.append(await self.paced_run(bot, c, finished))
-            p = paced[-1]
-            self.log(f"paced      c={c:<4} bot   ack p50 {p['ack_ms']['p50']:6.1f} p99 {p['ack_ms']['p99']:6.1f} ms"
-                     f"  to Serval p50 {p['to_serval_ms']['p50']:.1f} p99 {p['to_serval_ms']['p99']:.1f} ms,"
-                     f" {p['tickets_per_s']:.0f} tickets/s, tickets {p['tickets_created']}/{p['requests']}")
+        return warm_n
+
+    async def measure_tickets(self, bots: list[Proc], n_tickets: int, prefix: str = "t",
+                              profile: str | None = None) -> dict[str, Any]:
+        """`n_tickets` submissions over `ticket_concurrency` connections, at most `ticket_window`
+        unfinished, sent round robin to `bots` (replicas): rate, CPU (all bots), memory, times."""
+        cfg = self.cfg
         await self.reset_fakes()
-        tag = self.tag("t")
-        view_ids = await self.open_views(cfg.tickets)
-        reqs = [self.signer.sign(slackreq.submission(tag, i, view_ids[i], self.template)) for i in range(cfg.tickets)]
-        prof = self.start_profiler(bot, "bot-tickets")
-        mem0, cpu0, harness0, t0 = bot.memory(), bot.cpu(), self.harness_cpu(), time.monotonic()
-        threads0 = bot.threads_cpu()
-        samples = await load.windowed(url, reqs, cfg.ticket_concurrency, cfg.ticket_window, finished)
-        drained = await self.wait_count(self.slack, EPHEMERAL, cfg.tickets, timeout=max(120.0, cfg.tickets / 20))
+        tag = self.tag(prefix)
+        view_ids = await self.open_views(n_tickets)
+        reqs = [self.signer.sign(slackreq.submission(tag, i, view_ids[i], self.template)) for i in range(n_tickets)]
+        prof = self.start_profiler(bots[0], profile) if profile else None
+        mem0 = [b.memory() for b in bots]
+        cpu0, harness0, threads0 = sum(b.cpu() for b in bots), self.harness_cpu(), _threads(bots)
+        samples = await load.windowed([b.url + "/slack/events" for b in bots], reqs, cfg.ticket_concurrency,
+                                      cfg.ticket_window, self._finished)
+        drained = await self.wait_count(self.slack, EPHEMERAL, n_tickets, timeout=max(120.0, n_tickets / 20))
         self.stop_profiler(prof)
         await asyncio.sleep(0.5)  # the last steps after the confirmation: journal writes
-        mem1, cpu1, harness1, t1 = bot.memory(), bot.cpu(), self.harness_cpu(), time.monotonic()
-        threads1 = bot.threads_cpu()
+        mem1 = [b.memory() for b in bots]
+        cpu1, harness1, threads1 = sum(b.cpu() for b in bots), self.harness_cpu(), _threads(bots)
         slack_calls, serval_calls = await self.calls(self.slack), await self.calls(self.serval)
         times = self.ticket_times(tag, samples, slack_calls, serval_calls)
         first = min(s.sent for s in samples)
@@ -414,21 +473,42 @@ class Harness:
         lo, hi = int(n * 0.1), max(int(n * 0.9) - 1, 0)
         steady = (hi - lo) / (ends[hi] - ends[lo]) if n >= 10 and ends[hi] > ends[lo] else overall
         ok = [s for s in samples if s.status == 200]
-        bot.stop()
         return {
-            "tickets": cfg.tickets, "concurrency": cfg.ticket_concurrency, "window": cfg.ticket_window,
-            "warmup_tickets": warm_n, "acks_ok": len(ok), "drained": drained,
+            "tickets": n_tickets, "concurrency": cfg.ticket_concurrency, "window": cfg.ticket_window,
+            "acks_ok": len(ok), "drained": drained,
             "ack_ms": summary(s.latency for s in ok),
             "tickets_per_s": overall, "tickets_per_s_steady": steady,
             "wall_s": ends[-1] - first if n else 0.0,
             "cpu_s": cpu1 - cpu0, "cpu_s_per_1000": (cpu1 - cpu0) / max(1, times["tickets_created"]) * 1000,
             "harness_cpu_s": {k: harness1[k] - harness0[k] for k in harness1},
             "bot_threads_cpu_s": {k: threads1[k] - threads0[k] for k in threads1},
-            "rss_start_mb": mem0["VmRSS"] / 1024, "rss_end_mb": mem1["VmRSS"] / 1024,
-            "peak_rss_mb": mem1["VmHWM"] / 1024, **times,
-            "tickets_in_process": warm_n + sum(p["requests"] for p in paced) + cfg.tickets,
-            "paced": paced,
+            "rss_start_mb": sum(m["VmRSS"] for m in mem0) / 1024, "rss_end_mb": sum(m["VmRSS"] for m in mem1) / 1024,
+            "peak_rss_mb": max(m["VmHWM"] for m in mem1) / 1024, **times,
         }
+
+    async def sustained(self, bots: list[Proc], n_tickets: int, prefix: str = "t") -> dict[str, Any]:
+        """A warm-up, then the measured run (`measure_tickets`), on bots that just started."""
+        warm_n = await self.warm_tickets(bots, n_tickets)
+        out = await self.measure_tickets(bots, n_tickets, prefix)
+        out["warmup_tickets"] = warm_n
+        return out
+
+    async def ticket_run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        bot = self.start_bot("bot-tickets")
+        warm_n = await self.warm_tickets([bot], cfg.tickets)
+        paced = []
+        for c in cfg.paced_levels:
+            paced.append(await self.paced_run(bot, c, self._finished))
+            p = paced[-1]
+            self.log(f"paced      c={c:<4} bot   ack p50 {p['ack_ms']['p50']:6.1f} p99 {p['ack_ms']['p99']:6.1f} ms"
+                     f"  to Serval p50 {p['to_serval_ms']['p50']:.1f} p99 {p['to_serval_ms']['p99']:.1f} ms,"
+                     f" {p['tickets_per_s']:.0f} tickets/s, tickets {p['tickets_created']}/{p['requests']}")
+        out = await self.measure_tickets([bot], cfg.tickets, "t", profile="bot-tickets")
+        bot.stop()
+        out.update(warmup_tickets=warm_n, paced=paced,
+                   tickets_in_process=warm_n + sum(p["requests"] for p in paced) + cfg.tickets)
+        return out
 
     async def paced_run(self, bot: Proc, c: int, finished: Any) -> dict[str, Any]:
         """c people submitting, each waiting for the confirmation of their ticket before the next:
@@ -448,6 +528,14 @@ class Harness:
                 "ack_ms": summary(s.latency for s in ok), "tickets_per_s": n / wall, **times}
 
 
+def _threads(bots: list[Proc]) -> dict[str, float]:
+    out = {"main": 0.0, "other": 0.0}
+    for b in bots:
+        for k, v in b.threads_cpu().items():
+            out[k] += v
+    return out
+
+
 async def run(cfg: Config, workdir: Path, log: Any) -> dict[str, Any]:
     h = Harness(cfg, workdir, log)
     started = time.time()
@@ -458,15 +546,21 @@ async def run(cfg: Config, workdir: Path, log: Any) -> dict[str, Any]:
     try:
         h.http = aiohttp.ClientSession()
         h.start_fakes()
-        h.start_floor()
-        h.start_bot("bot")
+        starting = [h.start_floor(wait=False), h.start_bot("bot", wait=False)]
+        if "floor2" in cfg.phases:
+            starting.append(h.start_floor(views_open=True, wait=False))
+        for proc in starting:  # started together, ready one by one
+            h.ready(proc)
         await h.prime()
         prof = h.start_profiler(h.bot, "bot-ack-phase") if h.bot else None
         results["sut_cpus"] = sorted(h.sut_cpus or [])
         results["harness_cpus"] = sorted(h.harness_cpus or [])
-        for kind in cfg.kinds if "ack" in cfg.phases else []:
+        # "floor2" alone still measures the floor and the bot on /ticket: its ratios need them.
+        ack_kinds = cfg.kinds if "ack" in cfg.phases else (["command"] if "floor2" in cfg.phases else [])
+        for kind in ack_kinds:
             for c in cfg.levels:
-                for target in ("floor", "bot"):
+                targets = ("floor", "floor2", "bot") if kind == "command" and "floor2" in cfg.phases else ("floor", "bot")
+                for target in targets:
                     cell = await h.ack_cell(target, kind, c)
                     results["cells"].append(cell)
                     a = cell["ack_ms"]
@@ -476,10 +570,12 @@ async def run(cfg: Config, workdir: Path, log: Any) -> dict[str, Any]:
                     if "to_serval_ms" in cell:
                         extra = (f"  to Serval p50 {cell['to_serval_ms']['p50']:.1f} ms,"
                                  f" tickets {cell['tickets_created']}/{cell['requests']}")
-                    log(f"{kind:10} c={c:<4} {target:5} ack p50 {a['p50']:6.1f} p99 {a['p99']:6.1f} ms"
+                    log(f"{kind:10} c={c:<4} {target:6} ack p50 {a['p50']:6.1f} p99 {a['p99']:6.1f} ms"
                         f"  {cell['req_per_s']:7.0f} req/s  cpu {cell['cpu_util']:.0%}  errors {cell['errors']}{extra}")
         h.stop_profiler(prof)
         results["bot_ack_phase"] = {"peak_rss_mb": h.bot.memory()["VmHWM"] / 1024} if h.bot else {}
+        if h.floor2:
+            h.floor2.stop()
         if h.bot:
             h.bot.stop()
         if "tickets" in cfg.phases:
@@ -489,6 +585,19 @@ async def run(cfg: Config, workdir: Path, log: Any) -> dict[str, Any]:
                 f" steady), {t['cpu_s_per_1000']:.1f} CPU s/1000 (threads {t['bot_threads_cpu_s']}), peak RSS"
                 f" {t['peak_rss_mb']:.0f} MB, to Serval p50 {t['to_serval_ms']['p50']:.1f} ms, created - latency p50"
                 f" {t['created_minus_latency_ms']['p50']:.1f} ms")
+        if "durability" in cfg.phases:
+            log(f"durability: synchronous=FULL vs NORMAL: {cfg.durability_cycles} submissions through Storage per"
+                f" setting, {cfg.durability_tickets} tickets through the bot per setting…")
+            results["durability"] = await durability.run(h)
+        if "postgres" in cfg.phases:
+            log(f"postgres: SQLite, PostgreSQL, PostgreSQL x2: {cfg.pg_tickets} tickets per row…")
+            results["postgres"] = await replicas.run(h)
+        if "backlog" in cfg.phases:
+            log(f"backlog: {cfg.backlog:,} unfinished submissions in a fresh journal…")
+            results["backlog"] = b = await backlog.run(h)
+            log(f"backlog: {b['tickets_notified']:,}/{b['backlog']:,} drained in {b['drain_s']:.1f} s from the bot's"
+                f" start ({b['tickets_per_s']:.0f} tickets/s, {b['tickets_per_s_steady']:.0f} steady), peak RSS"
+                f" {b['peak_rss_mb']:.0f} MB, {b['cpu_s_per_1000']:.1f} CPU s/1000")
     finally:
         if h.http:
             await h.http.close()
@@ -517,20 +626,27 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--profile", type=Path, help="record the bot with py-spy (collapsed stacks) into this directory")
     p.add_argument("--paced", help="comma-separated concurrency of the paced ticket runs (default 1,10,50; '' = none)")
     p.add_argument("--from-json", type=Path, help="do not run: render the report from this results JSON")
-    p.add_argument("--phases", help="comma-separated: ack,tickets (default both)")
+    p.add_argument("--phases", help=f"comma-separated: {','.join(PHASES)} (default all)")
+    p.add_argument("--backlog", type=int, help="unfinished submissions for the backlog phase (default 20000)")
+    p.add_argument("--durability-cycles", type=int,
+                   help="submissions through Storage per synchronous setting (default 2000)")
+    p.add_argument("--durability-tickets", type=int,
+                   help="tickets through the bot per synchronous setting (default 2000; 0 = skip)")
+    p.add_argument("--pg-tickets", type=int, help="tickets per row of the postgres phase (default 3000)")
     p.add_argument("--bot-dir", type=Path, help="run app.py from this directory (e.g. a patched copy of the repo)")
     a = p.parse_args(argv)
     cfg = Config()
     if a.quick:
         cfg = Config(levels=[1, 2], requests=6, warmup=2, serval_latency_ms=0.0, tickets=20,
                      ticket_concurrency=2, ticket_window=4, paced_levels=[1, 2], paced_tickets=5, quick=True,
+                     backlog=100, durability_cycles=20, durability_tickets=10, pg_tickets=10,
                      out=REPO / "bench" / "out" / "quick.md")
     if a.concurrency:
         cfg.levels = [int(x) for x in a.concurrency.split(",") if x.strip()]
     if a.kinds:
         cfg.kinds = [k for k in slackreq.KINDS if k in a.kinds.split(",")]
     for name in ("requests", "warmup", "serval_latency_ms", "tickets", "ticket_concurrency", "ticket_window",
-                 "out", "json_out"):
+                 "out", "json_out", "backlog", "durability_cycles", "durability_tickets", "pg_tickets"):
         if getattr(a, name) is not None:
             setattr(cfg, name, getattr(a, name))
     cfg.pin, cfg.keep, cfg.profile = a.pin, a.keep, a.profile
@@ -538,7 +654,11 @@ def parse_args(argv: list[str] | None) -> Config:
     if a.paced is not None:
         cfg.paced_levels = [int(x) for x in a.paced.split(",") if x.strip()]
     if a.phases:
-        cfg.phases = tuple(x for x in ("ack", "tickets") if x in a.phases.split(","))
+        wanted = [x.strip() for x in a.phases.split(",") if x.strip()]
+        unknown = set(wanted) - set(PHASES)
+        if unknown:
+            p.error(f"unknown phase(s) {', '.join(sorted(unknown))}; phases: {', '.join(PHASES)}")
+        cfg.phases = tuple(x for x in PHASES if x in wanted)
     if a.bot_dir:
         cfg.bot_dir = a.bot_dir.resolve()
     return cfg
