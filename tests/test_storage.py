@@ -354,3 +354,32 @@ async def test_sqlite_in_memory_works(tmp_path):
     finally:
         await s.close()
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_statements_cancelled_midway_leave_the_storage_usable(storage):
+    """A request's task cancelled while its statement runs (a client gone, a shutdown)."""
+    await storage.add_submission(new("a"))
+    for _ in range(3):
+        tasks = [asyncio.create_task(storage.claim(f"o{n}", 30, limit=1)) for n in range(10)]
+        tasks += [asyncio.create_task(storage.set_state(f"k{n}", "v")) for n in range(10)]
+        await asyncio.sleep(0.001)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await storage.release_all("o0")
+    assert await storage.ping()
+    await storage.set_state("after", "ok")
+    assert await storage.get_state("after") == "ok"
+    sub = (await storage.pending_submissions())[0]
+    await storage.release_all(sub.owner or "")
+    assert len(await storage.claim("me", 30, limit=5)) == 1
+
+
+async def test_database_errors_come_out_as_sqlalchemys(storage):
+    """One family of errors whatever the engine: the service retries them as transient."""
+    async with storage.engine.connect() as conn:
+        await conn.execute(sa.text("DROP TABLE state"))
+    with pytest.raises(sa.exc.OperationalError) as raised:
+        await storage.set_state("k", "secret value typed by someone")
+    assert type(raised.value).__module__.startswith("sqlalchemy")
+    assert "secret value" not in str(raised.value)
