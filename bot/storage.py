@@ -35,7 +35,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -426,6 +426,10 @@ _IDENTITY = sa.select(identities.c.user_id).where(
 _STATE = sa.select(state.c.value).where(state.c.name == _b("name_"))
 _ROUTE = sa.select(routes.c.route).where(routes.c.channel_id == _b("channel"))
 _PING = sa.select(sa.literal(1))
+_ROUTES_VERSION = sa.select(sa.func.count(), sa.func.max(routes.c.updated_at))
+_LOCK_KEY = sa.func.hashtextextended(_b("lock_name", type_=sa.Text), 0)  # PostgreSQL: a name → a 64-bit key
+_ADVISORY_LOCK = sa.select(sa.func.pg_advisory_lock(_LOCK_KEY))
+_ADVISORY_UNLOCK = sa.select(sa.func.pg_advisory_unlock(_LOCK_KEY))
 
 
 def _dialect_insert(dialect: str, table: sa.Table) -> Any:
@@ -611,6 +615,7 @@ class Storage:
         self._pool: Any = None  # PostgreSQL: the asyncpg pool
         self._compiled: dict[tuple[int, tuple[str, ...]], _Compiled] = {}
         self._lock_fd: int | None = None
+        self._locks: dict[str, asyncio.Lock] = {}  # SQLite: exclusive() within this process
         self._claim = _CLAIM[self.dialect]
         self._upsert = _UPSERT[self.dialect]
         self._add_link = _ADD_LINK[self.dialect]
@@ -733,6 +738,36 @@ class Storage:
             return await self._first(_PING) is not None
         except Exception:
             return False
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """Hold the lock `name` against every process on this database (e.g. one refresh-token
+        exchange at a time across replicas). PostgreSQL: an advisory lock held by one pooled
+        connection; SQLite: within this process, the only one serving from the file."""
+        if self._pool is None:
+            async with self._locks.setdefault(name, asyncio.Lock()):
+                yield
+            return
+        conn = await self._pool.acquire()
+        unlocked = False
+        try:
+            lock, unlock = self._prepare(_ADVISORY_LOCK, {"lock_name": name}), self._prepare(_ADVISORY_UNLOCK, {"lock_name": name})
+            await conn.execute(lock.sql, *lock.values({"lock_name": name}))
+            try:
+                yield
+            finally:
+                await conn.execute(unlock.sql, *unlock.values({"lock_name": name}))
+                unlocked = True
+        finally:
+            if not unlocked:  # cancelled or failed while locking or unlocking: end the session, and its lock
+                conn.terminate()
+            await self._pool.release(conn)
+
+    async def routes_version(self) -> tuple[int, float | None]:
+        """Changes when any channel route is saved, by any process: (routes, latest save). Cheap
+        enough to poll every second or two so every replica applies a route saved on another."""
+        row = await self._first(_ROUTES_VERSION)
+        return (row[0], row[1]) if row else (0, None)
 
     # --- submissions -----------------------------------------------------------------------
 

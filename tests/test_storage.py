@@ -383,3 +383,60 @@ async def test_database_errors_come_out_as_sqlalchemys(storage):
         await storage.set_state("k", "secret value typed by someone")
     assert type(raised.value).__module__.startswith("sqlalchemy")
     assert "secret value" not in str(raised.value)
+
+
+# --- shared between replicas ----------------------------------------------------------------------
+
+
+async def test_exclusive_lets_one_process_at_a_time_in(db_url, storage):
+    """E.g. one Socialboards refresh-token exchange at a time across replicas."""
+    second = storage if not storage.postgres else await other(db_url)  # SQLite: one serving process
+    inside: list[str] = []
+    log: list[tuple[str, str]] = []
+
+    async def hold(s: Storage, who: str, seconds: float) -> None:
+        async with s.exclusive("socialboards.token"):
+            inside.append(who)
+            log.append(("in", who))
+            assert len(inside) == 1, inside
+            await asyncio.sleep(seconds)
+            inside.remove(who)
+            log.append(("out", who))
+
+    try:
+        await asyncio.gather(hold(storage, "a", 0.2), hold(second, "b", 0.05), hold(storage, "c", 0.05))
+        assert [e for e, _ in log] == ["in", "out"] * 3
+        # Another name is not held up.
+        async with storage.exclusive("x"):
+            await asyncio.wait_for(hold(second, "d", 0), 2)
+        # One waiting for the lock is cancelled: the lock is not left behind.
+        async with storage.exclusive("y"):
+            waiter = asyncio.create_task(_enter(second, "y"))
+            await asyncio.sleep(0.1)
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+        await asyncio.wait_for(_enter(second, "y"), 2)
+        await asyncio.wait_for(_enter(storage, "y"), 2)
+    finally:
+        if second is not storage:
+            await second.close()
+
+
+async def _enter(s: Storage, name: str) -> None:
+    async with s.exclusive(name):
+        pass
+
+
+async def test_routes_version_changes_when_any_process_saves_a_route(db_url, storage):
+    second = await other(db_url)
+    try:
+        before = await storage.routes_version()
+        assert before == (0, None)
+        await second.save_route("C1", {"backend": "serval"}, "U1")
+        first_save = await storage.routes_version()
+        assert first_save != before and first_save[0] == 1
+        await asyncio.sleep(0.01)
+        await second.save_route("C1", {"backend": "rezolve"}, "U1")  # replaced in place
+        assert (await storage.routes_version()) != first_save
+    finally:
+        await second.close()
