@@ -144,7 +144,8 @@ def start_server() -> PostgresServer:
         raise Unavailable(
             "PostgreSQL binaries not found in /usr/lib/postgresql/*/bin (apt-get install postgresql)"
         )
-    root = Path(tempfile.mkdtemp(prefix="bot-pg-"))
+    # As root the server runs as another user, who must reach the folder: /tmp, whatever TMPDIR is.
+    root = Path(tempfile.mkdtemp(prefix="bot-pg-", dir="/tmp" if os.geteuid() == 0 else None))
     server = PostgresServer(path, root)
     try:
         server.start()
