@@ -102,8 +102,12 @@ class Bot:
             max_active=settings.max_tickets_in_flight,
             lease_seconds=settings.lease_seconds,
             retention_seconds=settings.journal_retention_days * 86400,
+            router=router,
         )
-        return cls(settings, storage, slack, backends, tickets, people, router)
+        bot = cls(settings, storage, slack, backends, tickets, people, router)
+        tickets.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
+        tickets.is_admin = bot.may_configure  # admins may edit any ticket's details
+        return bot
 
     async def start(self) -> None:
         for backend in self.backends.values():

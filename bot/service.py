@@ -36,9 +36,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from clients.base import BackendError, CreatedTicket, FormField, TicketBackend, TicketDraft
+from clients.base import BackendError, CreatedTicket, FormField, ThreadMessage, TicketBackend, TicketDraft
 
-from . import views
+from . import metrics, views
 from .drafts import Form, values_from_json
 from .people import People
 from .storage import LeaseLost, Link, Storage, Submission, ThreadTaken
@@ -46,7 +46,14 @@ from .views import Origin
 
 log = logging.getLogger(__name__)
 
-CREATE, NOTIFY, COMPLETE, REPLY, CONNECT, FOLLOWUP = "create", "notify", "complete", "reply", "connect", "followup"
+CREATE, NOTIFY, COMPLETE, REPLY, HISTORY, CONNECT, FOLLOWUP = (
+    "create", "notify", "complete", "reply", "history", "connect", "followup"
+)
+# Where a ticket starts from a message in a thread: the thread is reserved, replied in and connected.
+MESSAGE_SOURCES = {"reaction", "mention", "intake"}  # tickets made from a conversation, without a form
+THREAD_SOURCES = {"shortcut"} | MESSAGE_SOURCES
+# Messages that are not part of the conversation copied into a ticket.
+SKIPPED_SUBTYPES = {"channel_join", "channel_leave", "group_join", "group_leave", "bot_message", "thread_broadcast_bot"}
 SLACK_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # Errors that mean "the bot cannot post there"; the person is told in a DM instead.
 SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action"}
@@ -118,6 +125,9 @@ class TicketService:
         owner: str | None = None,
         retention_seconds: float = 90 * 86400.0,
         purge_every: float = 3600.0,
+        router: Any = None,
+        may_file_for_others: Callable[[str], Awaitable[bool]] | None = None,
+        is_admin: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         """`slack` should not sleep on rate limits itself (no rate-limit retry handler): a 429
         becomes a journal retry that frees the submission's slot."""
@@ -140,6 +150,9 @@ class TicketService:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.retention_seconds = retention_seconds
+        self.router = router  # bot.routing.Router: where a ticket from a conversation goes
+        self.may_file_for_others = may_file_for_others  # ON_BEHALF_OF, for tickets from a conversation
+        self.is_admin = is_admin  # may edit any ticket's details
         self.purge_every = purge_every
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -154,6 +167,7 @@ class TicketService:
             (NOTIFY, self._step_notify, self._notify_failed),
             (COMPLETE, self._step_complete, self._complete_failed),
             (REPLY, self._step_reply, self._reply_failed),
+            (HISTORY, self._step_history, self._history_failed),
             (CONNECT, self._step_connect, self._connect_failed),
             (FOLLOWUP, self._step_followup, self._notify_failed),
         ]
@@ -185,14 +199,12 @@ class TicketService:
         user_id: str,
         view_id: str | None,
         requester_id: str | None = None,
+        add_to: CreatedTicket | None = None,
     ) -> Submission:
         """Journal a submission and start working on it. A repeat of an earlier submission (same
-        dedupe key) returns the earlier one and starts nothing. Raises ThreadTaken."""
-        thread_key = (
-            f"{origin.channel_id}:{origin.thread_ts}"
-            if origin.source == "shortcut" and origin.channel_id and origin.thread_ts
-            else None
-        )
+        dedupe key) returns the earlier one and starts nothing. Raises ThreadTaken.
+        `add_to`: instead of creating a ticket, add what was typed to this existing one (and link
+        the thread to it)."""
         payload = {
             "origin": asdict(origin),
             "user_id": user_id,
@@ -201,9 +213,71 @@ class TicketService:
             "title": form.title,
             "description": form.description,
             "values": form.values_json(),
-            "share": form.share and origin.source == "command" and origin.shareable_channel,
+            "share": form.share and origin.source == "command" and origin.shareable_channel and not add_to,
+            # a ticket made from a reply: the thread's other messages are copied into it
+            "copy_history": bool(origin.message_ts and origin.thread_ts and origin.message_ts != origin.thread_ts),
         }
-        sub = Submission.new(dedupe_key, payload, thread_key)
+        if add_to:
+            payload["add_to"] = asdict(add_to)
+        return await self._journal(Submission.new(dedupe_key, payload, self._thread_key(origin)), view_id)
+
+    async def submit_message(
+        self,
+        *,
+        dedupe_key: str,
+        source: str,
+        channel_id: str,
+        channel_name: str | None,
+        message_ts: str,
+        thread_ts: str | None,
+        submitter_id: str,
+        title: str | None = None,
+    ) -> Submission:
+        """Journal a ticket made from a conversation (a reaction, a mention, a request channel) and
+        start working on it; returns at once (the message is read when the ticket is created).
+        `message_ts`: the message the ticket is made from; `thread_ts`: its thread's root, when it
+        is in a thread. A repeat (same dedupe key: the Slack event id) starts nothing. Raises
+        ThreadTaken when the thread has a ticket, or one on its way."""
+        if source not in MESSAGE_SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        route = await self.router.route(channel_id) if self.router else None
+        root = thread_ts or message_ts
+        origin = Origin(
+            source=source,
+            channel_id=channel_id,
+            channel_name=channel_name,
+            thread_ts=root,
+            message_ts=message_ts,
+            backend=route.backend if route else None,
+            team_id=route.values.get("team_id") if route else None,
+        )
+        payload = {
+            "origin": asdict(origin),
+            "user_id": submitter_id,
+            "requester_id": None,  # the message's author, per ON_BEHALF_OF: decided when it is read
+            "view_id": None,
+            "title": title or "",
+            "description": "",
+            "values": dict(route.values) if route else {},
+            "share": False,
+            "from_message": {"ts": message_ts, "title": title},
+            # a reaction on a reply, a mention in a thread: the thread's other messages are copied
+            "copy_history": bool(thread_ts and (message_ts != thread_ts or source == "mention")),
+        }
+        return await self._journal(Submission.new(dedupe_key, payload, self._thread_key(origin)), None)
+
+    @staticmethod
+    def _thread_key(origin: Origin) -> str | None:
+        if origin.source in THREAD_SOURCES and origin.channel_id and origin.thread_ts:
+            return f"{origin.channel_id}:{origin.thread_ts}"
+        return None
+
+    async def first_delivery(self, event_id: str) -> bool:
+        """Record a Slack event id; False when it was recorded before (a redelivery, here or on
+        another replica)."""
+        return await self.storage.first_delivery(event_id)
+
+    async def _journal(self, sub: Submission, view_id: str | None) -> Submission:
         # With a free slot, the submission is journaled already held by this process and started at
         # once; otherwise it waits in the journal for the first free slot of any process.
         take = self._started and len(self._running) + self._reserved < self.max_active
@@ -216,6 +290,7 @@ class TicketService:
             if take:
                 self._reserved -= 1
         if new:
+            metrics.submission("pending")
             if view_id and self.queued_after >= 0:
                 self._timers[stored.id] = asyncio.create_task(self._show_queued_later(stored))
             if take:
@@ -297,6 +372,43 @@ class TicketService:
             return views.HomeTicket(ticket.display_id, sub.payload["title"], status, link, created)
 
         return list(await asyncio.gather(*(one(s) for s in subs)))
+
+    async def editable(self, sub_id: str, user_id: str) -> dict[str, Any] | None:
+        """What the *Edit details* form needs, when this person may edit the ticket (who asked
+        for it, its requester, admins), else None."""
+        sub = await self.storage.get_submission(sub_id)
+        if sub is None or not sub.ticket:
+            return None
+        p = sub.payload
+        allowed = user_id in (p.get("user_id"), p.get("requester_id")) or bool(self.is_admin and await self.is_admin(user_id))
+        if not allowed or not self.backend(p["origin"].get("backend")).can_edit:
+            return None
+        ticket = self._ticket(sub)
+        edited = p.get("edited") or {}
+        return {
+            "display_id": ticket.display_id,
+            "backend": ticket.backend,
+            "title": edited.get("title") or p["title"],
+            "priority_id": edited.get("priority_id") or (p.get("values") or {}).get("priority_id"),
+            "due_date": edited.get("due_date") or (p.get("values") or {}).get("due_date"),
+        }
+
+    async def edit_ticket(
+        self, sub_id: str, user_id: str, *, title: str | None = None, priority_id: str | None = None,
+        due_date: dt.date | None = None,
+    ) -> str:
+        """Change the ticket's title, priority or due date (the *Edit details* form); returns its
+        display id. Raises PermissionError, or BackendError with a reason for the person."""
+        if await self.editable(sub_id, user_id) is None:
+            raise PermissionError("only the person who asked for the ticket, its requester and admins may edit it")
+        sub = await self.storage.get_submission(sub_id)
+        assert sub is not None and sub.ticket is not None
+        ticket = self._ticket(sub)
+        await self.backend(sub.payload["origin"].get("backend")).update_ticket(
+            ticket, title=title, priority_id=priority_id, due_date=due_date
+        )
+        log.info("submission %s: %s edited by %s", sub.id, ticket.display_id, user_id)
+        return ticket.display_id
 
     # --- the journal ---------------------------------------------------------------------------
 
@@ -403,8 +515,10 @@ class TicketService:
                 await self.storage.save_submission(sub)
         sub.status = "done" if sub.ticket else "failed"
         await self.storage.save_submission(sub, release=True)
+        metrics.submission(sub.status)
 
     def _plan_retry(self, sub: Submission, step: str, why: Failure) -> None:
+        metrics.retry(step)
         sub.attempts += 1
         sub.last_error = why.reason
         delay = min(self.retry_max, self.retry_base * 2 ** min(sub.attempts - 1, 20))
@@ -496,7 +610,17 @@ class TicketService:
 
     async def _step_create(self, sub: Submission) -> bool:
         backend = self.backend(sub.payload["origin"].get("backend"))
+        if sub.payload.get("from_message") and not sub.payload.get("read"):
+            await self._read_message(sub, backend)
         draft = await self._draft(sub, backend)
+        if sub.payload.get("add_to"):
+            ticket = CreatedTicket(**sub.payload["add_to"])
+            if not sub.payload.get("added"):
+                await backend.add_message(
+                    ticket, ThreadMessage(text=draft.description, author=draft.requester, author_id=draft.requester_id)
+                )
+                sub.payload["added"] = True
+            return await self._created(sub, backend, draft, ticket)
         ticket = None
         if sub.maybe_created:
             since = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc)
@@ -513,8 +637,11 @@ class TicketService:
                 if not exc.ambiguous:
                     sub.maybe_created = earlier
                 raise
+        return await self._created(sub, backend, draft, ticket)
+
+    async def _created(self, sub: Submission, backend: TicketBackend, draft: TicketDraft, ticket: CreatedTicket) -> bool:
         sub.ticket = asdict(ticket)
-        if draft.requester_id is None and backend.dm_sync_needs_requester:
+        if draft.requester_id is None and backend.dm_sync_needs_requester and not sub.payload.get("add_to"):
             person = draft.requester.name if draft.requester else "the requester"
             whose = "your" if sub.payload.get("requester_id") == sub.payload["user_id"] else f"{views.escape(person)}'s"
             sub.warnings.append(
@@ -533,12 +660,104 @@ class TicketService:
         log.info("submission %s: created %s %s", sub.id, ticket.backend, ticket.display_id)
         return True
 
+    async def _thread(self, channel_id: str, root: str, *, until: str | None = None) -> list[dict[str, Any]]:
+        """The thread's messages, root first (conversations.replies, every page; up to `until`)."""
+        out: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            args: dict[str, Any] = {"channel": channel_id, "ts": root, "limit": 200}
+            if until:
+                args.update(latest=until, inclusive=True)
+            if cursor:
+                args["cursor"] = cursor
+            resp = await self.slack.conversations_replies(**args)
+            out += resp.get("messages") or []
+            cursor = ((resp.get("response_metadata") or {}).get("next_cursor")) or None
+            if not cursor or not resp.get("has_more", True):
+                return out
+
+    async def _read_message(self, sub: Submission, backend: TicketBackend) -> None:
+        """A ticket from a conversation: its title, description and requester come from the
+        message, read when the ticket is made (the event was acknowledged without waiting)."""
+        p = sub.payload
+        origin = Origin(**p["origin"])
+        ts = p["from_message"]["ts"]
+        assert origin.channel_id and origin.thread_ts
+        thread = await self._thread(origin.channel_id, origin.thread_ts, until=ts)
+        message = next((m for m in thread if m.get("ts") == ts), None)
+        if message is None:
+            raise BackendError("the message is no longer in Slack (it may have been deleted)")
+        text = message.get("text") or ""
+        files = [f.get("name") or f.get("title") for f in message.get("files") or [] if isinstance(f, dict)]
+        if files:
+            text += "\n\nFiles: " + ", ".join(filter(None, files))
+        author = message.get("user")
+        header = None
+        requester = p["user_id"]
+        if author and author != p["user_id"]:
+            if self.may_file_for_others is None or await self.may_file_for_others(p["user_id"]):
+                requester = author
+            else:  # ON_BEHALF_OF: the person who asked is the requester; the author is named
+                person = await self._person(author)
+                where = f" in #{origin.channel_name}" if origin.channel_name else ""
+                header = f"Message from {person.name if person else '@' + author}{where}:"
+        permalink = (await self.slack.chat_getPermalink(channel=origin.channel_id, message_ts=ts)).get("permalink")
+        description = views.description_from_message(text, permalink, backend.description_max_length, header=header)
+        if not backend.can_add_messages and p.get("copy_history"):
+            # Systems that take no messages get the thread's earlier messages in the description.
+            earlier = [m for m in thread if m.get("ts") != ts and self._copyable(m)]
+            lines = "\n".join(f"<@{m.get('user')}>: {views.plain(m.get('text') or '')}" for m in earlier)
+            if lines:
+                room = backend.description_max_length - len(description) - 20
+                description += ("\n\nEarlier in the thread:\n" + lines)[: max(0, room)]
+        p["title"] = p["from_message"].get("title") or views.title_from_message(text) or "Ticket from Slack"
+        p["title"] = p["title"][: backend.title_max_length]
+        p["description"] = description
+        p["requester_id"] = requester
+        p["message_text"] = text[:3000]
+        p["read"] = True
+
+    @staticmethod
+    def _copyable(message: dict[str, Any]) -> bool:
+        """A person's message in the conversation (not a bot's, the app's, or a join)."""
+        return bool(message.get("user")) and not message.get("bot_id") and message.get("subtype") not in SKIPPED_SUBTYPES
+
+    async def _step_history(self, sub: Submission) -> bool:
+        """Copy the thread's other messages into the ticket before it is connected, each once;
+        the connect then tells the system they are already in the thread."""
+        p = sub.payload
+        origin = Origin(**p["origin"])
+        backend = self.backend(origin.backend)
+        if not (p.get("copy_history") and sub.ticket and backend.can_add_messages and origin.channel_id and sub.thread_ts):
+            return False
+        ticket = self._ticket(sub)
+        own = p.get("from_message", {}).get("ts") or origin.message_ts
+        copied: dict[str, str] = p.setdefault("copied", {})
+        for message in await self._thread(origin.channel_id, sub.thread_ts):
+            ts = message.get("ts")
+            if not ts or ts == own or ts in copied or not self._copyable(message):
+                continue
+            person = await self._person(message["user"])
+            author_id = await self._user_id(backend, message["user"], person, requester=False)
+            text = views.plain(message.get("text") or "")
+            if not author_id:
+                text = views.history_text(person.name if person else f"<@{message['user']}>", text)
+            copied[ts] = await backend.add_message(
+                ticket,
+                ThreadMessage(text=text, author=person, author_id=author_id, external_id=f"{origin.channel_id}:{ts}"),
+            ) or ""
+            await self.storage.save_submission(sub)  # each message is copied once, whatever happens next
+        return bool(copied)
+
+    async def _history_failed(self, sub: Submission, why: Failure) -> None:
+        sub.warnings.append(f"The thread's earlier messages could not be copied into the ticket: {views.escape(why.reason)}")
+
     async def _create_failed(self, sub: Submission, why: Failure) -> None:
         sub.last_error = why.reason
         if why.field_errors:
             sub.payload["field_errors"] = why.field_errors
         sub.thread_key = None  # free the thread for another try
-        sub.steps_done.update({COMPLETE, REPLY, CONNECT, FOLLOWUP})
+        sub.steps_done.update({COMPLETE, REPLY, HISTORY, CONNECT, FOLLOWUP})
         timer = self._timers.pop(sub.id, None)
         if timer:
             timer.cancel()
@@ -549,6 +768,8 @@ class TicketService:
         return CreatedTicket(**sub.ticket)
 
     async def _step_complete(self, sub: Submission) -> bool:
+        if sub.payload.get("add_to"):
+            return False  # an existing ticket: its fields are its own
         backend = self.backend(sub.payload["origin"].get("backend"))
         await backend.complete_ticket(self._ticket(sub), await self._draft(sub, backend))
         return False  # safe to repeat: saved with the next step
@@ -561,12 +782,15 @@ class TicketService:
         ticket = self._ticket(sub)
         user_id = sub.payload["user_id"]
         title = sub.payload["title"]
+        if origin.source in MESSAGE_SOURCES:
+            return False  # the thread reply was the notice
         if origin.source == "shortcut" and origin.channel_id and origin.thread_ts:
-            kwargs = dict(
-                channel=origin.channel_id,
-                thread_ts=origin.thread_ts,
-                text=views.thread_reply_text(ticket.display_id, title, user_id),
+            text = (
+                views.linked_reply_text(ticket.display_id, user_id)
+                if sub.payload.get("add_to")
+                else views.thread_reply_text(ticket.display_id, title, user_id)
             )
+            kwargs = dict(channel=origin.channel_id, thread_ts=origin.thread_ts, text=text)
         elif sub.payload.get("share") and origin.channel_id:
             kwargs = dict(channel=origin.channel_id, text=views.shared_ticket_text(ticket.display_id, title, user_id))
         else:
@@ -592,8 +816,10 @@ class TicketService:
         backend = self.backend(origin.backend)
         if not (sub.thread_ts and origin.channel_id and backend.can_connect_threads):
             return False  # nothing to connect
+        copied = tuple(i for i in (sub.payload.get("copied") or {}).values() if i)
         await backend.connect_thread(
-            self._ticket(sub), origin.channel_id, sub.thread_ts, direct_message=origin.channel_id.startswith("D")
+            self._ticket(sub), origin.channel_id, sub.thread_ts, direct_message=origin.channel_id.startswith("D"),
+            **({"accounted_for": copied} if copied else {}),
         )
         return True
 
@@ -604,10 +830,18 @@ class TicketService:
         """Tell the person the outcome as soon as it is known: the ticket id right after create."""
         p = sub.payload
         origin = Origin(**p["origin"])
+        if origin.source in MESSAGE_SOURCES:
+            await self._notify_in_thread(sub, origin)
+            p["told_warnings"] = len(sub.warnings)
+            return True
         if sub.ticket:
             ticket = self._ticket(sub)
-            text = views.created_text(ticket.display_id, p["title"], sub.warnings)
-            modal = views.created_modal(ticket.display_id, p["title"])
+            if p.get("add_to"):
+                text = views.added_text(ticket.display_id, p["title"], sub.warnings)
+                modal = views.added_modal(ticket.display_id, p["title"])
+            else:
+                text = views.created_text(ticket.display_id, p["title"], sub.warnings)
+                modal = views.created_modal(ticket.display_id, p["title"])
         else:
             reason = sub.last_error or "unknown error"
             text = views.failed_text(reason, p["title"], p["description"])
@@ -622,6 +856,27 @@ class TicketService:
         await self._tell(p["user_id"], origin.channel_id, text)
         p["told_warnings"] = len(sub.warnings)
         return True
+
+    async def _notify_in_thread(self, sub: Submission, origin: Origin) -> None:
+        """A ticket from a conversation: the reply in its thread is the notice (with *Edit details*
+        where the ticket can be edited); a failure goes to the person who asked, with the message."""
+        p = sub.payload
+        if not sub.ticket:
+            text = views.failed_from_message_text(sub.last_error or "unknown error", p.get("message_text") or p["title"])
+            await self._tell(p["user_id"], origin.channel_id, text)
+            return
+        ticket = self._ticket(sub)
+        backend = self.backend(origin.backend)
+        reply = views.ticket_thread_reply(
+            ticket.display_id, p["title"], p.get("requester_id") or p["user_id"],
+            sub.id if backend.can_edit else None, sub.warnings,
+        )
+        try:
+            await self.slack.chat_postMessage(channel=origin.channel_id, thread_ts=origin.thread_ts, **reply)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in SLACK_NO_ACCESS:
+                raise
+            await self.slack.chat_postMessage(channel=p["user_id"], text=reply["text"])
 
     async def _notify_failed(self, sub: Submission, why: Failure) -> None:
         log.error("submission %s: could not tell <%s> the outcome: %s", sub.id, sub.payload["user_id"], why.reason)

@@ -455,3 +455,61 @@ def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
 def followup_text(display_id: str, warnings: list[str]) -> str:
     """What went wrong after the person was told their ticket id."""
     return f"About your ticket *{escape(display_id)}*:" + "".join(f"\n:warning: {escape_warning(w)}" for w in warnings)
+
+
+EDIT_TICKET_ACTION = "edit_ticket"
+
+
+def added_text(display_id: str, title: str, warnings: list[str]) -> str:
+    """The person chose "Add to this ticket instead"."""
+    text = f":white_check_mark: Added to ticket *{escape(display_id)}*: {escape(title)}"
+    for w in warnings:
+        text += f"\n:warning: {escape_warning(w)}"
+    return text
+
+
+def added_modal(display_id: str, title: str) -> dict[str, Any]:
+    return notice_modal(f":white_check_mark: Added to ticket *{escape(display_id)}*\n{escape(title)}")
+
+
+def linked_reply_text(display_id: str, user_id: str) -> str:
+    return (
+        f":link: <@{user_id}> added this thread to ticket *{escape(display_id)}*.\n"
+        "Replies in this thread are synced with the ticket."
+    )
+
+
+def ticket_thread_reply(display_id: str, title: str, user_id: str, edit_value: str | None,
+                        warnings: list[str] = ()) -> dict[str, Any]:
+    """The reply in a conversation a ticket was made from (reaction, mention, request channel):
+    text and blocks, with an *Edit details* button when the ticket can be edited from Slack."""
+    text = (
+        f":ticket: Ticket *{escape(display_id)}* created for <@{user_id}>: {escape(title)}\n"
+        "Replies in this thread are synced with the ticket."
+    )
+    for w in warnings:
+        text += f"\n:warning: {escape_warning(w)}"
+    blocks: list[dict[str, Any]] = [_section(text[:3000])]
+    if edit_value:
+        blocks.append({
+            "type": "actions",
+            "block_id": "ticket_actions",
+            "elements": [{
+                "type": "button", "action_id": EDIT_TICKET_ACTION, "value": edit_value,
+                "text": _plain("Edit details"),
+            }],
+        })
+    return {"text": text, "blocks": blocks}
+
+
+def failed_from_message_text(reason: str, message_text: str) -> str:
+    """A ticket from a conversation could not be created: the reason, and the message quoted."""
+    return (
+        f":x: The ticket could not be created: {escape_warning(reason)}\n"
+        f"The message was:\n{typed_back(title_from_message(message_text), message_text)}"
+    )
+
+
+def history_text(author: str, text: str) -> str:
+    """A thread message copied into a ticket whose author is no user there."""
+    return f"{author} wrote in Slack:\n{text}"
