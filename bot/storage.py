@@ -451,6 +451,10 @@ _ADD_LINK = {
     d: _dialect_insert(d, links).on_conflict_do_nothing(index_elements=["channel_id", "thread_ts"])
     for d in ("sqlite", "postgresql")
 }
+_ADD_EVENT = {
+    d: _dialect_insert(d, slack_events).on_conflict_do_nothing(index_elements=["event_id"])
+    for d in ("sqlite", "postgresql")
+}
 
 
 # --- what the service works with ------------------------------------------------------------------
@@ -619,6 +623,7 @@ class Storage:
         self._claim = _CLAIM[self.dialect]
         self._upsert = _UPSERT[self.dialect]
         self._add_link = _ADD_LINK[self.dialect]
+        self._add_event = _ADD_EVENT[self.dialect]
 
     async def open(self, *, serving: bool = False, pool_size: int = 10) -> "Storage":
         """Connect, after bringing the schema up to date (`migrate`). `serving`: this process will
@@ -875,6 +880,16 @@ class Storage:
 
     async def pending_display_for_thread(self, channel_id: str, thread_ts: str) -> Submission | None:
         return await self._submission(_PENDING_BY_THREAD_KEY, {"key": f"{channel_id}:{thread_ts}"})
+
+    async def first_delivery(self, event_id: str, submission_id: str | None = None) -> bool:
+        """Record a Slack event id; False when it was recorded before, by any process (the
+        primary key decides, so two replicas receiving the same event agree)."""
+        changed = await self._write(
+            self._add_event,
+            {"event_id": event_id, "received_at": time.time(), "submission_id": submission_id},
+            count=True,
+        )
+        return changed == 1
 
     async def add_link(self, link: Link, submission_id: str) -> None:
         """Connect the thread to the ticket; the first link of a thread stays."""

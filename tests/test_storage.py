@@ -440,3 +440,9 @@ async def test_routes_version_changes_when_any_process_saves_a_route(db_url, sto
         assert (await storage.routes_version()) != first_save
     finally:
         await second.close()
+
+
+async def test_an_event_id_is_a_first_delivery_once(storage):
+    assert await storage.first_delivery("Ev123") is True
+    assert await storage.first_delivery("Ev123") is False
+    assert await storage.first_delivery("Ev456") is True
