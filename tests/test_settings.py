@@ -59,7 +59,8 @@ def test_malformed_values_are_named(env):
     assert "SLACK_APP_TOKEN must be an app-level token" in error_for(env, SLACK_APP_TOKEN="nope")
     assert "SERVAL_BASE_URL must be an http(s) URL" in error_for(env, SERVAL_BASE_URL="public.api.serval.com")
     assert "PORT" in error_for(env, PORT="eighty")
-    assert "DATABASE_URL only SQLite is supported" in error_for(env, DATABASE_URL="postgres://x")
+    assert "DATABASE_URL must be sqlite:///path/to/file.db" in error_for(env, DATABASE_URL="postgres://x")
+    assert "DATABASE_URL must be sqlite:///path/to/file.db" in error_for(env, DATABASE_URL="mysql://u:p@h/db")
 
 
 def test_serval_credentials_are_required(env):
