@@ -75,6 +75,7 @@ class Bot:
             await socialboards.client.keep_refresh_token(
                 lambda: storage.get_state("socialboards.refresh_token"),
                 lambda value: storage.set_state("socialboards.refresh_token", value),
+                exclusive=lambda: storage.exclusive("socialboards.refresh_token"),
             )
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         slack = slack_client(settings, session)

@@ -33,7 +33,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._refresh import KeptFresh
-from ._http import AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
+from ._http import RENEW_MARGIN, AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
 from .base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft
 from .secrets import remember
 
@@ -205,6 +205,11 @@ class SocialboardsClient:
         self._refresh_token = refresh_token
         self.on_refresh_token = on_refresh_token
         self._tokens = TokenCache(self._fetch_token)
+        # Several processes sharing one refresh token (replicas): (load, save, exclusive), see
+        # keep_refresh_token; None while this process is the token's only user.
+        self._shared: tuple[Callable[[], Awaitable[str | None]], Callable[[str], Awaitable[None]], Callable[[], Any]] | None = None
+        self._origin = refresh_token_fingerprint(refresh_token)
+        self._rejected: str | None = None  # an access token Socialboards answered 401 to
 
     @property
     def refresh_token(self) -> str:
@@ -215,10 +220,17 @@ class SocialboardsClient:
         self,
         load: Callable[[], Awaitable[str | None]],
         save: Callable[[str], Awaitable[None]],
+        exclusive: Callable[[], Any] | None = None,
     ) -> None:
         """Persist rotations: start from the stored newest refresh token (unless the configured one has
         changed since) and store every new one. `load` / `save` read and write one opaque string
-        (JSON: the configured token's fingerprint and the newest token, which is a secret)."""
+        (JSON: the configured token's fingerprint and the newest token, which is a secret).
+
+        `exclusive()`: an async context manager held by one process at a time (a database lock),
+        for replicas sharing the token. Each exchange then happens under it, after reading what
+        another replica stored: a stored access token still valid is used instead of exchanging
+        (every exchange rotates the refresh token, and a replica exchanging an old one would break
+        the others), and the new access token is stored beside the new refresh token."""
         configured = self._refresh_token
         stored = None
         try:
@@ -236,11 +248,45 @@ class SocialboardsClient:
             await save(json.dumps({"from": origin, "token": token}))
 
         self.on_refresh_token = store
+        self._origin = origin
+        if exclusive is not None:
+            self._shared = (load, save, exclusive)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def _fetch_token(self) -> tuple[str, float]:
+        if self._shared is None:
+            return await self._exchange()
+        load, save, exclusive = self._shared
+        async with exclusive():
+            try:
+                data = json.loads(await load() or "null")
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and data.get("from") == self._origin and isinstance(data.get("token"), str):
+                self._refresh_token = data["token"]  # another replica may have rotated it
+                remember(self._refresh_token)
+                access, expires_at = data.get("access"), data.get("expires_at")
+                if (
+                    isinstance(access, str) and isinstance(expires_at, (int, float))
+                    and expires_at - time.time() > 2 * RENEW_MARGIN and access != self._rejected
+                ):
+                    remember(access)
+                    return access, expires_at - time.time()
+            on_refresh, self.on_refresh_token = self.on_refresh_token, None  # stored below, with the access token
+            try:
+                access, lifetime = await self._exchange()
+            finally:
+                self.on_refresh_token = on_refresh
+            try:
+                await save(json.dumps({"from": self._origin, "token": self._refresh_token, "access": access,
+                                       "expires_at": time.time() + lifetime}))
+            except Exception:  # keep working with the tokens in memory
+                log.exception("could not store Socialboards' new tokens")
+            return access, lifetime
+
+    async def _exchange(self) -> tuple[str, float]:
         async with transport_errors(SYSTEM, unsafe=False):
             r = await self._http.post(
                 self.token_url,
@@ -276,6 +322,7 @@ class SocialboardsClient:
             async with transport_errors(SYSTEM, unsafe=method == "POST" and creating):
                 r = await self._http.request(method, path, json=json, headers={"Authorization": f"Bearer {token}"})
             if r.status_code == 401 and attempt == 1:
+                self._rejected = token  # not to be taken again from what replicas share
                 self._tokens.invalidate(token)  # expired or revoked early: exchange once more
                 continue
             return _data(r, doing, creating=creating)
