@@ -26,6 +26,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
 import handlers
+from bot import metrics
 from bot.core import Bot
 from clients import secrets as run_time_secrets
 from bot.settings import Settings, SettingsError, load_settings
@@ -213,6 +214,7 @@ def build_web_app(bolt: AsyncApp, bot: Bot) -> web.Application:
         if problem:
             log.warning("rejected a malformed Slack request: %s", problem)
             return web.json_response({"error": f"malformed request: {problem}"}, status=400)
+        metrics.slack_surface(bolt_request.body)  # counted and timed by metrics.slack_endpoint
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     async def healthz(_request: web.Request) -> web.Response:
@@ -221,8 +223,9 @@ def build_web_app(bolt: AsyncApp, bot: Bot) -> web.Application:
         return web.json_response({"ok": False, "error": "database unreachable"}, status=503)
 
     web_app = web.Application(client_max_size=1024 * 1024)
-    web_app.router.add_post("/slack/events", slack_events)
+    web_app.router.add_post("/slack/events", metrics.slack_endpoint(slack_events))
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/metrics", metrics.endpoint(bot))
     return web_app
 
 

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from clients.base import TicketBackend
 from clients.socialboards import SocialboardsBackend
 
+from . import metrics
 from .backends import make_backends
 from .people import People
 from .routing import Router, RoutingError, load_routing_file
@@ -36,7 +37,8 @@ def slack_client(
     `wait_on_rate_limit=False` for the ticket service: a 429 then raises, and the journal retries
     the step after Retry-After without holding one of its slots while it waits."""
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-    handlers = [AsyncConnectionErrorRetryHandler(max_retry_count=2)]
+    # metrics.SLACK_CALLS first: it counts every answer and error, and never retries
+    handlers = [metrics.SLACK_CALLS, AsyncConnectionErrorRetryHandler(max_retry_count=2)]
     if wait_on_rate_limit:
         handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))  # waits Retry-After
     return AsyncWebClient(

@@ -1,9 +1,11 @@
-"""What every ticket-system client shares: a cached access token and the mapping of transport
-failures to `BackendError` (transient? ambiguous?)."""
+"""What every ticket-system client shares: a cached access token, the mapping of transport
+failures to `BackendError` (transient? ambiguous?) and a hook that sees every HTTP call
+(`observe_calls`: the bot's metrics)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +19,21 @@ from .secrets import remember
 
 # Renew a token this long before it expires, so a request never leaves with a token about to lapse.
 RENEW_MARGIN = 60.0
+
+CallObserver = Callable[[str, str, str, str, float], None]
+"""Told of every HTTP call `AiohttpTransport` makes, answered or not: (system, method, path, status,
+seconds). `system` is the name given to `transport_errors` around the call (the URL's host without
+one); `status` the HTTP status, or the httpx exception's class name (ConnectError, ReadTimeout, ...)
+when no answer came, or "cancelled". It runs on the event loop: it must be quick."""
+
+_observer: CallObserver | None = None
+_system: contextvars.ContextVar[str | None] = contextvars.ContextVar("ticket_system", default=None)
+
+
+def observe_calls(observer: CallObserver | None) -> None:
+    """Install the one observer of ticket-system calls (None: none)."""
+    global _observer
+    _observer = observer
 
 
 class TokenCache:
@@ -63,7 +80,9 @@ async def transport_errors(system: str, *, unsafe: bool) -> AsyncIterator[None]:
 
     `unsafe`: the request changes state (a POST that creates something). If it may have reached the
     server before failing, the error is marked ambiguous: the caller must check before retrying.
+    Calls made inside are observed as `system`'s (see `observe_calls`).
     """
+    named = _system.set(system)
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -74,6 +93,8 @@ async def transport_errors(system: str, *, unsafe: bool) -> AsyncIterator[None]:
         raise BackendError(
             f"{system} did not answer ({type(exc).__name__})", transient=True, ambiguous=unsafe
         ) from exc
+    finally:
+        _system.reset(named)
 
 
 def status_is_transient(status: int) -> bool:
@@ -124,11 +145,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         t = request.extensions.get("timeout") or {}
         deadline = total_deadline(t)
+        started, status = time.perf_counter(), "cancelled"
         try:
             async with asyncio.timeout(deadline):
-                return await self._send(request, t)
+                response = await self._send(request, t)
+            status = str(response.status_code)
+            return response
         except TimeoutError as exc:  # only the deadline's: _send maps aiohttp's own timeouts
+            status = "ReadTimeout"
             raise httpx.ReadTimeout(f"no complete answer within {deadline:g} s", request=request) from exc
+        except Exception as exc:
+            status = type(exc).__name__
+            raise
+        finally:
+            if _observer is not None:
+                try:  # metrics never break a call
+                    _observer(_system.get() or request.url.host, request.method, request.url.path, status,
+                              time.perf_counter() - started)
+                except Exception:
+                    pass
 
     async def _send(self, request: httpx.Request, t: dict[str, float | None]) -> httpx.Response:
         timeout = aiohttp.ClientTimeout(
