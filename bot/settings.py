@@ -1,18 +1,75 @@
-"""Settings from environment variables (and a `.env` file). A missing or malformed setting stops
-start-up with one message naming it; secrets are `SecretStr` so they never print."""
+"""Settings from environment variables (and a `.env` file). Missing, malformed or placeholder
+settings stop start-up with one message naming every one of them at once; secrets are `SecretStr`
+so they never print."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class SettingsError(Exception):
-    pass
+    """A configuration problem. `problems`: one line per problem, each naming its setting."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else [message.removeprefix("Configuration error: ")]
+
+
+# The values .env.example ships with, and other obvious stand-ins: a setting still holding one stops
+# start-up (the first run otherwise retries Slack for ever with "xoxb-replace-me").
+EXAMPLE_VALUES = {"replace-me", "xoxb-replace-me", "xapp-replace-me", "...", "xoxb-...", "xapp-..."}
+PLACEHOLDER_WORDS = ("replace-me", "replace_me", "replaceme", "change-me", "changeme", "change_me")
+
+
+def is_placeholder(value: str) -> bool:
+    """A value copied from an example rather than a real one: `replace-me`, `...`, `xoxb-...`,
+    `<your token>`."""
+    v = value.strip().lower()
+    if not v:
+        return False
+    if v in EXAMPLE_VALUES or any(word in v for word in PLACEHOLDER_WORDS):
+        return True
+    core = v
+    for prefix in ("xoxb-", "xapp-", "xoxp-"):
+        core = core.removeprefix(prefix)
+    if not core.strip(".…*_- "):
+        return True  # "...", "xoxb-...", "…", "***"
+    return "..." in v or "…" in v or (v.startswith("<") and v.endswith(">"))
+
+
+def http_url_problem(value: str) -> str | None:
+    """Why `value` is not a usable http(s) URL, or None."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises ValueError for a port that is no number or out of range
+    except ValueError as exc:
+        return f"must be an http(s) URL; it does not parse ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return "must be an http(s) URL"
+    if not parts.hostname or any(c.isspace() for c in value):
+        return "must be an http(s) URL with a host name, e.g. https://host.example.com"
+    return None
+
+
+def check_database_url(v: str) -> str:
+    from .storage import database_url  # SQLite → aiosqlite, PostgreSQL → asyncpg
+
+    usage = "must be sqlite:///path/to/file.db (one process) or postgresql://user:password@host:5432/dbname"
+    if not v.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+asyncpg://")):
+        raise ValueError(usage)
+    try:
+        url = database_url(v)
+    except ValueError:
+        raise ValueError(usage) from None
+    if url.get_backend_name() == "postgresql" and not (url.host and url.database):
+        raise ValueError(usage)
+    return v
 
 
 class Settings(BaseSettings):
@@ -59,11 +116,21 @@ class Settings(BaseSettings):
     socialboards_community: str = ""
     socialboards_timeout: float = Field(default=10.0, gt=0)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_a_placeholder(cls, v: Any) -> Any:
+        value = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if isinstance(value, str) and is_placeholder(value):
+            if value.strip().lower() in EXAMPLE_VALUES:
+                raise ValueError(f"still holds the example value {value.strip()!r} from .env.example: set the real one")
+            raise ValueError("looks like a placeholder, not a real value")
+        return v
+
     @field_validator("rezolve_base_url", "rezolve_token_url", "socialboards_base_url", "socialboards_token_url")
     @classmethod
     def _backend_url(cls, v: str) -> str:
-        if v and not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
+        if v and (problem := http_url_problem(v)):
+            raise ValueError(problem)
         return v.rstrip("/")
 
     def _missing_for(self, backend: str) -> list[str]:
@@ -118,6 +185,8 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
+    stuck_after_seconds: float = Field(default=900.0, gt=0)  # /healthz reports pending submissions older than this
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -138,8 +207,8 @@ class Settings(BaseSettings):
     @field_validator("slack_api_url", "serval_base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
+        if problem := http_url_problem(v):
+            raise ValueError(problem)
         return v
 
     @field_validator("slash_command")
@@ -152,18 +221,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _db(cls, v: str) -> str:
-        from .storage import database_url  # SQLite → aiosqlite, PostgreSQL → asyncpg
-
-        usage = "must be sqlite:///path/to/file.db (one process) or postgresql://user:password@host:5432/dbname"
-        if not v.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+asyncpg://")):
-            raise ValueError(usage)
-        try:
-            url = database_url(v)
-        except ValueError:
-            raise ValueError(usage) from None
-        if url.get_backend_name() == "postgresql" and not (url.host and url.database):
-            raise ValueError(usage)
-        return v
+        return check_database_url(v)
 
     @property
     def serval_configured(self) -> bool:
@@ -176,8 +234,9 @@ class Settings(BaseSettings):
             )
         )
 
-    @model_validator(mode="after")
-    def _backend(self) -> "Settings":
+    def _backend_problems(self) -> list[str]:
+        """What the default ticket system still needs, one line per problem."""
+        problems = []
         if self.ticket_backend == "serval":
             missing = [
                 name
@@ -188,17 +247,21 @@ class Settings(BaseSettings):
                 if not value
             ]
             if missing:
-                raise ValueError(f"{', '.join(missing)} must be set for the Serval back end")
+                problems.append(f"{', '.join(missing)} must be set for the Serval back end")
             has_bearer = self.serval_bearer_token and self.serval_bearer_token.get_secret_value()
             has_client = self.serval_client_id and self.serval_client_secret
             if not has_bearer and not has_client:
-                raise ValueError(
-                    "set SERVAL_BEARER_TOKEN, or SERVAL_CLIENT_ID and SERVAL_CLIENT_SECRET"
-                )
+                problems.append("set SERVAL_BEARER_TOKEN, or SERVAL_CLIENT_ID and SERVAL_CLIENT_SECRET")
         elif self.ticket_backend in ("rezolve", "socialboards"):
             if missing := self._missing_for(self.ticket_backend):
                 label = {"rezolve": "Rezolve.ai", "socialboards": "Socialboards"}[self.ticket_backend]
-                raise ValueError(f"{', '.join(missing)} must be set for the {label} back end")
+                problems.append(f"{', '.join(missing)} must be set for the {label} back end")
+        return problems
+
+    @model_validator(mode="after")
+    def _backend(self) -> "Settings":
+        if problems := self._backend_problems():
+            raise ValueError(PROBLEM_SEPARATOR.join(problems))
         return self
 
     @property
@@ -228,19 +291,79 @@ class Settings(BaseSettings):
         return out
 
 
+PROBLEM_SEPARATOR = "\n"
+
+
+def _problems(exc: ValidationError) -> tuple[list[str], set[str]]:
+    """pydantic's report as one line per problem naming the variable, and the fields in error."""
+    lines, fields = [], set()
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err["loc"]).upper()
+        if err["loc"]:
+            fields.add(str(err["loc"][0]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is not set"
+        lines += [f"{name} {m}" if name else m for m in msg.split(PROBLEM_SEPARATOR)]
+    return lines, fields
+
+
+def _stand_in(name: str) -> Any:
+    """A valid value for a field in error, so that the checks across fields can run too."""
+    if name == "slack_bot_token":
+        return "xoxb-stand-in"
+    field = Settings.model_fields[name]
+    if field.default not in (PydanticUndefined, None, ""):
+        return field.default
+    return None if name == "slack_app_token" else "stand-in"
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings, turning pydantic's report into one line per problem, naming the variable."""
+    """Read settings. Every problem is reported at once, one line each naming the variable: the
+    fields' own problems, and those across fields (what the default ticket system still needs),
+    which pydantic alone would only report once every field is valid."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            name = "_".join(str(p) for p in err["loc"]).upper()
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                msg = "is not set"
-            lines.append(f"{name} {msg}" if name else msg)
-        raise SettingsError("Configuration error: " + "; ".join(lines)) from None
+        lines, fields = _problems(exc)
+    if fields and "ticket_backend" not in fields:
+        # Once more with a stand-in for each field in error: the checks across fields then run.
+        try:
+            Settings(**{**overrides, **{name: _stand_in(name) for name in fields}})  # type: ignore[arg-type]
+        except ValidationError as again:
+            more, _ = _problems(again)
+            lines += [line for line in more if line not in lines]
+    raise settings_error(lines) from None
+
+
+def settings_error(lines: list[str]) -> SettingsError:
+    if len(lines) == 1:
+        return SettingsError("Configuration error: " + lines[0], lines)
+    listed = "\n".join(f"  - {line}" for line in lines)
+    return SettingsError(
+        f"Configuration error: {len(lines)} problems (settings come from the environment or .env; "
+        f"docs/configuration.md describes each):\n{listed}",
+        lines,
+    )
+
+
+class DatabaseSettings(BaseSettings):
+    """DATABASE_URL alone, for `python app.py migrate`: a migration job needs no Slack token."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    database_url: str = Settings.model_fields["database_url"].default
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        return check_database_url(v)
+
+
+def load_database_url(**overrides: object) -> str:
+    try:
+        return DatabaseSettings(**overrides).database_url  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise settings_error(_problems(exc)[0]) from None
 
 
 def ensure_private_dir(path: str) -> None:

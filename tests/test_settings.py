@@ -133,3 +133,68 @@ def test_the_readme_lists_the_required_settings(env):
     readme = (ROOT / "README.md").read_text()
     assert sorted(name for name in required if f"`{name}`" not in readme) == []
     assert "docs/configuration.md" in readme  # where the others are
+
+
+# --- placeholders and malformed values, every problem at once -------------------------------------
+
+
+def test_the_example_file_as_is_is_refused_naming_every_placeholder(env, tmp_path):
+    for key in GOOD:
+        env.delenv(key)
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SERVAL_CLIENT_ID", "SERVAL_CLIENT_SECRET",
+                 "SERVAL_TEAM_ID", "SERVAL_SLACK_INTEGRATION_ID"):
+        assert f"{name} still holds the example value" in message, name
+    assert len(info.value.problems) == 7
+
+
+@pytest.mark.parametrize("value", ["xoxb-...", "...", "xoxb-replace-me", "<your bot token>", "xoxb-1234-…"])
+def test_placeholder_tokens_are_refused(env, value):
+    message = error_for(env, SLACK_BOT_TOKEN=value)
+    assert "SLACK_BOT_TOKEN" in message and ("placeholder" in message or "example value" in message)
+    assert value not in message or value in ("xoxb-...", "...", "xoxb-replace-me")  # only the example's own values shown
+
+
+def test_every_problem_is_listed_at_once_including_what_the_ticket_system_needs(env):
+    env.setenv("SLACK_BOT_TOKEN", "xoxp-a-user-token")
+    env.setenv("SLACK_APP_TOKEN", "not-an-app-token")
+    env.setenv("SERVAL_BASE_URL", "https://")
+    env.setenv("SLACK_API_URL", "http://[::1")
+    env.delenv("SERVAL_TEAM_ID")
+    env.setenv("SERVAL_SLACK_INTEGRATION_ID", "replace-me")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    problems = info.value.problems
+    assert len(problems) == 6, problems
+    message = str(info.value)
+    assert message.startswith("Configuration error: 6 problems")
+    for expected in (
+        "SLACK_BOT_TOKEN must be a bot token starting with xoxb-",
+        "SLACK_APP_TOKEN must be an app-level token starting with xapp-",
+        "SERVAL_BASE_URL must be an http(s) URL with a host name",
+        "SLACK_API_URL must be an http(s) URL; it does not parse",
+        "SERVAL_SLACK_INTEGRATION_ID still holds the example value 'replace-me'",
+        "SERVAL_TEAM_ID must be set for the Serval back end",  # the check across fields ran too
+    ):
+        assert any(p.startswith(expected) for p in problems), expected
+
+
+def test_app_lists_every_problem_at_once_and_exits_2(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SERVAL_"))}
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    r = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith("Configuration error: 7 problems") and len(lines) == 8
+    assert all(line.startswith("  - ") for line in lines[1:])
+
+
+def test_log_format_is_text_or_json(env):
+    assert load_settings().log_format == "text"
+    env.setenv("LOG_FORMAT", "json")
+    assert load_settings().log_format == "json"
+    assert "LOG_FORMAT" in error_for(env, LOG_FORMAT="yaml")
