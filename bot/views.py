@@ -242,16 +242,7 @@ def ticket_modal(
 
     if errors.get(""):
         blocks.append(_section(f":x: {escape(errors[''])}"))
-    requester_id = requester_id or origin.requester_id
-    if on_behalf:
-        element: dict[str, Any] = {"type": "users_select", "action_id": VALUE}
-        if requester_id:
-            element["initial_user"] = requester_id
-        blocks.append(_input(ON_BEHALF_BLOCK, "Requester", element, optional=True,
-                             hint="Filing for someone else? Pick them; leave empty to file for yourself."))
-        error_note("on_behalf")
-    elif requester_id:
-        blocks.append(_context(f"Requester: <@{requester_id}>"))
+    # Read top-down: what the ticket is about first (title, description), then who and the rest.
     title_max = min(title_max_length, SLACK_TEXT_LIMIT)
     description_max = min(description_max_length, SLACK_TEXT_LIMIT)
     blocks.append(_input(TITLE_BLOCK, "Title", _text_input(
@@ -263,6 +254,16 @@ def ticket_modal(
         multiline=True, initial_value=description[:description_max] or None, max_length=description_max,
     ), optional=True))
     error_note("description")
+    requester_id = requester_id or origin.requester_id
+    if on_behalf:
+        element: dict[str, Any] = {"type": "users_select", "action_id": VALUE}
+        if requester_id:
+            element["initial_user"] = requester_id
+        blocks.append(_input(ON_BEHALF_BLOCK, "Requester", element, optional=True,
+                             hint="Filing for someone else? Pick them; leave empty to file for yourself."))
+        error_note("on_behalf")
+    elif requester_id:
+        blocks.append(_context(f"Requester: <@{requester_id}>"))
     for f in fields:
         blocks.append(_field_block(f, values.get(f.id)))
         error_note(f.id)

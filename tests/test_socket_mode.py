@@ -28,7 +28,8 @@ async def test_socket_mode_end_to_end(tmp_path, slack, serval_clients):  # noqa:
         assert ack.get("payload") in (None, {}, "")
         call = await eventually(lambda: [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == trigger])
         view = call[0]["args"]["view"]
-        assert view["blocks"][1]["element"]["initial_value"] == "Over the socket"
+        assert view["blocks"][0]["block_id"] == "title"  # the form reads top-down: the title first
+        assert view["blocks"][0]["element"]["initial_value"] == "Over the socket"
 
         ack = await server.send("interactive", submission(view, filled("Over the socket", share=True)))
         assert ack["payload"]["response_action"] == "update"
