@@ -132,10 +132,16 @@ class Bot:
         policy = self.settings.on_behalf_of
         return policy == "anyone" or (policy == "admins" and await self.may_configure(user_id))
 
-    async def close(self) -> None:
-        await self.tickets.close()
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop: running submissions get up to `grace` seconds to finish (the rest resume from their
+        last recorded step, here or on another replica), leases are handed back, then everything
+        closes. A part that fails to close does not keep the others open."""
+        await self.tickets.close(grace=grace)
         for backend in self.backends.values():
-            await backend.aclose()
+            try:
+                await backend.aclose()
+            except Exception as exc:
+                log.warning("closing %s: %s", backend.name, exc)
         await self.storage.close()
         if self.slack.session is not None:
             await self.slack.session.close()
