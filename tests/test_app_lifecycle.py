@@ -393,3 +393,28 @@ async def test_json_logs_one_object_per_line_with_the_slack_context_and_no_secre
     text = bot.log()
     for secret in BotProcess.SECRETS.values():
         assert secret not in text
+
+
+async def test_a_submission_that_would_take_longer_never_holds_the_stop_past_10_s(tmp_path, slack, serval_clients):  # noqa: F811
+    slack_state, slack_url = slack
+    serval_state, serval_url = serval_clients
+    bot = Bot(tmp_path, slack_url, serval_url)
+    await bot.start()
+    sender = SlackSender(bot.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"])
+    try:
+        await eventually(lambda: "started;" in bot.log(), timeout=10)
+        view = await open_modal_with_command(sender, slack_state, "")
+        serval_state.latency = 12.0  # the create takes longer than the whole stop may
+        r = await sender.interactive(submission(view, filled("Stuck at SIGTERM"), view_id="VSLOW"))
+        assert r.status_code == 200
+        await asyncio.sleep(0.3)
+        code, elapsed = await bot.stop_timed(signal.SIGTERM)
+        assert code == 0 and elapsed < HARD_BOUND, (elapsed, bot.log())
+    finally:
+        await sender.aclose()
+        bot.stop()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "bot.db") as db:
+        rows = db.execute("SELECT status, owner FROM submissions").fetchall()
+    assert rows == [("pending", None)]  # not lost: it resumes at the next start, on any replica
