@@ -151,6 +151,9 @@ async def channel_config_form(bot: Bot, channel_id: str) -> dict[str, Any]:
         fields,
         values=route.values,
         share=route.share,
+        intake=route.intake,
+        reaction_emoji=route.reaction_emoji,
+        default_emoji=bot.settings.reaction_emoji.strip(":"),
     )
 
 

@@ -11,6 +11,8 @@ Routing file format (validated at start-up; see config/routing.example.yml):
         team: team-it       # Serval team id
         type: incident      # request | incident
         share: true         # "Share in #channel" starts checked
+        intake: auto        # off | button | auto: what a new top-level message gets
+        reaction_emoji: sos # this emoji files a ticket here (default: REACTION_EMOJI)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from .storage import Storage
 
 TYPE_VALUES = {"request": "TICKET_TYPE_REQUEST", "incident": "TICKET_TYPE_INCIDENT"}
+INTAKE_VALUES = ("off", "button", "auto")  # request channels: nothing, a "Create ticket" button, a ticket
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 
 
@@ -42,6 +45,21 @@ class RouteEntry(BaseModel):
     team: str | None = None
     type: Literal["request", "incident"] | None = None
     share: bool | None = None
+    intake: Literal["off", "button", "auto"] | None = None
+    reaction_emoji: str | None = None
+
+    @field_validator("reaction_emoji")
+    @classmethod
+    def _emoji(cls, v: str | None) -> str | None:
+        return emoji_name(v) if v is not None else None
+
+
+def emoji_name(text: str) -> str:
+    """`:ticket:`, `ticket` or `Ticket` → `ticket`; a name with spaces or colons inside is refused."""
+    name = text.strip().strip(":").lower()
+    if not name or any(c.isspace() or c == ":" for c in name):
+        raise ValueError(f"{text!r} is not an emoji name (like ticket or :ticket:)")
+    return name
 
 
 class RoutingFile(BaseModel):
@@ -90,6 +108,8 @@ class Route:
     backend: str
     values: dict[str, Any] = field(default_factory=dict)  # form defaults: team_id, type
     share: bool = False
+    intake: str = "off"  # request channel: "off" | "button" | "auto"
+    reaction_emoji: str | None = None  # None: REACTION_EMOJI
     sources: dict[str, str] = field(default_factory=dict)  # setting → "slack" | "file" | "default"
 
 
@@ -152,6 +172,12 @@ class Router:
             route.values["type"], route.sources["type"] = TYPE_VALUES.get(kind, kind), source or "default"
         share, source = pick("share")
         route.share, route.sources["share"] = bool(share), source or "default"
+        intake, source = pick("intake")
+        if intake in INTAKE_VALUES:
+            route.intake, route.sources["intake"] = intake, source or "default"
+        emoji, source = pick("reaction_emoji")
+        if emoji:
+            route.reaction_emoji, route.sources["reaction_emoji"] = emoji, source or "default"
         return route
 
     async def save(self, channel_id: str, entry: RouteEntry, user_id: str) -> None:

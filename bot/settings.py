@@ -178,6 +178,7 @@ class Settings(BaseSettings):
     on_behalf_of: Literal["anyone", "admins", "nobody"] = "anyone"
     ticket_admins: str = ""  # Slack user ids (comma-separated) who may use /ticket config
     routing_file: str = "config/routing.yml"
+    reaction_emoji: str = Field(default="ticket", pattern=r"^:?[^\s:]+:?$")  # adding it to a message files a ticket
     people_refresh_seconds: float = Field(default=3600.0, gt=0)
 
     # Storage and serving

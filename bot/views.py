@@ -331,12 +331,13 @@ def already_linked_modal(display_id: str | None) -> dict[str, Any]:
     return notice_modal("A ticket is already being created for this thread.")
 
 
-def help_text(command: str) -> str:
+def help_text(command: str, emoji: str = "ticket") -> str:
     return (
         f"*{command}* opens a form to create a help-desk ticket.\n"
         f"• `{command}` — empty form\n"
         f"• `{command} Printer on floor 3 is jammed` — form with the title filled in\n"
         "• On any message: *More actions* (⋯) → *Create ticket* to file it and link its thread.\n"
+        f"• React to a message with :{emoji}:, or mention me in a thread, to file it without a form.\n"
         f"• `{command} config` — (admins) where tickets from this channel go\n"
         "Replies in a linked thread are synced with the ticket. Your tickets are in my *Home* tab."
     )
@@ -378,8 +379,12 @@ def config_modal(
     *,
     values: dict[str, Any],
     share: bool,
+    intake: str = "off",
+    reaction_emoji: str | None = None,
+    default_emoji: str = "ticket",
 ) -> dict[str, Any]:
-    """`/ticket config`: where tickets from this channel go, and the form's defaults there."""
+    """`/ticket config`: where tickets from this channel go, the form's defaults there, whether it
+    is a request channel (`intake`) and which reaction files a ticket."""
     blocks: list[Any] = [
         SectionBlock(text=MarkdownTextObject(text=f"Ticket settings for <#{channel_id}>. They apply to `/ticket` and *Create ticket* here."))
     ]
@@ -407,6 +412,26 @@ def config_modal(
             element=CheckboxesElement(action_id=VALUE, options=[option], initial_options=[option] if share else None),
         )
     )
+    intake_options = [Option(value=value, label=label) for value, label in INTAKE_LABELS.items()]
+    blocks.append(
+        InputBlock(
+            block_id=INTAKE_BLOCK,
+            label="New messages in the channel",
+            hint="A request channel: each new message gets a Create ticket button, or becomes a ticket. "
+            "I must be a member of the channel.",
+            element=StaticSelectElement(
+                action_id=VALUE,
+                options=intake_options,
+                initial_option=next((o for o in intake_options if o.value == intake), intake_options[0]),
+            ),
+        )
+    )
+    blocks.append(_input(
+        EMOJI_BLOCK, "Ticket reaction",
+        _text_input(initial_value=reaction_emoji, max_length=100, placeholder=default_emoji),
+        optional=True,
+        hint=f"Adding this emoji to a message files it as a ticket. Empty: :{default_emoji}:.",
+    ))
     return View(
         type="modal",
         callback_id=CONFIG_CALLBACK_ID,
@@ -416,6 +441,92 @@ def config_modal(
         private_metadata=json.dumps({"channel_id": channel_id}),
         blocks=blocks,
     ).to_dict()
+
+
+INTAKE_BLOCK, EMOJI_BLOCK = "intake", "reaction_emoji"
+INTAKE_LABELS = {"off": "Nothing (people use /ticket, reactions, mentions)",
+                 "button": "Offer a Create ticket button",
+                 "auto": "File each one as a ticket"}
+CREATE_FROM_MESSAGE = "create_ticket_from_message"  # the Create ticket button under a message
+EDIT_CALLBACK_ID = "edit_ticket_modal"
+EDIT_TITLE_BLOCK, EDIT_PRIORITY_BLOCK, EDIT_DUE_BLOCK = "edit_title", "edit_priority", "edit_due"
+BUTTON_VALUE_LIMIT = 2000  # a button's value
+
+
+def not_member_warning(channel_id: str, app_name: str = "Tickets") -> str:
+    return (f":warning: I am not a member of <#{channel_id}>, so Slack does not send me its messages or "
+            f"reactions: add me with `/invite @{app_name}` there.")
+
+
+def create_ticket_prompt(value: str, *, user_id: str | None, direct: bool) -> dict[str, Any]:
+    """The answer to a message in a request channel (`intake: button`) or a direct message: a
+    *Create ticket* button that opens the form prefilled from it. `value`: the button's value."""
+    if direct:
+        text = "Want me to file this as a help-desk ticket? The form opens with your message in it."
+    else:
+        who = f"<@{user_id}>, w" if user_id else "W"
+        text = f"{who}ant a ticket for this? The form opens with the message in it."
+    button = {"type": "button", "action_id": CREATE_FROM_MESSAGE, "style": "primary",
+              "text": _plain("Create ticket"), "value": value[:BUTTON_VALUE_LIMIT]}
+    return {"text": text, "blocks": [_section(text), {"type": "actions", "block_id": "create_ticket", "elements": [button]}]}
+
+
+def already_ticket_text(display_id: str | None) -> str:
+    """To the person who reacted or mentioned the bot in a thread that has a ticket already."""
+    if display_id:
+        return f"This thread already has ticket *{escape(display_id)}*: replies here are synced with it."
+    return "A ticket is already being created for this thread."
+
+
+def edit_ticket_modal(sub_id: str, display_id: str, *, title: str, title_max_length: int = 250,
+                      priority: FormField | None = None, priority_id: str | None = None,
+                      due_date: str | None = None, channel_id: str | None = None,
+                      errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """*Edit details* of a ticket made from a conversation: title, priority, due date (the type is
+    fixed at creation). `priority`: the ticket system's priority field, if it has one."""
+    errors = errors or {}
+    title_max = min(title_max_length, SLACK_TEXT_LIMIT)
+    blocks: list[dict[str, Any]] = []
+    if errors.get(""):
+        blocks.append(_section(f":x: {escape(errors[''])}"))
+    blocks.append(_input(EDIT_TITLE_BLOCK, "Title", _text_input(initial_value=shorten(title, title_max) or None,
+                                                                max_length=title_max)))
+    if priority is not None and priority.options:
+        options = [{"text": _plain(o.label[:75]), "value": o.value[:150]} for o in priority.options[:MAX_OPTIONS]]
+        element: dict[str, Any] = {"type": "static_select", "action_id": VALUE, "options": options}
+        chosen = next((o for o in options if o["value"] == priority_id), None)
+        if chosen:
+            element["initial_option"] = dict(chosen)
+        blocks.append(_input(EDIT_PRIORITY_BLOCK, priority.label[:2000] or "Priority", element, optional=True))
+    due: dict[str, Any] = {"type": "datepicker", "action_id": VALUE}
+    if due_date:
+        due["initial_date"] = str(due_date)[:10]
+    blocks.append(_input(EDIT_DUE_BLOCK, "Due date", due, optional=True,
+                         hint="Leave it as it is to keep the ticket's due date."))
+    for key, message in errors.items():
+        if key:
+            index = next((i for i, b in enumerate(blocks) if b.get("block_id") == key), len(blocks) - 1)
+            blocks.insert(index + 1, _context(f":warning: {escape(message)}"))
+    return {
+        "type": "modal",
+        "callback_id": EDIT_CALLBACK_ID,
+        "title": _plain(shorten(f"Edit {display_id}", 24)),
+        "submit": _plain("Save"),
+        "close": _plain("Cancel"),
+        "private_metadata": json.dumps({"sub": sub_id, "display_id": display_id, "channel_id": channel_id},
+                                       separators=(",", ":")),
+        "blocks": blocks,
+    }
+
+
+def edited_modal(display_id: str, title: str) -> dict[str, Any]:
+    return notice_modal(f":white_check_mark: Ticket *{escape(display_id)}* updated\n{escape(title)}",
+                        title="Edit ticket")
+
+
+def edit_failed_modal(display_id: str, reason: str, title: str) -> dict[str, Any]:
+    return notice_modal(f":x: Ticket *{escape(display_id)}* was not changed: {escape_warning(reason)}\n\n"
+                        f"*Title:* {escape(title)}", title="Edit ticket")
 
 
 @dataclass

@@ -2,6 +2,10 @@
 
 Models use the API's exact field names (lowerCamelCase). Bodies are sent with `exclude_none`,
 because every Serval schema is `additionalProperties: false` and a stray `null` is noise.
+
+Beyond creating tickets, the back end shows a team's custom fields in the form (their definitions
+cached with the teams and priorities) and sets their values right after the create, adds messages
+to a ticket, edits a ticket, and finds a requester's open tickets whose titles resemble a new one.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -18,7 +23,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._refresh import KeptFresh
 from ._http import AiohttpTransport, TokenCache, retry_after_seconds, status_is_transient, transport_errors
-from .base import BackendError, CreatedTicket, FormField, Option, Person, TicketBackend, TicketDraft
+from .base import (
+    BackendError,
+    CreatedTicket,
+    FormField,
+    Option,
+    Person,
+    ThreadMessage,
+    TicketBackend,
+    TicketDraft,
+    TicketSummary,
+)
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -27,6 +42,23 @@ DEFAULT_BASE_URL = "https://public.api.serval.com"
 SEARCH_PAGE = 200  # tickets per page of a duplicate look-up (stops at the first match)
 LIST_PAGE = 1000  # GET /v2/tickets: the older spec's maximum (the newer docs allow 5,000)
 REQUESTER = "CHANNEL_SYNC_TARGET_USER_TICKET_REQUESTOR"
+# A custom field's form field id is this prefix and the field's key ("custom:custom-gmin"), apart
+# from the form's own fields (team_id, type, priority_id, due_date).
+CUSTOM_FIELD_PREFIX = "custom:"
+MAX_CUSTOM_FIELDS = 40  # a Slack modal holds 100 blocks; a team with more shows the first 40
+OPEN_STATUS_GROUPS = ("TODO", "IN_PROGRESS")  # svhelp.models.TicketStatusGroup: "open"
+SIMILAR_PAGES = 5  # pages of a requester's open tickets read when looking for similar ones
+BOOLEAN_OPTIONS = (Option("true", "Yes"), Option("false", "No"))
+# Words that say nothing about what a ticket is about ("meaningful": three or more letters, not these).
+STOP_WORDS = frozenset("""
+    the and for with not but are was were has have had this that these those from into onto over
+    under can cant could does doesnt did didnt dont will wont would should shall may might must
+    you your yours our ours their theirs they them she his her hers its who what when where why
+    how which any all some too very just also than then there here out off again still yet now
+    get got getting please help need needs needed issue issues problem problems ticket tickets
+    request requests thanks thank hello someone something anything working work works broken
+""".split())
+_WORD = re.compile(r"[^\W\d_]{3,}")
 TicketType = Literal[
     "TICKET_TYPE_UNSPECIFIED",
     "TICKET_TYPE_REQUEST",
@@ -161,9 +193,66 @@ class SearchTicketsRequest(BaseModel):
 
 
 class UpdateTicketRequest(BaseModel):
+    """PUT /v2/tickets/{id} (docs/search-and-list-tickets.yaml): every field optional."""
+
+    name: str | None = None
     priorityId: str | None = None
     statusId: str | None = None
     requesterUserId: str | None = None
+    dueDate: DueDate | None = None
+
+
+class EnumOption(_Model):
+    id: str | None = None
+    value: str | None = None
+    displayName: str | None = None
+    displayOrder: int | None = None
+
+
+class CustomField(_Model):
+    """A custom field's definition (docs/custom-fields.yaml, `CustomFieldWithValue.field`)."""
+
+    id: str | None = None
+    key: str | None = None
+    name: str | None = None
+    dataType: str | None = None  # DATA_TYPE_*; the names are not published
+    enumOptions: list[EnumOption] | None = None
+    isKeyField: bool | None = None
+    isNameField: bool | None = None
+    description: str | None = None
+
+
+class CustomFieldWithValue(_Model):
+    field: CustomField
+    fieldValue: dict[str, Any] | None = None
+
+
+class CustomFieldOptions(_Model):
+    """GET /v2/teams/{team_id}/custom-field-options: the team's field definitions (no `data` wrapper)."""
+
+    customFields: list[CustomFieldWithValue] | None = None
+    deprecatedFields: list[CustomFieldWithValue] | None = None
+
+
+class FieldValue(BaseModel):
+    fieldKey: str
+    value: Any
+
+
+class SetCustomFieldValuesRequest(BaseModel):
+    fieldValues: list[FieldValue]
+
+
+class CreateMessageRequest(BaseModel):
+    """POST /v2/tickets/{ticket_id}/messages (docs/ticket-messages.yaml)."""
+
+    message: str
+    authorUserId: str | None = None
+    triggerHelpAgent: bool = False  # Serval's default is true: its AI agent would answer copied messages
+
+
+class CreatedMessage(_Model):
+    messageId: str
 
 
 class ServalClient:
@@ -341,6 +430,29 @@ class ServalClient:
     async def update_ticket(self, ticket_id: str, body: UpdateTicketRequest) -> Ticket:
         return await self._one(Ticket, "PUT", f"/v2/tickets/{ticket_id}", json=body.model_dump(exclude_none=True))
 
+    async def list_custom_fields(self, team_id: str) -> CustomFieldOptions:
+        """A team's custom field definitions. The answer is `{customFields, deprecatedFields}` itself
+        (docs/custom-fields.yaml); a `data` wrapper, as elsewhere in the API, is accepted too."""
+        path = f"/v2/teams/{team_id}/custom-field-options"
+        body = await self._request("GET", path)
+        inner = body.get("data") if isinstance(body.get("data"), dict) else body
+        try:
+            return CustomFieldOptions.model_validate(inner)
+        except ValidationError as exc:
+            raise BackendError(f"Serval answered GET {path} with fields the bot does not understand",
+                               status=200, transient=True) from exc
+
+    async def set_custom_field_values(self, ticket_id: str, body: SetCustomFieldValuesRequest) -> None:
+        """Safe to repeat: the same values set again change nothing."""
+        await self._request("PUT", f"/v2/tickets/{ticket_id}/custom-field-values",
+                            json=body.model_dump(exclude_none=True))
+
+    async def create_message(self, ticket_id: str, body: CreateMessageRequest) -> str:
+        """The new message's id. Not safe to repeat: a retry after a lost answer adds it twice."""
+        created = await self._one(CreatedMessage, "POST", f"/v2/tickets/{ticket_id}/messages",
+                                  json=body.model_dump(exclude_none=True))
+        return created.messageId
+
     async def list_teams(self) -> list[Team]:
         return await self._pages(Team, "/v2/teams", {})
 
@@ -387,14 +499,17 @@ def _error(r: httpx.Response, doing: str, *, unsafe: bool) -> BackendError:
 class ServalBackend(TicketBackend):
     """Serval behind the bot's back-end interface.
 
-    Teams, priorities and statuses are cached and refreshed in the background, so building a form
-    never waits on Serval; when Serval is unreachable the last known lists are used.
+    Teams, priorities, statuses and each team's custom fields are cached and refreshed in the
+    background, so building a form never waits on Serval; when Serval is unreachable the last known
+    lists are used.
     """
 
     name = "serval"
     display_name = "Serval"
     can_match_users = True
     dm_sync_needs_requester = True  # the slackDm sync target is sent only for a matched requester
+    can_add_messages = True
+    can_edit = True
 
     def __init__(
         self,
@@ -418,8 +533,10 @@ class ServalBackend(TicketBackend):
         self.teams: list[Team] = []
         self.priorities: dict[str, list[Priority]] = {}
         self.statuses: dict[str, list[Status]] = {}
+        self.custom_fields: dict[str, list[CustomField]] = {}  # team id -> its fields, in Serval's order
         self._catalog = KeptFresh(
-            self.refresh_catalog, system="Serval", what="teams, priorities and statuses", every=catalog_ttl
+            self.refresh_catalog, system="Serval", what="teams, priorities, statuses and custom fields",
+            every=catalog_ttl,
         )
 
     # --- cached lists ------------------------------------------------------------------------
@@ -436,7 +553,28 @@ class ServalBackend(TicketBackend):
                 self.client.list_priorities(team_id), self.client.list_statuses(team_id)
             )
         self.teams, self.priorities, self.statuses = teams, priorities, statuses
+        # Then the custom fields, all teams at once: a slow answer there never holds back the rest.
+        ordered = sorted(wanted)
+        fields = await asyncio.gather(*(self._team_custom_fields(team_id) for team_id in ordered))
+        self.custom_fields = dict(zip(ordered, fields))
         return True
+
+    async def _team_custom_fields(self, team_id: str) -> list[CustomField]:
+        """The team's custom fields; when Serval cannot say now, the last known ones (a failure here
+        never holds back the teams and priorities). A 404, 405 or 501 means none."""
+        try:
+            options = await self.client.list_custom_fields(team_id)
+        except BackendError as exc:
+            if exc.status in (404, 405, 501):
+                log.info("no custom fields for Serval team %s: %s", team_id, exc.message)
+                return []
+            log.warning("could not refresh the custom fields of Serval team %s (keeping the last ones): %s",
+                        team_id, exc.message)
+            return self.custom_fields.get(team_id, [])
+        return [f.field for f in options.customFields or [] if f.field.key or f.field.id]
+
+    def _fields_of(self, team_id: str) -> list[CustomField]:
+        return self.custom_fields.get(team_id, [])
 
     async def form_fields(self) -> list[FormField]:
         return await self.form_fields_for({})
@@ -481,7 +619,11 @@ class ServalBackend(TicketBackend):
                 )
             )
         fields.append(FormField(id="due_date", label="Due date", kind="date", future_only=True))
-        return fields
+        custom = [custom_form_field(f, values) for f in self._fields_of(team_id)]
+        if len(custom) > MAX_CUSTOM_FIELDS:
+            log.warning("Serval team %s has %d custom fields; the form shows the first %d",
+                        team_id, len(custom), MAX_CUSTOM_FIELDS)
+        return fields + custom[:MAX_CUSTOM_FIELDS]
 
     # --- people ------------------------------------------------------------------------------
 
@@ -548,10 +690,47 @@ class ServalBackend(TicketBackend):
         return _created(await self.client.create_ticket(self._request_for(draft)))
 
     async def complete_ticket(self, ticket: CreatedTicket, draft: TicketDraft) -> None:
-        """Create has no priority field: the priority is set right after, with PUT."""
+        """Create has neither a priority nor custom fields: the priority is set right after with
+        `PUT /v2/tickets/{id}`, the custom fields with `PUT /v2/tickets/{id}/custom-field-values`.
+        Both are safe to repeat; both are tried, and the first failure is raised after them."""
+        errors: list[BackendError] = []
         priority = draft.value("priority_id")
         if priority:
-            await self.client.update_ticket(ticket.id, UpdateTicketRequest(priorityId=priority))
+            try:
+                await self.client.update_ticket(ticket.id, UpdateTicketRequest(priorityId=priority))
+            except BackendError as exc:
+                errors.append(exc)
+        try:
+            values = await self._custom_values(draft)
+            if values:
+                await self.client.set_custom_field_values(ticket.id, SetCustomFieldValuesRequest(fieldValues=values))
+        except BackendError as exc:
+            errors.append(exc)
+        if errors:
+            first = errors[0]
+            if len(errors) > 1 and any(e.transient for e in errors) and not first.transient:
+                first = next(e for e in errors if e.transient)  # retrying may still help the other
+            raise first
+
+    async def _custom_values(self, draft: TicketDraft) -> list[FieldValue]:
+        """The draft's custom field answers, as Serval takes them: the field's key and a JSON value
+        of its type (a number, "YYYY-MM-DD", true/false, an option's `value`, text)."""
+        answers = {k.removeprefix(CUSTOM_FIELD_PREFIX): v for k, v in draft.values.items()
+                   if k.startswith(CUSTOM_FIELD_PREFIX) and v not in (None, "", [])}
+        if not answers:
+            return []
+        team_id = draft.value("team_id", self.team_id)
+        if team_id not in self.custom_fields:  # not loaded yet in this process (a restart): ask now
+            self.custom_fields[team_id] = await self._team_custom_fields(team_id)
+        defined = {f.key or f.id: f for f in self._fields_of(team_id)}
+        out = []
+        for key, value in answers.items():
+            definition = defined.get(key)
+            if definition is None:  # removed from the team since the form was shown
+                log.info("Serval team %s has no custom field %r any more; its value is not set", team_id, key)
+                continue
+            out.append(FieldValue(fieldKey=key, value=custom_value(definition, value)))
+        return out
 
     async def ticket_status(self, ticket: CreatedTicket) -> str | None:
         current = await self.client.get_ticket(ticket.id)
@@ -601,14 +780,26 @@ class ServalBackend(TicketBackend):
         return True
 
     async def connect_thread(
-        self, ticket: CreatedTicket, channel_id: str, thread_ts: str, *, direct_message: bool
+        self,
+        ticket: CreatedTicket,
+        channel_id: str,
+        thread_ts: str,
+        *,
+        direct_message: bool,
+        accounted_for: tuple[str, ...] = (),
     ) -> None:
+        """`accounted_for`: Serval message ids already in the thread (`accountedForMessageIds`), so
+        Serval does not post them there again."""
         target = (
             ChannelTarget(slackDm=SlackDmChannelTarget(integrationId=self.slack_integration_id))
             if direct_message
             else ChannelTarget(slackChannel=SlackChannelTarget(integrationId=self.slack_integration_id))
         )
-        body = ConnectTicketRequest(channelTarget=target, externalTicketId=f"{channel_id}:{thread_ts}")
+        body = ConnectTicketRequest(
+            channelTarget=target,
+            externalTicketId=f"{channel_id}:{thread_ts}",
+            accountedForMessageIds=list(accounted_for) or None,
+        )
         try:
             await self.client.connect_ticket(ticket.id, body)
         except BackendError as exc:
@@ -618,12 +809,136 @@ class ServalBackend(TicketBackend):
                     return
             raise
 
+    async def add_message(self, ticket: CreatedTicket, message: ThreadMessage) -> str | None:
+        """`POST /v2/tickets/{id}/messages` with `triggerHelpAgent: false`: as its author when they
+        are a Serval user, else with their name in the text."""
+        text = message.text
+        if not message.author_id and message.author and message.author.name:
+            intro = f"{message.author.name} wrote in Slack:"
+            if not text.startswith(intro):
+                text = f"{intro}\n{text}"
+        return await self.client.create_message(
+            ticket.id, CreateMessageRequest(message=text, authorUserId=message.author_id or None)
+        )
+
+    async def update_ticket(
+        self,
+        ticket: CreatedTicket,
+        *,
+        title: str | None = None,
+        priority_id: str | None = None,
+        due_date: dt.date | None = None,
+    ) -> None:
+        """`PUT /v2/tickets/{id}` with what changes (`name`, `priorityId`, `dueDate`)."""
+        body = UpdateTicketRequest(
+            name=title,
+            priorityId=priority_id,
+            dueDate=DueDate(year=due_date.year, month=due_date.month, day=due_date.day) if due_date else None,
+        )
+        if body.model_dump(exclude_none=True):
+            await self.client.update_ticket(ticket.id, body)
+
+    async def similar_open_tickets(
+        self, title: str, *, requester_id: str | None, values: dict[str, Any], limit: int = 3
+    ) -> list[TicketSummary]:
+        """The requester's open tickets in the team (`POST /v2/tickets/search` with `teamIds`,
+        `requesterUserIds` and the team's statuses in the TODO and IN_PROGRESS groups) whose titles
+        share a meaningful word with `title`: most shared words first, then the closer match
+        (shared words among all words), then the newer ticket."""
+        words = meaningful_words(title)
+        if not requester_id or not words or limit <= 0 or not self._search_available:
+            return []
+        team_id = values.get("team_id") or self.team_id
+        if team_id not in self.statuses:
+            self.statuses[team_id] = await self.client.list_statuses(team_id)
+        status_names = {s.id: s.name for s in self.statuses[team_id] if s.statusGroup in OPEN_STATUS_GROUPS}
+        if not status_names:
+            return []
+        query = SearchTicketsRequest(
+            teamIds=[team_id], requesterUserIds=[requester_id], statusIds=list(status_names), pageSize=SEARCH_PAGE
+        )
+        found: list[tuple[int, float, str, Ticket]] = []
+        token: str | None = None
+        for _ in range(SIMILAR_PAGES):
+            try:
+                tickets, token = await self.client.search_tickets(query.model_copy(update={"pageToken": token}))
+            except BackendError as exc:
+                if exc.status in (404, 405, 501):  # no search here: no suggestions (never a full listing)
+                    log.info("Serval has no ticket search here (%s); no similar tickets are suggested", exc.message)
+                    self._search_available = False
+                    return []
+                raise
+            for ticket in tickets:
+                if ticket.statusId not in status_names or ticket.requesterUserId not in (None, requester_id):
+                    continue
+                theirs = meaningful_words(ticket.name or "")
+                shared = len(words & theirs)
+                if shared:
+                    found.append((shared, shared / len(words | theirs), ticket.createdAt or "", ticket))
+            if not token:
+                break
+        found.sort(key=lambda x: x[:3], reverse=True)
+        return [
+            TicketSummary(ticket=_created(t), title=t.name or "", status=status_names.get(t.statusId or ""))
+            for *_, t in found[:limit]
+        ]
+
     async def aclose(self) -> None:
         await self._catalog.aclose()
         if self._users_loading is not None and not self._users_loading.done():
             self._users_loading.cancel()
             await asyncio.gather(self._users_loading, return_exceptions=True)
         await self.client.aclose()
+
+
+def meaningful_words(text: str) -> set[str]:
+    """The case-folded words of three or more letters in `text`, stop words left out."""
+    return {w for w in _WORD.findall(text.casefold()) if w not in STOP_WORDS}
+
+
+def _kind(data_type: str) -> str:
+    """A custom field's form kind from its `dataType`, whose names Serval does not publish
+    (shared/serval/README.md): BOOL a yes/no choice, DATE a date, NUMBER/INT/DECIMAL/FLOAT a
+    number, anything else (STRING, TEXT, unknown) text."""
+    t = data_type.upper()
+    if "BOOL" in t:
+        return "boolean"
+    if "DATE" in t:
+        return "date"
+    if any(n in t for n in ("NUMBER", "INT", "DECIMAL", "FLOAT", "DOUBLE")):
+        return "number"
+    return "text"
+
+
+def custom_form_field(field: CustomField, values: dict[str, Any]) -> FormField:
+    """A custom field as a form field: with options, a select (in `displayOrder`) whatever its type;
+    a boolean a Yes/No select; a date, a number or text as such; anything else a text input."""
+    key = field.key or field.id or ""
+    field_id = CUSTOM_FIELD_PREFIX + key
+    label = field.name or key
+    hint = (field.description or "").strip()[:2000] or None
+    current = values.get(field_id)
+    default = str(current) if current not in (None, "") else None
+    options = [o for o in field.enumOptions or [] if o.value or o.id]
+    if options:
+        ordered = sorted(enumerate(options), key=lambda io: (io[1].displayOrder is None, io[1].displayOrder or 0, io[0]))
+        return FormField(
+            id=field_id, label=label, kind="select", hint=hint, default=default,
+            options=tuple(Option(o.value or o.id or "", o.displayName or o.value or o.id or "") for _, o in ordered),
+        )
+    kind = _kind(field.dataType or "")
+    if kind == "boolean":
+        return FormField(id=field_id, label=label, kind="select", options=BOOLEAN_OPTIONS, hint=hint, default=default)
+    return FormField(id=field_id, label=label, kind=kind, hint=hint, default=default)  # type: ignore[arg-type]
+
+
+def custom_value(field: CustomField, value: Any) -> Any:
+    """A form answer as the JSON value Serval stores for the field."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if not field.enumOptions and _kind(field.dataType or "") == "boolean" and isinstance(value, str):
+        return value == "true"
+    return value
 
 
 def _created(ticket: Ticket) -> CreatedTicket:

@@ -4,7 +4,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.core import Bot
 
-from . import actions, commands, config, home, modal, shortcuts
+from . import actions, commands, config, edit, events, home, modal, shortcuts
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
@@ -14,3 +14,5 @@ def register(app: AsyncApp, bot: Bot) -> None:
     modal.register(app, bot)
     actions.register(app, bot)
     home.register(app, bot)
+    events.register(app, bot)
+    edit.register(app, bot)

@@ -17,7 +17,7 @@ from bot import views
 from bot.core import Bot
 from bot.drafts import parse_form
 from bot.forms import CONFIG_FIELDS, channel_config_form
-from bot.routing import RouteEntry
+from bot.routing import INTAKE_VALUES, RouteEntry, emoji_name
 
 from .common import after_ack, open_view, slack_error, tell
 
@@ -52,6 +52,19 @@ async def open_channel_config(bot: Bot, ack: AsyncAck, command: dict[str, Any], 
     await after_ack(open_config, client, user_id=user_id, channel_id=channel_id, what="open the channel settings")
 
 
+async def bot_is_member(client: AsyncWebClient, channel_id: str) -> bool:
+    """Is the bot in this channel (`conversations.info`'s `is_member`)? A private channel it is not
+    in is `channel_not_found` to it. In doubt (Slack failed), yes: no false warning."""
+    try:
+        resp = await client.conversations_info(channel=channel_id)
+    except Exception as exc:
+        if slack_error(exc) == "channel_not_found":
+            return False
+        log.info("conversations.info %s failed: %s", channel_id, slack_error(exc))
+        return True
+    return bool((resp.get("channel") or {}).get("is_member", True))
+
+
 def register(app: AsyncApp, bot: Bot) -> None:
     @app.view_submission(views.CONFIG_CALLBACK_ID)
     async def channel_config_saved(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
@@ -77,6 +90,15 @@ def register(app: AsyncApp, bot: Bot) -> None:
         form = parse_form({"values": state}, fields, title_max_length=1, description_max_length=1,
                           block_ids={views.FIELD_BLOCK_PREFIX + f.id for f in fields})
         form.errors.pop(views.TITLE_BLOCK, None)
+        intake = ((state.get(views.INTAKE_BLOCK) or {}).get(views.VALUE) or {}).get("selected_option") or {}
+        intake_value = intake.get("value") if intake.get("value") in INTAKE_VALUES else None
+        typed_emoji = (((state.get(views.EMOJI_BLOCK) or {}).get(views.VALUE) or {}).get("value") or "").strip()
+        emoji = None
+        if typed_emoji:
+            try:
+                emoji = emoji_name(typed_emoji)
+            except ValueError:
+                form.errors[views.EMOJI_BLOCK] = "An emoji's name, like ticket or :ticket: (no spaces)."
         if form.errors:
             await ack(response_action="errors", errors=form.errors)
             return
@@ -87,6 +109,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
             team=form.values.get("team_id"),
             type=TYPE_NAMES.get(form.values.get("type", "")),
             share=any(o.get("value") == "share" for o in share_options if isinstance(o, dict)),
+            intake=intake_value,
+            reaction_emoji=emoji,
         )
 
         async def save() -> None:
@@ -100,6 +124,14 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 if entry.type:
                     summary += f", as {entry.type}s by default"
                 summary += "; they are " + ("shared in the channel" if entry.share else "not shared") + " unless the person chooses otherwise."
+                if entry.intake == "button":
+                    summary += "\nEach new message here gets a *Create ticket* button."
+                elif entry.intake == "auto":
+                    summary += "\nEach new message here becomes a ticket."
+                if entry.reaction_emoji:
+                    summary += f"\nA :{entry.reaction_emoji}: reaction files a message as a ticket."
+                if entry.intake in ("button", "auto") and not await bot_is_member(client, channel_id):
+                    summary += "\n" + views.not_member_warning(channel_id)
             try:
                 await client.views_update(view_id=view["id"], view=views.notice_modal(summary, title=TITLE))
             except Exception as exc:  # the form was closed meanwhile: tell them in the channel

@@ -11,6 +11,10 @@ Starts, on loopback and with credentials made up for this run:
 ``<data>`` is ``data/demo/`` unless ``--data-dir`` says otherwise: the demo's own folder, apart from the
 bot's real database (``data/tickets.db``), so ``--fresh`` and ``make clean`` never reach that one.
 
+The workspace has a request channel, ``#help`` (``intake: auto`` in ``<data>/routing.yml``): every new
+message there becomes a ticket. A :ticket: reaction or an ``@Tickets`` mention files a message or a
+thread anywhere the bot is.
+
 It prints one URL: the page. Ctrl-C stops everything. Serval's part that Slack's page shows is demo
 glue here: when a ticket with a ``slackDm`` sync target is created, "Serval" DMs the requester (found
 by e-mail among the stand-in's people), as Serval's Slack integration would.
@@ -47,7 +51,8 @@ SERVAL_USER = "USERVAL"
 SERVAL_DM_PREFIX = "DSV"
 DATA_DIR = Path("data/demo")
 # What the demo keeps, and what --fresh deletes (the bot's SQLite database runs in WAL mode).
-FILES = ("serval.db", "bot.db", "bot.db-wal", "bot.db-shm", "slack.json", "bot.log")
+FILES = ("serval.db", "bot.db", "bot.db-wal", "bot.db-shm", "slack.json", "bot.log", "routing.yml")
+HELP_CHANNEL = "C0HELP"  # #help, the request channel: every new message there becomes a ticket
 # Before the demo had its own folder, it kept these in data/, beside the bot's database.
 OLD_FILES = {"demo-serval.db": "serval.db", "demo-bot.db": "bot.db", "demo-bot.db-wal": "bot.db-wal",
              "demo-bot.db-shm": "bot.db-shm", "demo-slack.json": "slack.json", "demo-bot.log": "bot.log"}
@@ -106,14 +111,23 @@ class Demo:
             data = json.loads(saved.read_text("utf-8"))
             state.channels.update(data["channels"])
             state.messages.update(data["messages"])
+            if HELP_CHANNEL not in state.channels:  # saved by a demo from before #help
+                self._seed_help(state)
             return
         for uid in PEOPLE:
             state.dm_with(uid)
         state.post_user_message("C123", "UADMIN", "Welcome to the sandbox workspace :wave:")
-        state.post_user_message("C111", "UADMIN", "Try it: type `/ticket Printer jammed` below, or hover over a "
-                                "message, click ⋮ and choose *Create ticket*. Switch people at the top left.")
+        state.post_user_message("C111", "UADMIN", "Try it: type `/ticket Printer jammed` below, hover over a "
+                                "message and click ⋮ → *Create ticket*, react to it with :ticket:, or mention "
+                                "@Tickets in a thread. Switch people at the top left.")
         root = state.post_user_message("C111", "U222", "The printer on floor 3 is jammed again :(")
         state.post_user_message("C111", "U111", "Same here, tray 2 shows a red light.", thread_ts=root["ts"])
+        self._seed_help(state)
+
+    def _seed_help(self, state: slack_sandbox.SlackState) -> None:
+        state.add_channel(HELP_CHANNEL, "help")
+        state.post_user_message(HELP_CHANNEL, "UADMIN", "This is a request channel: every new message here becomes a "
+                                "ticket, and its thread is synced with it. Ask away!")
 
     def _save_slack(self) -> None:
         s = self.slack
@@ -215,6 +229,9 @@ class Demo:
                    SERVAL_TEAM_ID="team-it", SERVAL_SLACK_INTEGRATION_ID="integ-slack-demo", TICKET_BACKEND="serval",
                    DATABASE_URL=f"sqlite:///{(self.data / 'bot.db').resolve()}", HOST=self.host,
                    PORT=str(bot_port), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+        routing = self.data / "routing.yml"
+        routing.write_text(f"channels:\n  {HELP_CHANNEL}:  # #help\n    intake: auto\n", "utf-8")
+        env.update(ROUTING_FILE=str(routing.resolve()))
         with open(self.data / "bot.log", "ab") as out:  # the child keeps its own handle
             # cwd: the data directory, so a developer's .env is not read into the demo.
             self.bot = await asyncio.create_subprocess_exec(

@@ -10,7 +10,9 @@ server would do. Errors are Connect-style ``{"code", "message"}``.
 
 Serval endpoints: POST /v2/auth/token; POST|GET /v2/tickets; POST /v2/tickets/search; GET|PUT /v2/tickets/{id};
 POST /v2/tickets/{ticket_id}/connect; GET /v2/tickets/{ticket_id}/external-tickets; GET|POST /v2/users;
-GET /v2/teams; GET /v2/statuses|priorities|labels?teamId=. Control (no auth): GET /_sandbox/state,
+GET /v2/teams; GET /v2/statuses|priorities|labels?teamId=; GET /v2/teams/{team_id}/custom-field-options;
+GET|PUT /v2/tickets/{ticket_id}/custom-field-values; POST|GET /v2/tickets/{ticket_id}/messages (the last three
+from the live docs transcribed in shared/serval/docs/). Control (no auth): GET /_sandbox/state,
 POST /_sandbox/faults (see ``Fault``), POST /_sandbox/reset, POST /_sandbox/users.
 
 By hand::
@@ -24,6 +26,10 @@ In tests: ``runner, url = await start(state := ServalState())``, then look at ``
 set ``state.faults[...] = Fault(...)``; finally ``await runner.cleanup()``.
 ``state.listeners`` are called with ``(event, data)`` after each change (ticket_created, ...);
 ``ServalState(db_path=...)`` (``--db PATH``) keeps the data in a SQLite file across restarts.
+Each logged request has ``at`` (``time.monotonic()`` when it arrived) and ``answered_at`` (when its answer
+was ready). One endpoint made slow: ``state.delay("POST /v2/tickets/search", 2.0)`` (a ``Fault`` latency).
+Custom fields: ``state.add_custom_field(team_id, key, name, data_type, options=[...])``;
+``state.seed_custom_fields()`` adds the demo's (the command line and the demo do).
 
 Guesses where the documents are silent: the slackChannel target's inner field (``slack_channel_field``,
 default integrationId), microsoftTeamsDm shaped like slackDm, unknown team/user ids in a body ->
@@ -31,7 +37,12 @@ invalid_argument, nextPageToken omitted on the last page, escalationLevel HUMAN 
 client acts as its own user (``api_client_user_id``, not listed in GET /v2/users): a ticket created without
 createdByUserId is created by it, and so requested by it (seed 000: requesterUserId defaults to
 createdByUserId); search's page size is the list's (default 2,000, maximum 5,000), createdAfter inclusive,
-createdBefore exclusive, results oldest first.
+createdBefore exclusive, results oldest first. Custom fields: ``dataType`` names (DATA_TYPE_STRING, _NUMBER,
+_DATE, _BOOLEAN, _ENUM; the docs show only DATA_TYPE_UNSPECIFIED, which takes any value), values by type (a
+JSON number, "YYYY-MM-DD", true/false, an enum option's ``value``, a string), ``null`` clearing a value, an
+"empty" ``fieldValue`` naming the field without ``value``, PUT answering the values it set; a message without
+``authorUserId`` is the API client's, ``triggerHelpAgent`` defaults to true as documented and is kept aside
+(``state.message_meta``), never answered.
 """
 from __future__ import annotations
 
@@ -172,7 +183,20 @@ def _extend(schemas: dict, paths: dict, slack_channel_field: str) -> None:
     connect = inline("/v2/tickets/{ticket_id}/connect", "post")
     connect["properties"]["accountedForMessageIds"] = ids
     schemas["sandbox.ConnectTicketToExternalTicketRequest"] = connect
-    schemas["sandbox.UpdateTicketRequest"] = inline("/v2/tickets/{id}", "put")
+    update = inline("/v2/tickets/{id}", "put")
+    update["properties"]["dueDate"] = date  # docs/search-and-list-tickets.yaml: the newest Update Ticket
+    schemas["sandbox.UpdateTicketRequest"] = update
+    # docs/custom-fields.yaml and docs/ticket-messages.yaml (not in the spec); closed like every spec schema.
+    schemas["sandbox.SetTicketCustomFieldValuesRequest"] = {
+        "type": "object", "title": "SetTicketCustomFieldValuesRequest", "additionalProperties": False,
+        "properties": {"fieldValues": {"type": ["array", "null"], "items": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "fieldId": maybe_str, "fieldKey": maybe_str, "value": {},
+                "pinned": {"type": ["boolean", "null"]}}}}}}
+    schemas["sandbox.CreateTicketMessageRequest"] = {
+        "type": "object", "title": "CreateTicketMessageRequest", "additionalProperties": False,
+        "properties": {"message": maybe_str, "authorUserId": maybe_str,
+                       "triggerHelpAgent": {"type": ["boolean", "null"]}}}
     schemas["svhelp.pubapimodels.Ticket"]["properties"].update(
         dueDate=date, isOverdue={"type": "boolean"}, parentTicketId=maybe_str,
         conversationThreadParentTicketId=maybe_str, nameTranslations=translations,
@@ -329,6 +353,36 @@ def _created_at(ticket: dict) -> dt.datetime:
     return dt.datetime.fromisoformat(ticket["createdAt"].replace("Z", "+00:00"))
 
 
+def _calendar_date(due: dict) -> dt.date:
+    try:
+        return dt.date(due["year"], due["month"], due["day"])
+    except (KeyError, TypeError, ValueError):
+        raise _bad(f"dueDate {json.dumps(due)} is not a calendar date") from None
+
+
+# Custom field data types [guess: the docs show only DATA_TYPE_UNSPECIFIED] and the JSON values they take.
+FIELD_TYPES = ("DATA_TYPE_UNSPECIFIED", "DATA_TYPE_STRING", "DATA_TYPE_NUMBER", "DATA_TYPE_DATE",
+               "DATA_TYPE_BOOLEAN", "DATA_TYPE_ENUM")
+# The demo's custom fields (``seed_custom_fields``): every type, options listed out of display order.
+DEMO_CUSTOM_FIELDS: dict[str, list[dict]] = {
+    "team-it": [
+        {"key": "custom-device", "name": "Device", "data_type": "DATA_TYPE_ENUM",
+         "description": "Which device is affected?",
+         "options": [("laptop", "Laptop", 1), ("monitor", "Monitor", 3), ("phone", "Phone", 2)]},
+        {"key": "custom-asset-tag", "name": "Asset tag", "data_type": "DATA_TYPE_STRING",
+         "description": "The sticker on the device, e.g. IT-00123"},
+        {"key": "custom-people-affected", "name": "People affected", "data_type": "DATA_TYPE_NUMBER"},
+        {"key": "custom-working-remotely", "name": "Working remotely", "data_type": "DATA_TYPE_BOOLEAN"},
+    ],
+    "team-fac": [
+        {"key": "custom-building", "name": "Building", "data_type": "DATA_TYPE_ENUM",
+         "options": [("hq", "Headquarters", 1), ("annex", "Annex", 2)]},
+        {"key": "custom-room", "name": "Room", "data_type": "DATA_TYPE_UNSPECIFIED"},
+        {"key": "custom-needed-by", "name": "Needed by", "data_type": "DATA_TYPE_DATE"},
+    ],
+}
+
+
 class ServalState:
     """Everything the sandbox knows. API-shaped dicts, so tests can assert on exactly what was sent."""
 
@@ -361,6 +415,11 @@ class ServalState:
         self.priorities: dict[str, list[dict]] = {}
         self.labels: dict[str, list[dict]] = {}
         self.tickets: dict[str, dict] = {}
+        self.custom_fields: dict[str, list[dict]] = {}    # team id -> field definitions (`field` of the API)
+        self.deprecated_fields: dict[str, list[dict]] = {}  # team id -> deprecated field definitions
+        self.field_values: dict[str, dict[str, dict]] = {}  # ticket id -> field id -> EntityFieldValue
+        self.ticket_messages: dict[str, list[dict]] = {}  # ticket id -> messages, as GET lists them
+        self.message_meta: dict[str, dict] = {}           # message id -> {"triggerHelpAgent": bool} (never answered)
         self.sync_targets: dict[str, list[dict]] = {}     # ticket id -> request's channelSyncTargets
         self.connections: dict[str, list[dict]] = {}      # ticket id -> ExternalTicket dicts
         self.connect_requests: dict[str, dict] = {}       # externalTicketId -> {ticketId, **request body}
@@ -404,7 +463,45 @@ class ServalState:
             for p in ("NONE", "LOW", "MEDIUM", "HIGH", "URGENT")]
         self.labels[team_id] = [{"id": f"lbl-{s}-{n}", "teamId": team_id, "name": n, "description": ""}
                                 for n in ("access", "hardware")]
+        self.custom_fields[team_id], self.deprecated_fields[team_id] = [], []
         return team
+
+    def add_custom_field(self, team_id: str, key: str, name: str, data_type: str = "DATA_TYPE_STRING", *,
+                         options: list = (), description: str = "", deprecated: bool = False) -> dict:
+        """A custom field of the team. `options`: (value, displayName, displayOrder) tuples (or
+        dicts as the API has them); a field with options is an enum whatever its `data_type`."""
+        if team_id not in self.teams:
+            raise ValueError(f"no team {team_id}")
+        active, old = self.custom_fields.setdefault(team_id, []), self.deprecated_fields.setdefault(team_id, [])
+        if any(f["key"] == key for f in active + old):
+            raise ValueError(f"team {team_id} has a field {key} already")
+        now = self.now()
+        enum = []
+        for i, o in enumerate(options):
+            value, display, order = (o["value"], o.get("displayName", o["value"]), o.get("displayOrder", i)) \
+                if isinstance(o, dict) else o
+            enum.append({"id": f"opt-{_slug(key)}-{_slug(value)}", "value": value, "displayName": display,
+                         "displayOrder": order})
+        field = {"id": f"cf-{team_id.removeprefix('team-')}-{_slug(key)}", "entityTypeId": "ent-ticket",
+                 "key": key, "name": name, "dataType": data_type, "createdAt": now, "updatedAt": now,
+                 "createdByUserId": self.api_client_user_id, "updatedByUserId": self.api_client_user_id,
+                 "enumOptions": enum, "isKeyField": False, "isNameField": False, "description": description}
+        (old if deprecated else active).append(field)
+        self._emit("custom_field_added", field)
+        return field
+
+    def seed_custom_fields(self) -> None:
+        """The demo's custom fields (DEMO_CUSTOM_FIELDS) for the teams that exist and have none yet."""
+        for team_id, fields in DEMO_CUSTOM_FIELDS.items():
+            if team_id in self.teams and not self.custom_fields.get(team_id):
+                for f in fields:
+                    self.add_custom_field(team_id, f["key"], f["name"], f["data_type"],
+                                          options=f.get("options", ()), description=f.get("description", ""))
+
+    def delay(self, key: str, seconds: float) -> None:
+        """Answer requests to `key` ("POST /v2/tickets/search", "GET /v2/teams/{team_id}/...") `seconds` later."""
+        fault = self.faults.setdefault(key, Fault())
+        fault.latency = seconds
 
     def add_user(self, email: str, first_name: str, last_name: str, deactivated: bool = False,
                  role: str = "USER_ROLE_ORG_MEMBER") -> dict:
@@ -509,6 +606,8 @@ class ServalState:
     def dump(self) -> dict:
         return {"teams": list(self.teams.values()), "users": list(self.users.values()),
                 "statuses": self.statuses, "priorities": self.priorities, "labels": self.labels,
+                "customFields": self.custom_fields, "fieldValues": self.field_values,
+                "ticketMessages": self.ticket_messages,
                 "tickets": [{**t, "channelSyncTargets": self.sync_targets.get(i, [])}
                             for i, t in self.tickets.items()],
                 "connections": self.connections, "connectRequests": self.connect_requests,
@@ -517,7 +616,8 @@ class ServalState:
 
     # -- change hooks and persistence ----------------------------------------------------------------
     PERSISTED = ("teams", "users", "statuses", "priorities", "labels", "tickets", "sync_targets",
-                 "connections", "connect_requests", "_numbers")  # not tokens, faults or the request log
+                 "connections", "connect_requests", "_numbers", "custom_fields", "deprecated_fields",
+                 "field_values", "ticket_messages", "message_meta")  # not tokens, faults or the request log
 
     def _emit(self, event: str, data: dict) -> None:
         for listener in list(self.listeners):
@@ -605,10 +705,7 @@ class ServalState:
         due = body.get("dueDate")
         due_date = None
         if due is not None:
-            try:
-                due_date = dt.date(due["year"], due["month"], due["day"])
-            except (KeyError, ValueError):
-                raise _bad(f"dueDate {json.dumps(due)} is not a calendar date") from None
+            due_date = _calendar_date(due)
         for rel in body.get("ticketRelationships") or []:
             if rel.get("ticketId") not in self.tickets:
                 raise _bad(f"ticketRelationships: ticketId {rel.get('ticketId')!r}: no such ticket")
@@ -650,6 +747,8 @@ class ServalState:
         if unknown:
             raise _bad(f"labelIds {sorted(unknown)}: not labels of team {team_id}")
         self._need_users(changes, "assignedToUserId", "requesterUserId")
+        if "dueDate" in changes:
+            ticket["isOverdue"] = _calendar_date(changes["dueDate"]) < dt.date.today()
         ticket.update(changes)
         if "statusId" in changes:
             group = next(s["statusGroup"] for s in self.statuses[team_id] if s["id"] == changes["statusId"])
@@ -675,6 +774,10 @@ class ServalState:
                        "'<channelId>:<threadTs>', e.g. 'C9DDYQ1B4:1779146751.061339'")
         if kind == "slackChannel" and not inner.get(self.slack_channel_field):
             raise _bad(f"channelTarget.slackChannel.{self.slack_channel_field} is required")
+        own = {m["id"] for m in self.ticket_messages.get(ticket_id, [])}
+        foreign = [m for m in body.get("accountedForMessageIds") or [] if m not in own]
+        if foreign:  # docs: "Each must belong to this ticket."
+            raise _bad(f"accountedForMessageIds {foreign}: not messages of ticket {ticket_id}")
         known = self.connect_requests.get(external_id)
         if known is not None:
             if known["ticketId"] == ticket_id:
@@ -691,6 +794,105 @@ class ServalState:
         self.connect_requests[external_id] = {"ticketId": ticket_id, **body}
         self._emit("ticket_connected", self.connections[ticket_id][-1])
         return {}
+
+    # -- custom fields (docs/custom-fields.yaml) ----------------------------------------------------
+    def _empty_value(self, field: dict) -> dict:
+        return {"fieldId": field["id"], "fieldKey": field["key"], "fieldName": field["name"],
+                "dataType": field["dataType"]}
+
+    def custom_field_options(self, team_id: str) -> dict:
+        if team_id not in self.teams:
+            raise ApiError("not_found", f"team {team_id} not found")
+        return {"customFields": [{"field": f, "fieldValue": self._empty_value(f)}
+                                 for f in self.custom_fields.get(team_id, [])],
+                "deprecatedFields": [{"field": f, "fieldValue": self._empty_value(f)}
+                                     for f in self.deprecated_fields.get(team_id, [])]}
+
+    def custom_field_values(self, ticket_id: str) -> dict:
+        """Only the values set explicitly, in the same {customFields, deprecatedFields} shape."""
+        team_id = self.ticket(ticket_id)["teamId"]
+        values = self.field_values.get(ticket_id, {})
+        return {key: [{"field": f, "fieldValue": values[f["id"]]} for f in fields if f["id"] in values]
+                for key, fields in (("customFields", self.custom_fields.get(team_id, [])),
+                                    ("deprecatedFields", self.deprecated_fields.get(team_id, [])))}
+
+    def _check_value(self, field: dict, value: Any, where: str) -> None:
+        if value is None:
+            return  # clears the value
+        kind = field["dataType"]
+        if field.get("enumOptions"):
+            allowed = [o["value"] for o in field["enumOptions"]]
+            if value not in allowed:
+                raise _bad(f"{where}: {value!r} is not an option of field {field['key']} (options: {allowed})")
+        elif kind == "DATA_TYPE_STRING" and not isinstance(value, str):
+            raise _bad(f"{where}: field {field['key']} takes a string")
+        elif kind == "DATA_TYPE_NUMBER" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise _bad(f"{where}: field {field['key']} takes a number")
+        elif kind == "DATA_TYPE_BOOLEAN" and not isinstance(value, bool):
+            raise _bad(f"{where}: field {field['key']} takes true or false")
+        elif kind == "DATA_TYPE_DATE":
+            try:
+                if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                    raise ValueError
+                dt.date.fromisoformat(value)
+            except ValueError:
+                raise _bad(f"{where}: field {field['key']} takes a date as YYYY-MM-DD") from None
+
+    def set_custom_field_values(self, ticket_id: str, body: Any) -> dict:
+        """All or nothing: every item is checked before any value is set."""
+        ticket = self.ticket(ticket_id)
+        self.validate("sandbox.SetTicketCustomFieldValuesRequest", body)
+        fields = self.custom_fields.get(ticket["teamId"], []) + self.deprecated_fields.get(ticket["teamId"], [])
+        by_id, by_key = {f["id"]: f for f in fields}, {f["key"]: f for f in fields}
+        changes, seen = [], set()
+        for i, item in enumerate(body.get("fieldValues") or []):
+            where = f"fieldValues[{i}]"
+            field_id, key = item.get("fieldId"), item.get("fieldKey")
+            if not field_id and not key:
+                raise _bad(f"{where}: fieldKey or fieldId is required")
+            field = by_id.get(field_id) if field_id else by_key.get(key)
+            if field is None:
+                raise _bad(f"{where}: team {ticket['teamId']} has no custom field {field_id or key!r}")
+            if field_id and key and field["key"] != key:
+                raise _bad(f"{where}: fieldId {field_id!r} and fieldKey {key!r} name different fields")
+            if field["id"] in seen:
+                raise _bad(f"{where}: field {field['key']} is set twice")
+            seen.add(field["id"])
+            if "value" not in item:
+                raise _bad(f"{where}: value is required")
+            self._check_value(field, item["value"], where)
+            changes.append((field, item))
+        values, out = self.field_values.setdefault(ticket_id, {}), []
+        for field, item in changes:
+            if item["value"] is None:
+                values.pop(field["id"], None)
+                continue
+            old = values.get(field["id"])
+            value = {"id": old["id"] if old else self.new_id(), "entityId": ticket_id,
+                     **self._empty_value(field), "value": item["value"], "setByUserId": self.api_client_user_id,
+                     "createdAt": old["createdAt"] if old else self.now(), "pinned": bool(item.get("pinned"))}
+            values[field["id"]] = value
+            out.append(value)
+        self._emit("custom_field_values_set", {"ticketId": ticket_id, "values": out})
+        return {"data": out}
+
+    # -- messages (docs/ticket-messages.yaml) --------------------------------------------------------
+    def create_message(self, ticket_id: str, body: Any) -> dict:
+        self.ticket(ticket_id)
+        self.validate("sandbox.CreateTicketMessageRequest", body)
+        text = body.get("message") or ""
+        if not text.strip():
+            raise _bad("message is required")
+        author_id = body.get("authorUserId") or None
+        self._need_users(body, "authorUserId")
+        author = self.users.get(author_id) if author_id else None
+        user = {"id": author["id"], "email": author["email"]} if author else {"id": self.api_client_user_id}
+        message = {"id": self.new_id(), "user": user, "authorRole": "USER_ROLE", "content": text,
+                   "createdAt": self.now(), "attachments": []}
+        self.ticket_messages.setdefault(ticket_id, []).append(message)
+        self.message_meta[message["id"]] = {"triggerHelpAgent": body.get("triggerHelpAgent") is not False}
+        self._emit("message_added", {"ticketId": ticket_id, **message})
+        return {"data": {"messageId": message["id"]}}
 
     def create_user(self, body: Any) -> dict:
         self.validate("svauth.public.CreateUserRequest", body)
@@ -765,6 +967,13 @@ ROUTES: list[tuple[str, str, Callable[[ServalState, web.Request, Any], Any]]] = 
     ("GET", "/v2/tickets/{id}", lambda s, r, b: {"data": s.ticket(_id(r))}),
     ("PUT", "/v2/tickets/{id}", lambda s, r, b: {"data": s.update_ticket(_id(r), b)}),
     ("POST", "/v2/tickets/{ticket_id}/connect", lambda s, r, b: s.connect(_id(r), b)),
+    ("GET", "/v2/teams/{team_id}/custom-field-options",
+     lambda s, r, b: s.custom_field_options(r.match_info["team_id"])),
+    ("GET", "/v2/tickets/{ticket_id}/custom-field-values", lambda s, r, b: s.custom_field_values(_id(r))),
+    ("PUT", "/v2/tickets/{ticket_id}/custom-field-values", lambda s, r, b: s.set_custom_field_values(_id(r), b)),
+    ("POST", "/v2/tickets/{ticket_id}/messages", lambda s, r, b: s.create_message(_id(r), b)),
+    ("GET", "/v2/tickets/{ticket_id}/messages",
+     lambda s, r, b: _page(s.ticket_messages.get(s.ticket(_id(r))["id"], []), r.query)),
     ("GET", "/v2/tickets/{ticket_id}/external-tickets",
      lambda s, r, b: {"data": s.connections.get(s.ticket(_id(r))["id"], [])}),
     ("GET", "/v2/users", lambda s, r, b: _page(s.list_users(r.query.get("includeDeactivated", "")), r.query)),
@@ -814,9 +1023,10 @@ async def _serval_middleware(request: web.Request, handler) -> web.StreamRespons
         body = json.loads(raw) if raw and request.content_type == "application/json" else None
     except ValueError:
         body = None
-    state.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
-                           "body": body, "headers": {k: v for k, v in request.headers.items()
-                                                     if k.lower() != "authorization"}})
+    logged = {"method": request.method, "path": request.path, "query": dict(request.query), "body": body,
+              "headers": {k: v for k, v in request.headers.items() if k.lower() != "authorization"},
+              "at": time.monotonic()}
+    state.requests.append(logged)
     key = f"{request.method} {request.path}"
     state.in_flight[key] += 1
     state.peak_in_flight[key] = max(state.peak_in_flight[key], state.in_flight[key])
@@ -824,6 +1034,7 @@ async def _serval_middleware(request: web.Request, handler) -> web.StreamRespons
         return await _answer(request, handler, state)
     finally:
         state.in_flight[key] -= 1
+        logged["answered_at"] = time.monotonic()
 
 
 async def _answer(request: web.Request, handler, state: ServalState) -> web.StreamResponse:
@@ -891,6 +1102,7 @@ def main(argv: list[str] | None = None) -> None:
                         clients={args.client_id: args.client_secret}, token_ttl=args.token_ttl,
                         latency=args.latency_ms / 1000, seed=args.seed,
                         slack_channel_field=args.slack_channel_field, db_path=args.db)
+    state.seed_custom_fields()
 
     serve_forever(lambda: start(state, args.host, args.port))
 

@@ -13,6 +13,10 @@ By hand::
     curl -s -X POST http://127.0.0.1:8082/_sandbox/trigger  # a fresh trigger_id (3 s, single use)
     curl -s -X POST http://127.0.0.1:8082/_sandbox/reset
 
+Events: ``SlackState.message_event`` / ``mention_event`` / ``reaction_event`` build the ``event``
+Slack sends for a stored message or reaction, and ``event_callback`` wraps one in the Events API
+envelope (``sandbox/slack_ui.py`` signs and sends them).
+
 In tests::
 
     state = SlackState()
@@ -225,6 +229,9 @@ class SlackState:
         self.views: dict[str, dict] = {}
         self.home_views: dict[str, dict] = {}
         self.calls: list[dict] = []
+        # conversations.replies for a commercially distributed non-Marketplace app: at most this
+        # many messages a page (Slack: 15 since 2025-05-29); None: Tier 3, as internal apps get.
+        self.replies_max_limit: int | None = None
         self.triggers: dict[str, float | None] = {}  # trigger_id -> issued at (None once used)
         self._failures: dict[str, list[tuple[int, str, int | None]]] = defaultdict(list)
         self._seq = itertools.count(1)
@@ -283,6 +290,79 @@ class SlackState:
         """Seed a message written by a person (``ts`` lets a test reuse a documented payload's ts)."""
         return self._store(channel, {"type": "message", "user": user, "text": text, "team": self.team_id},
                            thread_ts, ts)
+
+    def add_reaction(self, channel: str, ts: str, user: str, name: str) -> dict:
+        """``user`` reacts with ``name`` (reactions.add's rules: once per person and emoji)."""
+        message = self.find_message(channel, ts)
+        if message is None:
+            raise SlackError("message_not_found")
+        if not re.fullmatch(r"[^\s:]+(::skin-tone-[2-6])?", name or ""):
+            raise SlackError("invalid_name")
+        reactions = message.setdefault("reactions", [])
+        reaction = next((r for r in reactions if r["name"] == name), None)
+        if reaction is None:
+            reaction = {"name": name, "users": [], "count": 0}
+            reactions.append(reaction)
+        if user in reaction["users"]:
+            raise SlackError("already_reacted")
+        reaction["users"].append(user)
+        reaction["count"] = len(reaction["users"])
+        return message
+
+    def remove_reaction(self, channel: str, ts: str, user: str, name: str) -> dict:
+        message = self.find_message(channel, ts)
+        if message is None:
+            raise SlackError("message_not_found")
+        reaction = next((r for r in message.get("reactions") or [] if r["name"] == name), None)
+        if reaction is None or user not in reaction["users"]:
+            raise SlackError("no_reaction")
+        reaction["users"].remove(user)
+        reaction["count"] = len(reaction["users"])
+        if not reaction["users"]:
+            message["reactions"].remove(reaction)
+        if not message["reactions"]:
+            del message["reactions"]
+        return message
+
+    # events (the Events API) ----------------------------------------------------
+    def channel_type(self, channel: str) -> str:
+        ch = self.channels.get(channel) or {}
+        return "im" if ch.get("is_im") else "group" if ch.get("is_private") else "channel"
+
+    def message_event(self, channel: str, message: dict) -> dict:
+        """The ``message`` event for a stored message (message.channels / .groups / .im)."""
+        event = {k: copy.deepcopy(v) for k, v in message.items() if k not in ("reactions", "reply_count", "reply_users",
+                                                                            "reply_users_count", "latest_reply")}
+        if event.get("thread_ts") == event.get("ts"):
+            del event["thread_ts"]  # the root as it was posted
+        event.update(channel=channel, event_ts=message["ts"], channel_type=self.channel_type(channel))
+        return event
+
+    def mention_event(self, channel: str, message: dict) -> dict:
+        """The ``app_mention`` event for a stored message that mentions the app's bot user."""
+        event = {"type": "app_mention", "user": message.get("user"), "text": message.get("text", ""),
+                 "ts": message["ts"], "team": self.team_id, "channel": channel, "event_ts": message["ts"]}
+        if message.get("thread_ts") and message["thread_ts"] != message["ts"]:
+            event["thread_ts"] = message["thread_ts"]
+        if message.get("bot_id"):
+            event["bot_id"] = message["bot_id"]
+        return event
+
+    def reaction_event(self, channel: str, ts: str, user: str, name: str, *, removed: bool = False) -> dict:
+        message = self.find_message(channel, ts) or {}
+        return {"type": "reaction_removed" if removed else "reaction_added", "user": user,
+                "item": {"type": "message", "channel": channel, "ts": ts}, "reaction": name,
+                "item_user": message.get("user"), "event_ts": self.next_ts()}
+
+    def event_callback(self, event: dict, event_id: str | None = None) -> dict:
+        """The Events API envelope Slack posts to the request URL (or sends over Socket Mode)."""
+        return {"token": "sandbox-verification-token", "team_id": self.team_id, "api_app_id": self.app_id,
+                "event": event, "type": "event_callback", "event_id": event_id or "Ev" + secrets.token_hex(5).upper(),
+                "event_time": int(time.time()), "is_ext_shared_channel": False,
+                "event_context": f"4-{event['type']}-{self.team_id}-{event.get('channel') or (event.get('item') or {}).get('channel', '')}",
+                "authorizations": [{"enterprise_id": self.enterprise_id, "team_id": self.team_id,
+                                    "user_id": self.bot_user_id, "is_bot": True, "is_enterprise_install": False}],
+                "context_team_id": self.team_id, "context_enterprise_id": self.enterprise_id}
 
     def issue_trigger_id(self) -> str:
         trigger_id = f"{next(self._seq)}.{self.team_id[1:]}.{secrets.token_hex(16)}"
@@ -530,20 +610,99 @@ async def conversations_info(s, args):
     return {"channel": _channel_out(ch)}
 
 
-async def conversations_replies(s, args):
-    ch = s.channel(args.get("channel"))
+def _readable(s: SlackState, ref: str | None) -> dict:
+    """A conversation the bot may read (its *:history scopes cover only conversations it is in)."""
+    ch = s.channel(ref)
     if ch is None:
         raise SlackError("channel_not_found")
+    if not ch["bot_is_member"]:
+        raise SlackError("channel_not_found" if ch["is_private"] else "not_in_channel")
+    return ch
+
+
+def _window(args: dict, messages: list[dict]) -> list[dict]:
+    """``oldest`` / ``latest`` (``inclusive``: the bounds themselves too), as documented."""
+    inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+    oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or time.time() + 1e9)
+    if inclusive:
+        return [m for m in messages if oldest <= float(m["ts"]) <= latest]
+    return [m for m in messages if oldest < float(m["ts"]) < latest]
+
+
+def _page(args: dict, items: list[dict], default_limit: int, max_limit: int | None = None) -> dict:
+    try:
+        start, limit = int(args.get("cursor") or 0), int(args.get("limit") or default_limit)
+    except ValueError:
+        raise SlackError("invalid_cursor") from None
+    if limit < 1:
+        limit = default_limit
+    if max_limit is not None:
+        limit = min(limit, max_limit)
+    page, more = items[start:start + limit], start + limit < len(items)
+    return {"messages": copy.deepcopy(page), "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
+
+async def conversations_replies(s, args):
+    """A thread, parent first, oldest first (https://docs.slack.dev/reference/methods/conversations.replies);
+    ``ts`` may be the parent or any message in the thread."""
+    _need(args, "channel", "ts")
+    ch = _readable(s, args.get("channel"))
     message = s.find_message(ch["id"], args.get("ts"))
     if message is None:
         raise SlackError("thread_not_found")
     root_ts = message.get("thread_ts") or message["ts"]
     thread = sorted((m for m in s.messages[ch["id"]] if m["ts"] == root_ts or m.get("thread_ts") == root_ts),
                     key=lambda m: float(m["ts"]))
-    start, limit = int(args.get("cursor") or 0), int(args.get("limit") or 1000)
-    page, more = thread[start:start + limit], start + limit < len(thread)
-    return {"messages": page, "has_more": more,
-            "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+    return _page(args, _window(args, thread), 1000, s.replies_max_limit)
+
+
+async def conversations_history(s, args):
+    """A conversation's messages, newest first, without thread replies (but with those broadcast to
+    the channel) (https://docs.slack.dev/reference/methods/conversations.history)."""
+    _need(args, "channel")
+    ch = _readable(s, args.get("channel"))
+    top = [m for m in s.messages[ch["id"]]
+           if m.get("thread_ts") in (None, m["ts"]) or m.get("subtype") == "thread_broadcast"]
+    out = _page(args, sorted(_window(args, top), key=lambda m: -float(m["ts"])), 100)
+    out["pin_count"] = 0
+    return out
+
+
+def _reaction_args(s: SlackState, args: dict) -> tuple[dict, str, str]:
+    if not args.get("channel") and not args.get("timestamp"):
+        raise SlackError("no_item_specified")
+    _need(args, "channel", "timestamp")
+    ch = s.channel(args["channel"])
+    if ch is None:
+        raise SlackError("channel_not_found")
+    return ch, args["timestamp"], (args.get("name") or "").strip(":")
+
+
+async def reactions_add(s, args):
+    ch, ts, name = _reaction_args(s, args)
+    _need(args, "name")
+    s.add_reaction(ch["id"], ts, s.bot_user_id, name)
+    return {}
+
+
+async def reactions_remove(s, args):
+    ch, ts, name = _reaction_args(s, args)
+    _need(args, "name")
+    s.remove_reaction(ch["id"], ts, s.bot_user_id, name)
+    return {}
+
+
+async def reactions_get(s, args):
+    ch, ts, _ = _reaction_args(s, args)
+    message = s.find_message(ch["id"], ts)
+    if message is None:
+        raise SlackError("message_not_found")
+    out = copy.deepcopy(message)
+    if str(args.get("full", "")).lower() not in ("1", "true"):
+        for reaction in out.get("reactions") or []:
+            reaction["users"] = reaction["users"][:50]  # "full": every user; else possibly a subset
+    return {"type": "message", "channel": ch["id"], "message": out}
 
 
 async def conversations_open(s, args):
@@ -580,6 +739,8 @@ METHODS = {
     "chat.getPermalink": chat_get_permalink, "users.info": users_info,
     "users.lookupByEmail": users_lookup_by_email, "conversations.info": conversations_info,
     "conversations.replies": conversations_replies, "conversations.open": conversations_open,
+    "conversations.history": conversations_history,
+    "reactions.add": reactions_add, "reactions.remove": reactions_remove, "reactions.get": reactions_get,
 }
 
 

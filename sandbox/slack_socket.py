@@ -62,15 +62,17 @@ class SocketModeServer:
             self.connected.clear()
         return ws
 
-    async def send(self, kind: str, payload: dict[str, Any], *, timeout: float = 5.0) -> dict[str, Any]:
-        """Send one envelope to the connected app and return its acknowledgement."""
+    async def send(self, kind: str, payload: dict[str, Any], *, timeout: float = 5.0, retry_attempt: int = 0,
+                   retry_reason: str = "") -> dict[str, Any]:
+        """Send one envelope to the connected app and return its acknowledgement. `retry_attempt`:
+        an event's redelivery (Slack's `retry_attempt` / `retry_reason`, e.g. 1 / "timeout")."""
         await asyncio.wait_for(self.connected.wait(), timeout)
         envelope_id = str(uuid.uuid4())
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._acks[envelope_id] = future
         await self.sockets[-1].send_json({"envelope_id": envelope_id, "type": kind, "payload": payload,
-                                          "accepts_response_payload": kind != "events_api", "retry_attempt": 0,
-                                          "retry_reason": ""})
+                                          "accepts_response_payload": kind != "events_api",
+                                          "retry_attempt": retry_attempt, "retry_reason": retry_reason})
         return await asyncio.wait_for(future, timeout)
 
     async def close(self) -> None:

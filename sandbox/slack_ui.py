@@ -9,6 +9,13 @@ stand-in, whose calls this module watches (``SlackState.listeners``): ``views.op
 open and change modals, ``chat.*`` adds messages. Answers to a ``view_submission`` are handled as
 Slack does: empty closes the view, ``response_action`` errors / update / push / clear.
 
+Events go to the app as the Events API sends them, for the bot events it subscribed to (its
+manifest) and only from conversations the bot is in: ``message.channels`` / ``.groups`` / ``.im``
+for every message (the app's own posts too, with its ``bot_id``), ``app_mention`` when a message
+mentions the app (``@Tickets``), ``reaction_added`` / ``reaction_removed``. A delivery that is not
+answered 2xx within 3 seconds is sent again as Slack does (``X-Slack-Retry-Num`` 1 to 3,
+``X-Slack-Retry-Reason``; at once, after 1 and after 5 minutes; ``x-slack-no-retry: 1`` stops it).
+
 Browser endpoints (JSON, not Slack's; ``user`` is who the person says they are):
   GET  /                               the page (``sandbox/static/``)
   GET  /ui/state?user=U&since=N        the workspace as U sees it, once newer than N (long poll, 25 s)
@@ -18,6 +25,7 @@ Browser endpoints (JSON, not Slack's; ``user`` is who the person says they are):
   POST /ui/action    {user, view_id | channel+ts, block_id, action_id, values?}   block_actions
   POST /ui/close     {user, view_id, all?}                close the modal (all: the whole stack)
   POST /ui/home      {user}                               App Home opened (app_home_opened event)
+  POST /ui/react     {user, channel, ts, name}            add the reaction, or take it back if it is there
   POST /ui/respond/{key}                                  a response_url, as the app would use it
 """
 from __future__ import annotations
@@ -94,7 +102,7 @@ class SlackUI:
                  commands: list[dict] | None = None, shortcuts: list[dict] | None = None,
                  home_tab: bool = False, dm_read_only: bool = False, events: list[str] | None = None,
                  people: list[str] | None = None, panel: Callable[[], dict] | None = None,
-                 ack_timeout: float = 3.0):
+                 ack_timeout: float = 3.0, retry_delays: tuple[float, ...] = (0.0, 60.0, 300.0)):
         self.s, self.request_url, self.secret = state, request_url, signing_secret
         self.app_name, self.home_tab, self.panel, self.ack_timeout = app_name, home_tab, panel, ack_timeout
         self.dm_read_only = dm_read_only   # the manifest's messages_tab_read_only_enabled
@@ -113,6 +121,9 @@ class SlackUI:
         self.responders: dict[str, tuple[str, str, str | None]] = {}  # response_url key -> (user, channel, thread)
         self.origin = ""                               # this server's base URL, for response_urls
         self.http: aiohttp.ClientSession | None = None
+        self.retry_delays = retry_delays               # Slack's event redeliveries (seconds after a failure)
+        self.deliveries: list[dict] = []               # every event delivery: event_id, type, retry, status
+        self._tasks: set[asyncio.Task] = set()
         state.listeners.append(self._on_call)
 
     # -- changes ------------------------------------------------------------------------------
@@ -134,6 +145,8 @@ class SlackUI:
         elif not call.get("error") and method == "views.update":
             self.errors.pop(response["view"]["id"], None)
             self.notices.pop(response["view"]["id"], None)
+        elif not call.get("error") and method == "chat.postMessage":
+            self._message_events(response["channel"], response["message"])  # the app hears itself too
         self.changed()
 
     # -- what a person sees -----------------------------------------------------------------------
@@ -203,19 +216,81 @@ class SlackUI:
 
     async def send(self, body: str, content_type: str = FORM) -> tuple[int, str]:
         """POST a signed request to the app; (HTTP status, body), status 0 when it did not answer in time."""
+        status, text, _ = await self._post(body, content_type)
+        return status, text
+
+    async def _post(self, body: str, content_type: str, extra: dict[str, str] | None = None) -> tuple[int, str, dict]:
         if self.http is None:
             self.http = aiohttp.ClientSession()
         ts = str(int(time.time()))
         base = f"v0:{ts}:{body}".encode()
         signature = "v0=" + hmac.new(self.secret.encode(), base, hashlib.sha256).hexdigest()
         headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
-                   "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
+                   "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)", **(extra or {})}
         try:
             async with self.http.post(self.request_url, data=body.encode(), headers=headers,
                                       timeout=aiohttp.ClientTimeout(total=self.ack_timeout)) as r:
-                return r.status, await r.text()
+                return r.status, await r.text(), {k.lower(): v for k, v in r.headers.items()}
         except (aiohttp.ClientError, asyncio.TimeoutError):
-            return 0, ""
+            return 0, "", {}
+
+    # -- events -------------------------------------------------------------------------------------
+    def _hears(self, channel: str) -> bool:
+        """Does Slack send the app events from this conversation? Only where its bot user is a member
+        (its own DM included; DMs between others or with another app: no)."""
+        ch = self.s.channels.get(channel)
+        if ch is None:
+            return False
+        if ch["is_im"]:
+            return channel not in self.dm_peers and ch["bot_is_member"]
+        return bool(ch["bot_is_member"])
+
+    def _message_events(self, channel: str, message: dict) -> None:
+        if not self._hears(channel):
+            return
+        kind = {"im": "im", "group": "groups", "channel": "channels"}[self.s.channel_type(channel)]
+        if f"message.{kind}" in self.events:
+            self.dispatch(self.s.message_event(channel, message))
+        if kind != "im" and "app_mention" in self.events and f"<@{self.s.bot_user_id}>" in (message.get("text") or ""):
+            self.dispatch(self.s.mention_event(channel, message))
+
+    def dispatch(self, event: dict) -> None:
+        """Deliver an event to the app in the background, as Slack does."""
+        task = asyncio.get_running_loop().create_task(self._deliver(self.s.event_callback(event)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, body: dict) -> None:
+        raw, reason = json.dumps(body), ""
+        for retry, delay in enumerate((0.0, *self.retry_delays)):
+            if retry:
+                await asyncio.sleep(delay)
+            extra = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason} if retry else {}
+            status, _, headers = await self._post(raw, "application/json", extra)
+            self.deliveries.append({"event_id": body["event_id"], "type": body["event"]["type"], "retry": retry,
+                                    "status": status})
+            if 200 <= status < 300 or headers.get("x-slack-no-retry") == "1":
+                return
+            reason = "http_timeout" if status == 0 else "http_error"
+
+    def react(self, user: str, channel: str, ts: str, name: str) -> bool:
+        """``user`` adds the reaction, or takes it back when they had it; True when added."""
+        message = self.s.find_message(channel, ts)
+        if message is None:
+            raise web.HTTPNotFound(text="no such message")
+        had = any(r["name"] == name and user in r["users"] for r in message.get("reactions") or [])
+        try:
+            if had:
+                self.s.remove_reaction(channel, ts, user, name)
+            else:
+                self.s.add_reaction(channel, ts, user, name)
+        except SlackError as exc:
+            raise web.HTTPBadRequest(text=exc.error) from None
+        self.changed()
+        kind = "reaction_removed" if had else "reaction_added"
+        if self._hears(channel) and kind in self.events:
+            self.dispatch(self.s.reaction_event(channel, ts, user, name, removed=had))
+        return not had
 
     async def send_payload(self, payload: dict) -> tuple[int, str]:
         return await self.send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
@@ -251,9 +326,11 @@ class SlackUI:
         handles = {u["name"]: u["id"] for u in sorted(self.s.users.values(),
                                                       key=lambda u: (u["id"] in people, u["id"][0] == "U"))
                    if not u["deleted"]}
+        handles.setdefault(self.app_name.replace(" ", ""), self.s.bot_user_id)  # @Tickets: the app
         text = re.sub(r"(?<!\w)@([\w.-]+)", lambda m: f"<@{handles[m[1]]}>" if m[1] in handles else m[0], text)
         message = self.s.post_user_message(channel, user, text, thread_ts or None)
         self.changed()
+        self._message_events(channel, message)
         return message
 
     async def command(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> None:
@@ -323,7 +400,12 @@ class SlackUI:
             elif action == "errors":
                 self.errors[view_id] = {str(k): str(v) for k, v in (answer.get("errors") or {}).items()}
             elif action == "update":
-                slack._save_view(self.s, answer.get("view"), (view["type"],), view)
+                # The app may already have changed the view with views.update (the submission's ack
+                # and its next call race): what it set later stays, as its newer word.
+                if self.s.views.get(view_id, view)["hash"] == view["hash"]:
+                    slack._save_view(self.s, answer.get("view"), (view["type"],), view)
+                elif slack.validate_view(answer.get("view"), (view["type"],)):
+                    raise ValueError("invalid view")
             elif action == "push":
                 pushed = slack._save_view(self.s, answer.get("view"))
                 pushed.update(previous_view_id=view_id, root_view_id=stack[0])
@@ -462,6 +544,11 @@ class SlackUI:
         await self.close(b["user"], b.get("view_id", ""), bool(b.get("all")))
         return web.json_response({"ok": True})
 
+    async def _react(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        added = self.react(b["user"], b.get("channel", ""), b.get("ts", ""), (b.get("name") or "").strip(":"))
+        return web.json_response({"ok": True, "added": added})
+
     async def _home(self, request: web.Request) -> web.Response:
         b = await self._body(request)
         await self.home_opened(b["user"])
@@ -484,6 +571,9 @@ class SlackUI:
         self.changed()  # long polls answer now rather than hold up the shutdown
 
     async def _cleanup(self, _app: web.Application) -> None:
+        for task in list(self._tasks):  # deliveries still waiting to be retried
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
 
@@ -494,6 +584,7 @@ class SlackUI:
         app.router.add_get("/ui/state", self._state)
         for path, handler in (("message", self._message), ("shortcut", self._shortcut), ("submit", self._submit),
                               ("action", self._action), ("close", self._close), ("home", self._home),
+                              ("react", self._react),
                               ("respond/{key}", self._respond)):
             app.router.add_post(f"/ui/{path}", handler)
         app.on_shutdown.append(self._shutdown)

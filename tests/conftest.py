@@ -52,18 +52,27 @@ class SlackSender:
         self.verifier = SignatureVerifier(secret)
         self.http = httpx.AsyncClient(timeout=10)
 
-    async def post(self, body: str, *, timestamp: int | None = None, signature: str | None = None) -> httpx.Response:
+    async def post(self, body: str, *, timestamp: int | None = None, signature: str | None = None,
+                   content_type: str = "application/x-www-form-urlencoded",
+                   headers: dict[str, str] | None = None) -> httpx.Response:
         ts = str(int(time.time()) if timestamp is None else timestamp)
         sig = signature or self.verifier.generate_signature(timestamp=ts, body=body)
         return await self.http.post(
             self.url,
             content=body.encode(),
             headers={
-                "Content-Type": "application/x-www-form-urlencoded",
+                "Content-Type": content_type,
                 "X-Slack-Request-Timestamp": ts,
                 "X-Slack-Signature": sig,
+                **(headers or {}),
             },
         )
+
+    async def event(self, body: dict[str, Any], *, retry: int = 0, reason: str = "http_timeout") -> httpx.Response:
+        """An Events API delivery: the JSON body, signed; `retry` > 0 is Slack's redelivery
+        (`X-Slack-Retry-Num`, `X-Slack-Retry-Reason`)."""
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason} if retry else {}
+        return await self.post(json.dumps(body), content_type="application/json", headers=headers)
 
     async def command(self, text: str = "", **fields: str) -> httpx.Response:
         form = {

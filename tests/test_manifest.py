@@ -1,4 +1,5 @@
-"""manifest.yml validates against Slack's schema and asks for exactly the scopes the bot uses."""
+"""manifest.yml validates against Slack's schema, asks for exactly the scopes the bot uses and
+subscribes to exactly the events it handles."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from tests.conftest import eventually, payload, submission
+from bot import views
+from tests.conftest import eventually, select_value, submission
+from tests.test_events import event, thread_replies
 from tests.test_ticket_flow import filled, open_modal_with_command, open_modal_with_shortcut, shortcut
 
 ROOT = Path(__file__).parent.parent
@@ -19,10 +22,29 @@ METHOD_SCOPES = {
     "chat.postEphemeral": {"chat:write"},
     "chat.update": {"chat:write"},
     "users.info": {"users:read", "users:read.email"},  # .email: the profile e-mail used for matching
-    "conversations.info": {"channels:read"},
-    "conversations.replies": {"channels:history"},
     "users.lookupByEmail": {"users:read.email"},
 }
+# conversations.* need the scope of the conversation's kind (public C…, private G…, DM D…).
+CONVERSATION_SCOPES = {
+    "conversations.info": {"C": "channels:read", "G": "groups:read", "D": "im:read"},
+    "conversations.replies": {"C": "channels:history", "G": "groups:history", "D": "im:history"},
+    "conversations.history": {"C": "channels:history", "G": "groups:history", "D": "im:history"},
+}
+# Bot event subscription → the scope Slack requires for it (the events' reference pages).
+EVENT_SCOPES = {
+    "app_home_opened": set(),
+    "reaction_added": {"reactions:read"},
+    "app_mention": {"app_mentions:read"},
+    "message.channels": {"channels:history"},
+    "message.groups": {"groups:history"},
+    "message.im": {"im:history"},
+}
+
+
+def scopes_of(call: dict) -> set[str]:
+    if call["method"] in CONVERSATION_SCOPES:
+        return {CONVERSATION_SCOPES[call["method"]][call["args"]["channel"][0]]}
+    return METHOD_SCOPES.get(call["method"], set())
 
 
 def test_manifest_validates_against_slacks_schema():
@@ -37,9 +59,17 @@ def test_manifest_declares_the_command_shortcut_and_socket_mode():
     assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", "create_ticket")]
     assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
     assert MANIFEST["settings"]["socket_mode_enabled"] is True
+    # people write to the bot in its Messages tab: each message gets a Create ticket button
+    home = features["app_home"]
+    assert home["messages_tab_enabled"] is True and home["messages_tab_read_only_enabled"] is False
 
 
-async def test_manifest_scopes_are_exactly_those_the_bot_uses(sender, slack, serval):
+async def handled(slack_state, before: int) -> bool:
+    """The bot did something (called Slack) after the `before`-th call."""
+    return await eventually(lambda: len(slack_state.calls) > before, timeout=10)
+
+
+async def test_manifest_scopes_and_events_are_exactly_those_the_bot_uses(running, sender, slack, serval):
     slack_state, _ = slack
     view = await open_modal_with_command(sender, slack_state, "Scopes")
     await sender.interactive(submission(view, filled("Scopes", share=True)))
@@ -47,6 +77,47 @@ async def test_manifest_scopes_are_exactly_those_the_bot_uses(sender, slack, ser
     await sender.interactive(submission(view, filled("From a message")))
     await eventually(lambda: len(slack_state.calls_to("chat.postEphemeral")) == 2)
     used = {"commands"}  # slash command and shortcut
+
+    # /ticket config in a public and a private channel, making them request channels
+    for channel, intake in (("C111", "button"), ("G111", "auto")):
+        trigger = f"{channel}.cfg"
+        await sender.command("config", user_id="UADMIN", trigger_id=trigger, channel_id=channel)
+        opened = await eventually(lambda: [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == trigger])
+        values = {"field:type": select_value("TICKET_TYPE_REQUEST"), views.INTAKE_BLOCK: select_value(intake)}
+        await sender.interactive(submission(opened[0]["response"]["view"], values, user_id="UADMIN"))
+        await eventually(lambda: [c for c in slack_state.calls_to("conversations.info") if c["args"]["channel"] == channel])
+
+    # every event subscription, each handled: a reaction, a mention in a thread, a message in a
+    # public and a private request channel, a direct message, the Home tab
+    root = slack_state.post_user_message("C123", "W111", "Reacted to")
+    in_private = slack_state.post_user_message("G111", "U222", "Private request")
+    mention_root = slack_state.post_user_message("C123", "U222", "Root of a thread")
+    mention = slack_state.post_user_message("C123", "U111", "<@UBOT> file it", thread_ts=mention_root["ts"])
+    deliveries = {
+        "reaction_added": event("reaction_added.bolt-tests.json", reaction="ticket",
+                                item={"type": "message", "channel": "C123", "ts": root["ts"]}),
+        "app_mention": event("app_mention.DERIVED.thread_reply.json", channel="C123", user="U111", ts=mention["ts"],
+                             thread_ts=mention_root["ts"], text=mention["text"]),
+        "message.channels": event("message.bolt-tests.channels_plain.json", ts=slack_state.next_ts(), user="U111"),
+        "message.groups": event("message.slack-docs.groups.json", channel="G111", user="U222", text=in_private["text"],
+                                ts=in_private["ts"], event_ts=in_private["ts"]),
+        "message.im": event("message.real-capture.im.json"),
+        "app_home_opened": {"type": "event_callback", "event_id": "EvHOME", "team_id": "T111", "api_app_id": "A111",
+                            "event": {"type": "app_home_opened", "user": "U111", "channel": "D0LFFBKLZ", "tab": "home",
+                                      "event_ts": "1.1"}},
+    }
+    for subscription, body in deliveries.items():
+        before = len(slack_state.calls)
+        r = await sender.event(body)
+        assert r.status_code == 200
+        assert await handled(slack_state, before), subscription
+        used |= EVENT_SCOPES[subscription]
+    await thread_replies(slack_state, "C123", root["ts"])  # read with conversations.replies, then filed
+    await thread_replies(slack_state, "G111", in_private["ts"])
+    await thread_replies(slack_state, "C123", mention_root["ts"])
+    await running.bot.tickets.idle(10)
+    assert sorted(MANIFEST["settings"]["event_subscriptions"]["bot_events"]) == sorted(deliveries)
+
     for call in slack_state.calls:
-        used |= METHOD_SCOPES.get(call["method"], set())
+        used |= scopes_of(call)
     assert sorted(MANIFEST["oauth_config"]["scopes"]["bot"]) == sorted(used)

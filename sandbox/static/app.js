@@ -42,7 +42,9 @@ const channelById = (id) => ui.state.channels.find((c) => c.id === id);
 
 // ---------------------------------------------------------------- Slack markup
 const EMOJI = { ticket: "🎫", white_check_mark: "✅", x: "❌", warning: "⚠️", hourglass_flowing_sand: "⏳",
-                inbox_tray: "📥", wave: "👋", tada: "🎉", eyes: "👀", "+1": "👍", thumbsup: "👍", printer: "🖨️" };
+                inbox_tray: "📥", wave: "👋", tada: "🎉", eyes: "👀", "+1": "👍", thumbsup: "👍", printer: "🖨️",
+                link: "🔗", sos: "🆘", fire: "🔥", heart_eyes: "😍" };
+const REACTIONS = ["ticket", "eyes", "+1", "white_check_mark", "sos"];  // the "Add reaction" menu
 const escapeHtml = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 const unescapeSlack = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 const emoji = (s) => s.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] || m);
@@ -228,14 +230,34 @@ function messageEl(m, channel, inThread) {
     ? el("a", { class: "replies", href: "#", onclick: (e) => { e.preventDefault(); openThread(channel, m.ts); } },
          `${m.reply_count} ${m.reply_count === 1 ? "reply" : "replies"}`) : null;
   const tools = m.ephemeral ? null : el("div", { class: "tools" },
+    el("button", { type: "button", title: "Add reaction", onclick: (e) => openReactions(e, channel, m) }, "☺"),
     !inThread && el("button", { type: "button", title: "Reply in thread", onclick: () => openThread(channel, m.ts) }, "💬"),
     el("button", { type: "button", class: "more", title: "More actions", onclick: (e) => openMenu(e, channel, m) }, "⋮"));
+  const reactions = (m.reactions || []).length ? el("div", { class: "reactions" }, m.reactions.map((r) => el("button", {
+    type: "button", class: `reaction${r.users.includes(ui.me) ? " mine" : ""}`, "data-reaction": r.name,
+    title: r.users.map((id) => user(id).name).join(", "), onclick: () => react(channel, m.ts, r.name) },
+    emoji(`:${r.name}:`), " ", el("span", { class: "count" }, String(r.count))))) : null;
   return el("div", { class: `message${m.ephemeral ? " ephemeral" : ""}`, "data-ts": m.ts }, avatar(m.user),
     el("div", { class: "body" },
       el("div", { class: "meta" }, el("b", {}, u.name), u.is_bot && el("span", { class: "badge" }, "APP"),
          el("time", {}, clock(m.ts)), m.ephemeral && el("span", { class: "only-you" }, "Only visible to you")),
-      content, replies),
+      content, reactions, replies),
     tools);
+}
+
+function react(channel, ts, name) {
+  post("/ui/react", { channel, ts, name });
+}
+
+function openReactions(event, channel, message) {  // a small emoji picker
+  const menu = $("#menu");
+  menu.replaceChildren(el("div", { class: "menu-title" }, "Add reaction"), el("div", { class: "emoji-picker" },
+    REACTIONS.map((name) => el("button", { type: "button", title: `:${name}:`, "data-emoji": name,
+      onclick: () => { menu.hidden = true; react(channel, message.ts, name); } }, emoji(`:${name}:`)))));
+  const box = event.currentTarget.getBoundingClientRect();
+  Object.assign(menu.style, { top: `${box.bottom + 4}px`, left: `${Math.max(8, box.right - 220)}px` });
+  menu.hidden = false;
+  event.stopPropagation();
 }
 
 function openMenu(event, channel, message) {

@@ -238,7 +238,8 @@ def test_ticket_from_a_message_in_a_thread(page, demo):
 def test_app_home_and_a_form_that_follows_the_team(page, demo):
     be(page, "U222")
     page.locator("#dms li", has_text="Tickets").locator("a").click()
-    expect(page.locator("#composer-off")).to_be_visible()  # the manifest's read-only Messages tab
+    expect(page.locator("#composer")).to_be_visible()  # the manifest's Messages tab takes messages
+    expect(page.locator("#composer-off")).to_be_hidden()
     page.locator("#tabs button", has_text="Home").click()  # app_home_opened → views.publish
     home = page.locator("#home")
     expect(home.locator(".block.header")).to_be_visible()
@@ -265,3 +266,110 @@ def test_app_home_and_a_form_that_follows_the_team(page, demo):
     page.locator("#tabs button", has_text="Messages").click()
     page.locator("#tabs button", has_text="Home").click()
     expect(home).to_contain_text(ticket)  # "My tickets" again, with the new one
+
+
+# --- tickets from conversations (issue 14) --------------------------------------------------------
+
+
+def post_as(page, user_id: str, channel_id: str, text: str):
+    be(page, user_id)
+    open_channel(page, channel_id)
+    send(page.locator("#composer-text"), text)
+    message = page.locator("#messages .message", has_text=text)
+    expect(message).to_be_visible()
+    return message
+
+
+def bot_reply_in_thread(page, root) -> tuple[object, str]:
+    """Opens the root's thread once the bot has replied there; (the reply, the ticket id)."""
+    expect(root.locator(".replies")).to_be_visible()
+    root.locator(".replies").click()
+    reply = page.locator("#thread .message", has_text=re.compile(r"Ticket [A-Z]+-\d+ created"))
+    expect(reply).to_be_visible()
+    expect(reply.locator(".badge")).to_have_text("APP")
+    return reply, re.search(r"[A-Z]+-\d+", reply.inner_text()).group(0)
+
+
+def test_a_ticket_reaction_files_a_message_and_edit_details_changes_it(page, demo):
+    root = post_as(page, "U222", "C111", "Projector in room 4 is blurry")
+    be(page, "U111")
+    open_channel(page, "C111")
+    root.hover()
+    root.locator("button[title='Add reaction']").click()
+    page.locator("#menu [data-emoji=ticket]").click()
+    expect(root.locator(".reaction[data-reaction=ticket]")).to_contain_text("1")
+    reply, ticket = bot_reply_in_thread(page, root)
+    card = page.locator(f"#panel .ticket[data-ticket='{ticket}']")
+    expect(card).to_contain_text("Projector in room 4 is blurry")
+    expect(card).to_contain_text("bob@example.com")  # the message's author is the requester
+    expect(card.locator(".thread-link")).to_have_text([f"C111:{root.get_attribute('data-ts')}"])
+
+    reply.locator("button", has_text="Edit details").click()
+    modal = page.locator("#modal-overlay")
+    expect(modal.locator("#modal-title")).to_have_text(f"Edit {ticket}")
+    title = modal.locator("[data-block=edit_title] input")
+    expect(title).to_have_value("Projector in room 4 is blurry")
+    title.fill("Projector in room 4 is out of focus")
+    modal.locator("[data-block=edit_priority] select").select_option(label="High")
+    page.click("#modal-submit")
+    expect(modal).to_contain_text(f"Ticket {ticket} updated")
+    page.click("#modal-x")
+    expect(card.locator(".ticket-title")).to_have_text("Projector in room 4 is out of focus")
+
+    # Another reaction on the same message: "already" for that person only, no second ticket.
+    be(page, "UADMIN")
+    open_channel(page, "C111")
+    root.hover()
+    root.locator("button[title='Add reaction']").click()
+    page.locator("#menu [data-emoji=ticket]").click()
+    expect(root.locator(".reaction[data-reaction=ticket]")).to_contain_text("2")
+    expect(page.locator("#messages .message.ephemeral", has_text=f"already has ticket {ticket}")).to_be_visible()
+    expect(page.locator("#panel .ticket", has_text="Projector in room 4")).to_have_count(1)
+
+
+def test_a_mention_in_a_thread_files_the_thread(page, demo):
+    root = post_as(page, "U222", "C111", "Laptop will not boot")
+    be(page, "U111")
+    open_channel(page, "C111")
+    root.hover()
+    root.locator("button[title='Reply in thread']").click()
+    send(page.locator("#thread-text"), "Tried the power button twice")
+    send(page.locator("#thread-text"), "@Tickets Laptop dead since Monday")
+    mention = page.locator("#thread .message", has_text="Laptop dead since Monday")
+    expect(mention.locator(".mention")).to_have_text("@Tickets")
+    reply = page.locator("#thread .message", has_text=re.compile(r"Ticket IT-\d+ created"))
+    expect(reply).to_be_visible()
+    ticket = re.search(r"IT-\d+", reply.inner_text()).group(0)
+    card = page.locator(f"#panel .ticket[data-ticket='{ticket}']")
+    expect(card.locator(".ticket-title")).to_have_text("Laptop dead since Monday")
+    expect(card.locator(".thread-link")).to_have_text([f"C111:{root.get_attribute('data-ts')}"])
+
+
+def test_every_new_message_in_the_request_channel_becomes_a_ticket(page, demo):
+    root = post_as(page, "U111", "C0HELP", "Need access to the finance share")
+    expect(page.locator("#channel-title")).to_have_text("# help")
+    reply, ticket = bot_reply_in_thread(page, root)
+    expect(page.locator(f"#panel .ticket[data-ticket='{ticket}'] .ticket-title")).to_have_text(
+        "Need access to the finance share")
+    # A reply in its thread is no new request.
+    send(page.locator("#thread-text"), "It is the Q3 folder")
+    expect(page.locator("#thread .message", has_text="It is the Q3 folder")).to_be_visible()
+    page.wait_for_timeout(1000)
+    expect(page.locator("#panel .ticket", has_text="Q3 folder")).to_have_count(0)
+    expect(root.locator(".replies")).to_have_text("2 replies")
+
+
+def test_a_direct_message_gets_a_create_ticket_button(page, demo):
+    be(page, "U222")
+    page.locator("#dms li", has_text="Tickets").locator("a").click()
+    send(page.locator("#composer-text"), "My badge does not open the garage")
+    answer = page.locator("#messages .message", has_text="Want me to file this")
+    answer.locator("button", has_text="Create ticket").click()
+    modal = page.locator("#modal-overlay")
+    expect(modal.locator("[data-block=title] input")).to_have_value("My badge does not open the garage")
+    page.click("#modal-submit")
+    expect(modal).to_contain_text(re.compile(r"Ticket IT-\d+ created"))
+    ticket = re.search(r"IT-\d+", modal.inner_text()).group(0)
+    page.click("#modal-x")
+    expect(page.locator(f"#panel .ticket[data-ticket='{ticket}'] .ticket-title")).to_have_text(
+        "My badge does not open the garage")

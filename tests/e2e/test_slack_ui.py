@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox import slack as slack_sandbox
 from sandbox.slack_ui import TROUBLE, SlackUI, element_state
+from tests.conftest import eventually
 
 SECRET = "ui-test-signing-secret"
 MODAL = {"type": "modal", "callback_id": "form", "title": {"type": "plain_text", "text": "Form"},
@@ -51,6 +52,10 @@ class FakeApp:
         if data.get("command") == "/form":
             await self.client.views_open(trigger_id=data["trigger_id"], view=MODAL)
         status, answer = self.answers.pop(0) if self.answers else (200, "")
+        if callable(answer):  # does something first (calls Slack), then answers
+            answer = await answer()
+        if isinstance(answer, web.Response):
+            return answer
         if isinstance(answer, dict):
             return web.json_response(answer, status=status)
         return web.Response(status=status, text=answer)
@@ -228,3 +233,82 @@ async def test_long_poll_waits_for_a_change(stack):
     assert later["version"] > first["version"] and time.monotonic() - started < 2
     assert later["messages"]["C111"][-1]["text"] == "hi"
     assert [c["id"] for c in later["channels"] if c["is_im"]] == []  # nobody's DMs but one's own
+
+
+# --- events (issue 14) -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def events_stack(stack):
+    app, state, ui, http = stack
+    ui.events = {"reaction_added", "app_mention", "message.channels", "message.groups", "message.im"}
+    ui.app_name = "Forms"
+    ui.retry_delays = (0.0, 0.05, 0.05)
+    return app, state, ui, http
+
+
+async def settled(ui: SlackUI) -> None:
+    await eventually(lambda: not ui._tasks)
+
+
+def events_of(app: FakeApp, kind: str) -> list[dict]:
+    return [r for r in app.requests if r.get("type") == "event_callback" and r["event"]["type"] == kind]
+
+
+async def test_messages_mentions_and_reactions_are_sent_as_signed_events(events_stack):
+    app, state, ui, http = events_stack
+    ts = (await http.post("/ui/message", json={"user": "U111", "channel": "C111", "text": "@Forms help me"})).json()["ts"]
+    await http.post("/ui/react", json={"user": "U222", "channel": "C111", "ts": ts, "name": "ticket"})
+    await http.post("/ui/react", json={"user": "U222", "channel": "C111", "ts": ts, "name": "ticket"})  # taken back
+    await settled(ui)
+    message, mention, reaction = events_of(app, "message")[0], events_of(app, "app_mention")[0], events_of(app, "reaction_added")[0]
+    assert message["event"]["text"] == f"<@{state.bot_user_id}> help me" and message["event"]["channel_type"] == "channel"
+    assert mention["event"]["ts"] == ts and "thread_ts" not in mention["event"]
+    assert reaction["event"]["item"] == {"type": "message", "channel": "C111", "ts": ts}
+    assert reaction["authorizations"][0]["user_id"] == state.bot_user_id
+    assert len({message["event_id"], mention["event_id"], reaction["event_id"]}) == 3
+    assert events_of(app, "reaction_removed") == []  # not subscribed
+    assert "reactions" not in state.find_message("C111", ts)
+
+
+async def test_events_only_from_conversations_the_bot_is_in_and_its_own_posts_come_back(events_stack):
+    app, state, ui, http = events_stack
+    state.add_channel("C999", "elsewhere", bot_is_member=False)
+    await http.post("/ui/message", json={"user": "U111", "channel": "C999", "text": "@Forms nobody hears"})
+    await settled(ui)
+    assert app.requests == []
+    await app.client.chat_postMessage(channel="C111", text="from the app")
+    await settled(ui)
+    echoed = events_of(app, "message")[0]["event"]
+    assert echoed["bot_id"] == state.bot_id and echoed["text"] == "from the app"
+    dm = state.dm_with("U111")["id"]
+    await http.post("/ui/message", json={"user": "U111", "channel": dm, "text": "hi app"})
+    await settled(ui)
+    assert events_of(app, "message")[-1]["event"]["channel_type"] == "im"
+
+
+async def test_a_failed_delivery_is_retried_as_slack_does(events_stack):
+    app, state, ui, http = events_stack
+    app.answers += [(500, ""), (503, "")]
+    await http.post("/ui/message", json={"user": "U111", "channel": "C111", "text": "retry me"})
+    await settled(ui)
+    assert [(d["retry"], d["status"]) for d in ui.deliveries] == [(0, 500), (1, 503), (2, 200)]
+    assert len({r["event_id"] for r in app.requests}) == 1
+    app.answers.append((500, web.Response(status=500, headers={"X-Slack-No-Retry": "1"})))
+    await http.post("/ui/message", json={"user": "U111", "channel": "C111", "text": "not again"})
+    await settled(ui)
+    assert [d["status"] for d in ui.deliveries[3:]] == [500]  # x-slack-no-retry: 1 stops the retries
+
+
+async def test_an_update_the_app_made_after_a_submission_stays(stack):
+    """The app's views.update can reach Slack before its ack of the submission: the newer word stays."""
+    app, state, ui, http = stack
+    modal = await open_form(app, ui, http)
+
+    async def update_then_ack() -> dict:
+        await app.client.views_update(view_id=modal["id"], view=notice("Done"))
+        return {"response_action": "update", "view": notice("Saving")}
+
+    app.answers.append((200, update_then_ack))
+    assert (await submit(http, modal))["response_action"] == "update"
+    assert ui.snapshot("U111")["modal"]["view"]["blocks"][0]["text"]["text"] == "Done"

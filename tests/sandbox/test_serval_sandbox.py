@@ -203,8 +203,10 @@ async def test_update_ticket(sandbox):
 async def test_connect_slack_channel_and_dm(sandbox):
     state, client = sandbox
     ticket = await make_ticket(client)
+    posted = await client.post(f"/v2/tickets/{ticket['id']}/messages", json={"message": "copied", "triggerHelpAgent": False})
+    message_id = posted.json()["data"]["messageId"]
     channel = {"channelTarget": {"slackChannel": {"integrationId": "int-slack"}}, "externalTicketId": THREAD,
-               "accountedForMessageIds": ["msg-1"]}
+               "accountedForMessageIds": [message_id]}
     dm = {"channelTarget": {"slackDm": {"integrationId": "int-slack",
                                         "targetUserType": "CHANNEL_SYNC_TARGET_USER_TICKET_REQUESTOR"}},
           "externalTicketId": "D0123ABCD:1779146799.000100"}
@@ -220,7 +222,10 @@ async def test_connect_slack_channel_and_dm(sandbox):
         ("D0123ABCD:1779146799.000100", "EXTERNAL_TICKET_SOURCE_TYPE_SLACK", "int-slack")]
     for item in listed:
         schema_validator("svhelp.pubapimodels.ExternalTicket").validate(item)
-    assert state.connect_requests[THREAD]["accountedForMessageIds"] == ["msg-1"]
+    assert state.connect_requests[THREAD]["accountedForMessageIds"] == [message_id]
+    other = await make_ticket(client)  # docs: each accounted-for message must belong to this ticket
+    assert_error(await client.post(f"/v2/tickets/{other['id']}/connect", json={**channel, "externalTicketId": "C9DDYQ1B4:1779146751.000001"}),
+                 400, "invalid_argument", "accountedForMessageIds")
 
 
 @pytest.mark.parametrize("external_id", [
@@ -582,3 +587,161 @@ async def test_a_revoked_token_is_refused_before_it_expires(sandbox):
     assert (await client.get("/v2/teams", headers={"Authorization": f"Bearer {issued[1]}"})).status_code == 200
     state.revoke()
     assert_error(await client.get("/v2/teams", headers={"Authorization": f"Bearer {issued[1]}"}), 401, "unauthenticated")
+
+
+# -- custom fields, messages, update (issue 15; shared/serval/docs/) -------------------------------------
+
+async def test_custom_field_options_answer_the_documented_shape(sandbox):
+    state, client = sandbox
+    state.seed_custom_fields()
+    state.add_custom_field("team-it", "custom-legacy", "Legacy", deprecated=True)
+    response = await client.get("/v2/teams/team-it/custom-field-options")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"customFields", "deprecatedFields"}  # no `data` wrapper on this one
+    keys = [f["field"]["key"] for f in body["customFields"]]
+    assert keys == ["custom-device", "custom-asset-tag", "custom-people-affected", "custom-working-remotely"]
+    device = body["customFields"][0]
+    assert set(device["field"]) >= {"id", "key", "name", "dataType", "enumOptions", "isKeyField", "description"}
+    assert [(o["value"], o["displayOrder"]) for o in device["field"]["enumOptions"]] == [
+        ("laptop", 1), ("monitor", 3), ("phone", 2)]
+    assert device["fieldValue"] == {"fieldId": device["field"]["id"], "fieldKey": "custom-device",
+                                    "fieldName": "Device", "dataType": "DATA_TYPE_ENUM"}  # empty: no value
+    assert [f["field"]["key"] for f in body["deprecatedFields"]] == ["custom-legacy"]
+    assert_error(await client.get("/v2/teams/team-nope/custom-field-options"), 404, "not_found")
+
+
+async def test_set_custom_field_values_by_key_or_id_with_typed_values(sandbox):
+    state, client = sandbox
+    state.add_team("Facilities", "FAC", team_id="team-fac")
+    state.seed_custom_fields()
+    ticket = await make_ticket(client)
+    url = f"/v2/tickets/{ticket['id']}/custom-field-values"
+    device_id = state.custom_fields["team-it"][0]["id"]
+    response = await client.put(url, json={"fieldValues": [
+        {"fieldId": device_id, "value": "phone", "pinned": True}, {"fieldKey": "custom-asset-tag", "value": "IT-1"},
+        {"fieldKey": "custom-people-affected", "value": 2.5}, {"fieldKey": "custom-working-remotely", "value": False}]})
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert [(v["fieldKey"], v["value"]) for v in data] == [
+        ("custom-device", "phone"), ("custom-asset-tag", "IT-1"), ("custom-people-affected", 2.5),
+        ("custom-working-remotely", False)]
+    assert data[0]["pinned"] is True and data[0]["entityId"] == ticket["id"] and data[0]["fieldId"] == device_id
+    assert set(data[0]) >= {"id", "entityId", "fieldId", "fieldKey", "fieldName", "dataType", "value", "createdAt"}
+    listed = (await client.get(url)).json()
+    assert [v["fieldValue"]["value"] for v in listed["customFields"]] == ["phone", "IT-1", 2.5, False]
+    assert listed["deprecatedFields"] == []
+    # null clears a value
+    assert (await client.put(url, json={"fieldValues": [{"fieldKey": "custom-asset-tag", "value": None}]})).status_code == 200
+    assert [v["field"]["key"] for v in (await client.get(url)).json()["customFields"]] == [
+        "custom-device", "custom-people-affected", "custom-working-remotely"]
+    # a date field takes YYYY-MM-DD (team-fac's)
+    fac = await make_ticket(client, teamId="team-fac")
+    fac_url = f"/v2/tickets/{fac['id']}/custom-field-values"
+    ok = await client.put(fac_url, json={"fieldValues": [{"fieldKey": "custom-needed-by", "value": "2031-02-03"},
+                                                          {"fieldKey": "custom-room", "value": {"any": ["json"]}}]})
+    assert ok.status_code == 200, ok.text
+    assert_error(await client.put(fac_url, json={"fieldValues": [{"fieldKey": "custom-needed-by", "value": "2031-02-30"}]}),
+                 400, "invalid_argument", "YYYY-MM-DD")
+
+
+@pytest.mark.parametrize("item, fragment", [
+    ({"fieldKey": "custom-device", "value": "tablet"}, "not an option"),
+    ({"fieldKey": "custom-asset-tag", "value": 7}, "takes a string"),
+    ({"fieldKey": "custom-people-affected", "value": "3"}, "takes a number"),
+    ({"fieldKey": "custom-people-affected", "value": True}, "takes a number"),
+    ({"fieldKey": "custom-working-remotely", "value": "yes"}, "true or false"),
+    ({"fieldKey": "custom-room", "value": "x"}, "no custom field"),  # team-fac's, not team-it's
+    ({"value": "x"}, "fieldKey or fieldId is required"),
+    ({"fieldKey": "custom-device"}, "value is required"),
+    ({"fieldKey": "custom-device", "value": "phone", "color": "red"}, "'color' unexpected"),
+    ({"fieldKey": "custom-device", "fieldId": "cf-it-custom-asset-tag", "value": "phone"}, "different fields"),
+])
+async def test_set_custom_field_values_refuses_what_does_not_fit(sandbox, item, fragment):
+    state, client = sandbox
+    state.add_team("Facilities", "FAC", team_id="team-fac")
+    state.seed_custom_fields()
+    state.add_custom_field("team-it", "custom-note", "Note")
+    ticket = await make_ticket(client)
+    url = f"/v2/tickets/{ticket['id']}/custom-field-values"
+    body = {"fieldValues": [{"fieldKey": "custom-note", "value": "first"}, item]}
+    assert_error(await client.put(url, json=body), 400, "invalid_argument", fragment)
+    assert state.field_values.get(ticket["id"], {}) == {}  # all or nothing
+
+
+async def test_set_custom_field_values_body_and_ticket_checks(sandbox):
+    state, client = sandbox
+    state.seed_custom_fields()
+    ticket = await make_ticket(client)
+    url = f"/v2/tickets/{ticket['id']}/custom-field-values"
+    assert_error(await client.put(url, json={"values": []}), 400, "invalid_argument", "'values' unexpected")
+    twice = {"fieldValues": [{"fieldKey": "custom-asset-tag", "value": "a"}, {"fieldKey": "custom-asset-tag", "value": "b"}]}
+    assert_error(await client.put(url, json=twice), 400, "invalid_argument", "twice")
+    assert_error(await client.put("/v2/tickets/nope/custom-field-values", json={"fieldValues": []}), 404, "not_found")
+
+
+async def test_ticket_messages(sandbox):
+    state, client = sandbox
+    ticket = await make_ticket(client)
+    url = f"/v2/tickets/{ticket['id']}/messages"
+    first = await client.post(url, json={"message": "Tray 2 is red", "authorUserId": "usr-bob", "triggerHelpAgent": False})
+    assert first.status_code == 200, first.text
+    first_id = first.json()["data"]["messageId"]
+    assert first.json() == {"data": {"messageId": first_id}}
+    second = (await client.post(url, json={"message": "from the API"})).json()["data"]["messageId"]
+    assert state.message_meta == {first_id: {"triggerHelpAgent": False}, second: {"triggerHelpAgent": True}}
+    listed = (await client.get(url)).json()
+    assert [(m["id"], m["user"], m["content"]) for m in listed["data"]] == [
+        (first_id, {"id": "usr-bob", "email": "bob@example.com"}, "Tray 2 is red"),
+        (second, {"id": "usr-api-client"}, "from the API")]
+    assert all(set(m) == {"id", "user", "authorRole", "content", "createdAt", "attachments"} for m in listed["data"])
+    page = (await client.get(url, params={"pageSize": 1})).json()
+    assert len(page["data"]) == 1 and page["nextPageToken"]
+    assert_error(await client.post(url, json={"message": "  "}), 400, "invalid_argument", "message is required")
+    assert_error(await client.post(url, json={"message": "x", "authorUserId": "usr-nobody"}), 400, "invalid_argument", "no such user")
+    assert_error(await client.post(url, json={"message": "x", "createdAt": "2026-01-01T00:00:00Z"}), 400,
+                 "invalid_argument", "'createdAt' unexpected")
+    assert_error(await client.post(url, json={"message": "x", "triggerHelpAgent": "no"}), 400, "invalid_argument")
+    assert_error(await client.post("/v2/tickets/nope/messages", json={"message": "x"}), 404, "not_found")
+
+
+async def test_update_ticket_name_due_date_and_requester(sandbox):
+    _, client = sandbox
+    ticket = await make_ticket(client)
+    url = f"/v2/tickets/{ticket['id']}"
+    response = await client.put(url, json={"name": "VPN down on floor 3", "dueDate": {"year": 2020, "month": 1, "day": 2},
+                                           "requesterUserId": "usr-bob"})
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert (data["name"], data["dueDate"], data["isOverdue"], data["requesterUserId"]) == (
+        "VPN down on floor 3", {"year": 2020, "month": 1, "day": 2}, True, "usr-bob")
+    assert_error(await client.put(url, json={"dueDate": {"year": 2031, "month": 2, "day": 30}}), 400, "invalid_argument",
+                 "calendar date")
+    assert_error(await client.put(url, json={"dueDate": {"year": 2031, "month": 2, "day": 3, "hour": 1}}), 400,
+                 "invalid_argument", "'hour' unexpected")
+    assert_error(await client.put(url, json={"name": " "}), 400, "invalid_argument", "name")
+
+
+async def test_one_endpoint_can_be_delayed_and_requests_carry_their_times(sandbox):
+    state, client = sandbox
+    state.delay("POST /v2/tickets/search", 0.3)
+    started = time.monotonic()
+    assert (await client.get("/v2/teams")).status_code == 200
+    assert time.monotonic() - started < 0.25
+    assert (await client.post("/v2/tickets/search", json={})).status_code == 200
+    assert time.monotonic() - started >= 0.3
+    search = state.requests_to("POST", "/v2/tickets/search")[0]
+    assert search["answered_at"] - search["at"] >= 0.3
+
+
+async def test_custom_fields_values_and_messages_survive_a_restart(tmp_path):
+    db = str(tmp_path / "serval.db")
+    state = ServalState(db_path=db)
+    state.seed_custom_fields()
+    ticket = state.create_ticket(valid_ticket())
+    state.set_custom_field_values(ticket["id"], {"fieldValues": [{"fieldKey": "custom-asset-tag", "value": "IT-9"}]})
+    state.create_message(ticket["id"], {"message": "hello"})
+    again = ServalState(db_path=db)
+    assert [f["key"] for f in again.custom_fields["team-it"]][:1] == ["custom-device"]
+    assert [v["value"] for v in again.field_values[ticket["id"]].values()] == ["IT-9"]
+    assert [m["content"] for m in again.ticket_messages[ticket["id"]]] == ["hello"]
