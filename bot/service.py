@@ -308,6 +308,10 @@ class TicketService:
         """Start working the journal: unfinished submissions (after a crash or restart, or left by
         another process) are claimed in bounded batches as slots free up. Returns how many wait."""
         if not self._background:
+            if not self.storage.postgres:
+                # One serving process per SQLite file (the file lock makes sure): leases left in
+                # it belong to a process that died, and are taken over at once, not after expiry.
+                await self.storage.release_others(self.owner)
             self._background = [
                 asyncio.create_task(self._claim_loop(), name="journal-claims"),
                 asyncio.create_task(self._renew_loop(), name="journal-leases"),
@@ -391,6 +395,7 @@ class TicketService:
             "title": edited.get("title") or p["title"],
             "priority_id": edited.get("priority_id") or (p.get("values") or {}).get("priority_id"),
             "due_date": edited.get("due_date") or (p.get("values") or {}).get("due_date"),
+            "team_id": (p.get("values") or {}).get("team_id") or p["origin"].get("team_id"),
         }
 
     async def edit_ticket(
@@ -687,6 +692,15 @@ class TicketService:
         message = next((m for m in thread if m.get("ts") == ts), None)
         if message is None:
             raise BackendError("the message is no longer in Slack (it may have been deleted)")
+        root = message.get("thread_ts") or ts
+        if root != origin.thread_ts:
+            # A reaction names the message, not its thread: on a reply, the ticket is the thread's.
+            await self._move_to_thread(sub, origin, root)
+            p["copy_history"] = True
+        if not origin.channel_name:  # events do not carry it; the description and footer name it
+            info = await self.slack.conversations_info(channel=origin.channel_id)
+            origin.channel_name = (info.get("channel") or {}).get("name")
+            p["origin"] = asdict(origin)
         text = message.get("text") or ""
         files = [f.get("name") or f.get("title") for f in message.get("files") or [] if isinstance(f, dict)]
         if files:
@@ -716,6 +730,20 @@ class TicketService:
         p["requester_id"] = requester
         p["message_text"] = text[:3000]
         p["read"] = True
+
+    async def _move_to_thread(self, sub: Submission, origin: Origin, root: str) -> None:
+        """Reserve the message's real thread instead of the message; refused for good when that
+        thread has a ticket already, or one on its way."""
+        assert origin.channel_id
+        taken, display_id = await self.thread_ticket(origin.channel_id, root)
+        if taken:
+            raise BackendError(
+                f"this thread already has ticket {display_id}" if display_id else "a ticket is already being created for this thread"
+            )
+        origin.thread_ts = root
+        sub.payload["origin"] = asdict(origin)
+        sub.thread_key = f"{origin.channel_id}:{root}"
+        await self.storage.save_submission(sub)  # the unique thread key decides a race with another
 
     @staticmethod
     def _copyable(message: dict[str, Any]) -> bool:

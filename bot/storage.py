@@ -394,6 +394,7 @@ _RENEW = (
     .values(lease_until=_b("until"))
 )
 _RELEASE_ALL = sa.update(_S).where(_S.c.owner == _b("holder")).values(owner=None, lease_until=0)
+_RELEASE_OTHERS = sa.update(_S).where(_S.c.owner.is_not(None), _S.c.owner != _b("holder")).values(owner=None, lease_until=0)
 _LATER = sa.case((_S.c.next_attempt_at > _S.c.lease_until, _S.c.next_attempt_at), else_=_S.c.lease_until)
 _NEXT_DUE = sa.select(sa.func.min(sa.case((_S.c.owner.is_(None), _S.c.next_attempt_at), else_=_LATER))).where(_PENDING)
 _PENDING_SUBMISSIONS = sa.select(_S).where(_PENDING).order_by(_S.c.created_at)
@@ -826,6 +827,11 @@ class Storage:
         if ids:
             async with self.engine.connect() as conn:  # an IN list: SQLAlchemy expands it per call
                 await conn.execute(_RENEW, {"holder": owner, "ids": list(ids), "until": time.time() + lease_seconds})
+
+    async def release_others(self, owner: str) -> None:
+        """Let go of every lease not held by `owner` (SQLite at start-up: the only serving process
+        finds leases of a process that died)."""
+        await self._write(_RELEASE_OTHERS, {"holder": owner})
 
     async def release_all(self, owner: str) -> None:
         """Give up every lease this owner holds (a graceful stop): another process may carry on."""

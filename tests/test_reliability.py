@@ -57,10 +57,11 @@ def shortcut_on_new_message(slack_state: Any, i: int) -> dict[str, Any]:
     return body
 
 
-async def test_500_submissions_under_faults_make_exactly_500_tickets(tmp_path, slack, serval):
+async def test_500_submissions_under_faults_make_exactly_500_tickets(tmp_path, slack, serval, db_url):
+    """On both engines: SQLite (one process) and PostgreSQL (what replicas share)."""
     slack_state, slack_url = slack
     serval_state, serval_url = serval
-    settings = make_settings(tmp_path, slack_url, serval_url, retry_base_seconds=0.02, retry_max_seconds=0.2,
+    settings = make_settings(tmp_path, slack_url, serval_url, database_url=db_url, retry_base_seconds=0.02, retry_max_seconds=0.2,
                              queued_after_seconds=0.5, serval_timeout=1.0)
     running = await serve_http(settings, host="127.0.0.1", port=0)
     sender = SlackSender(running.url)
@@ -109,11 +110,11 @@ async def test_500_submissions_under_faults_make_exactly_500_tickets(tmp_path, s
         await running.close()
 
 
-async def test_lost_response_on_create_does_not_duplicate(tmp_path, slack, serval):
+async def test_lost_response_on_create_does_not_duplicate(tmp_path, slack, serval, db_url):
     slack_state, slack_url = slack
     serval_state, serval_url = serval
     serval_state.faults["POST /v2/tickets"] = Fault(next_n=["lost", "drop", "lost"])
-    settings = make_settings(tmp_path, slack_url, serval_url, retry_base_seconds=0.01)
+    settings = make_settings(tmp_path, slack_url, serval_url, database_url=db_url, retry_base_seconds=0.01)
     running = await serve_http(settings, host="127.0.0.1", port=0)
     sender = SlackSender(running.url)
     try:
@@ -345,11 +346,12 @@ def serval_clients(serval, slack):
     return serval
 
 
-async def test_sigkill_mid_flight_then_restart_loses_and_duplicates_nothing(tmp_path, slack, serval_clients):
+async def test_sigkill_mid_flight_then_restart_loses_and_duplicates_nothing(tmp_path, slack, serval_clients, db_url):
     slack_state, slack_url = slack
     serval_state, serval_url = serval_clients
     serval_state.latency = 0.3  # keep creates in flight when the bot dies
     bot = BotProcess(tmp_path, slack_url, serval_url)
+    bot.env["DATABASE_URL"] = db_url
     await bot.start()
     sender = SlackSender(bot.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"])
     acked: list[str] = []

@@ -446,3 +446,15 @@ async def test_an_event_id_is_a_first_delivery_once(storage):
     assert await storage.first_delivery("Ev123") is True
     assert await storage.first_delivery("Ev123") is False
     assert await storage.first_delivery("Ev456") is True
+
+
+async def test_release_others_frees_every_lease_but_ones_own(storage):
+    from bot.storage import Submission
+
+    mine, _ = await storage.add_submission(Submission.new("a", {"user_id": "U1"}, None))
+    theirs, _ = await storage.add_submission(Submission.new("b", {"user_id": "U1"}, None))
+    assert [s.id for s in await storage.claim("me", 60, 1)] == [mine.id]
+    assert [s.id for s in await storage.claim("dead", 60, 1)] == [theirs.id]
+    assert await storage.claim("me", 60, 5) == []  # both held
+    await storage.release_others("me")
+    assert [s.id for s in await storage.claim("me", 60, 5)] == [theirs.id]
