@@ -8,7 +8,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from clients.base import BackendError
+from clients.base import BackendError, FormField
+from clients.serval import CUSTOM_FIELD_PREFIX
 
 from . import views
 from .core import Bot
@@ -17,6 +18,12 @@ from .views import Origin
 
 log = logging.getLogger(__name__)
 CONFIG_FIELDS = {"team_id", "type"}  # what /ticket config sets for a channel
+
+
+def shown_fields(fields: list[FormField], custom_fields: bool) -> list[FormField]:
+    """The fields a channel's form shows: its route may leave out the ticket system's custom
+    fields (`custom_fields: false`); their ids start with CUSTOM_FIELD_PREFIX."""
+    return fields if custom_fields else [f for f in fields if not f.id.startswith(CUSTOM_FIELD_PREFIX)]
 
 
 async def may_file_for_others(bot: Bot, user_id: str) -> bool:
@@ -87,7 +94,7 @@ async def new_ticket_form(
     route = await bot.router.route(channel_id)
     backend = bot.tickets.backend(route.backend)
     try:
-        fields = await backend.form_fields_for(route.values)
+        fields = shown_fields(await backend.form_fields_for(route.values), route.custom_fields)
     except BackendError as exc:  # e.g. the ticket system was unreachable since start-up
         log.warning("cannot build the %s form: %s", backend.name, exc.message)
         return form_unavailable(backend.display_name, exc.message)
@@ -196,9 +203,10 @@ async def refreshed_ticket_form(bot: Bot, view: dict[str, Any]) -> dict[str, Any
         block_ids=block_ids,
     )
     values = form.values_json()
+    route = await bot.router.route(origin.channel_id)
     return views.ticket_modal(
         origin,
-        await backend.form_fields_for(values),
+        shown_fields(await backend.form_fields_for(values), route.custom_fields),  # a new team: its fields
         title=form.title,
         description=form.description,
         values=values,

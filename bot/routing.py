@@ -11,6 +11,7 @@ Routing file format (validated at start-up; see config/routing.example.yml):
         team: team-it       # Serval team id
         type: incident      # request | incident
         share: true         # "Share in #channel" starts checked
+        custom_fields: false # the form leaves out the ticket system's custom fields here
         intake: auto        # off | button | auto: what a new top-level message gets
         reaction_emoji: sos # this emoji files a ticket here (default: REACTION_EMOJI)
 """
@@ -45,6 +46,7 @@ class RouteEntry(BaseModel):
     team: str | None = None
     type: Literal["request", "incident"] | None = None
     share: bool | None = None
+    custom_fields: bool | None = None  # false: the form leaves out the ticket system's custom fields
     intake: Literal["off", "button", "auto"] | None = None
     reaction_emoji: str | None = None
 
@@ -108,6 +110,7 @@ class Route:
     backend: str
     values: dict[str, Any] = field(default_factory=dict)  # form defaults: team_id, type
     share: bool = False
+    custom_fields: bool = True  # the form shows the ticket system's custom fields (Serval's)
     intake: str = "off"  # request channel: "off" | "button" | "auto"
     reaction_emoji: str | None = None  # None: REACTION_EMOJI
     sources: dict[str, str] = field(default_factory=dict)  # setting → "slack" | "file" | "default"
@@ -172,6 +175,9 @@ class Router:
             route.values["type"], route.sources["type"] = TYPE_VALUES.get(kind, kind), source or "default"
         share, source = pick("share")
         route.share, route.sources["share"] = bool(share), source or "default"
+        custom_fields, source = pick("custom_fields")
+        if custom_fields is not None:
+            route.custom_fields, route.sources["custom_fields"] = bool(custom_fields), source or "default"
         intake, source = pick("intake")
         if intake in INTAKE_VALUES:
             route.intake, route.sources["intake"] = intake, source or "default"

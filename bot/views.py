@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from clients.base import FormField
+from clients.base import CreatedTicket, FormField, TicketSummary
 
 MODAL_CALLBACK_ID = "ticket_modal"
 CONFIG_CALLBACK_ID = "channel_config"
@@ -282,6 +282,74 @@ def ticket_modal(
         "private_metadata": origin.dump(),
         "blocks": blocks,
     }
+
+
+# "You already have a ticket about this": a section under the title, one block per suggestion.
+SUGGESTIONS_BLOCK = "suggestions"
+SUGGESTION_BLOCK_PREFIX = "suggestion:"
+ADD_TO_TICKET_ACTION = "add_to_ticket"
+# What views.update takes of a view Slack returned (the rest is Slack's: id, hash, state, ...).
+VIEW_KEYS = ("type", "title", "blocks", "close", "submit", "private_metadata", "callback_id", "clear_on_close",
+             "notify_on_close", "external_id", "submit_disabled")
+
+
+def suggestion_value(summary: TicketSummary) -> str:
+    """The button's value: the chosen ticket, as the service needs it (at most 2000 characters)."""
+    t = summary.ticket
+    data = {"id": t.id, "display_id": t.display_id, "backend": t.backend, "title": shorten(summary.title, 150)}
+    if t.url and len(t.url) < 1000:
+        data["url"] = t.url
+    return json.dumps(data, separators=(",", ":"))[:2000]
+
+
+def chosen_ticket(value: Any) -> tuple[CreatedTicket, str] | None:
+    """The ticket (and its title) behind an *Add to this ticket instead* button; None if unreadable."""
+    try:
+        data = json.loads(value)
+        ticket = CreatedTicket(id=str(data["id"]), display_id=str(data["display_id"]), backend=str(data["backend"]),
+                               url=data.get("url"))
+        return ticket, str(data.get("title") or "")
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def suggestion_blocks(summaries: list[TicketSummary]) -> list[dict[str, Any]]:
+    """Up to three of the requester's open tickets that look like this one, each with a button."""
+    if not summaries:
+        return []
+    blocks: list[dict[str, Any]] = [{
+        "type": "context", "block_id": SUGGESTIONS_BLOCK,
+        "elements": [_mrkdwn(":bulb: *You may already have a ticket about this.* Add to it instead of opening a new one?")],
+    }]
+    for i, s in enumerate(summaries[:3]):
+        line = f"*{escape(s.ticket.display_id)}* {escape(shorten(s.title, 200))}"
+        if s.status:
+            line += f"\n_{escape(s.status)}_"
+        blocks.append({
+            "type": "section", "block_id": f"{SUGGESTION_BLOCK_PREFIX}{i}", "text": _mrkdwn(line),
+            "accessory": {"type": "button", "action_id": ADD_TO_TICKET_ACTION, "text": _plain("Add to this ticket instead"),
+                          "value": suggestion_value(s)},
+        })
+    return blocks
+
+
+def with_suggestions(view: dict[str, Any], summaries: list[TicketSummary]) -> dict[str, Any]:
+    """The open form `view` (as Slack returned it) with the suggestions under the title: every other
+    block as it was, with its block_id and action_id, so Slack keeps what the person typed."""
+    blocks = [b for b in view.get("blocks") or []
+              if not str(b.get("block_id") or "").startswith((SUGGESTIONS_BLOCK, SUGGESTION_BLOCK_PREFIX))]
+    at = next((i + 1 for i, b in enumerate(blocks) if b.get("block_id") == TITLE_BLOCK), 0)
+    while at < len(blocks) and blocks[at].get("type") == "context" and blocks[at].get("block_id") != SUGGESTIONS_BLOCK \
+            and ":warning:" in json.dumps(blocks[at]):  # the title's error note stays with it
+        at += 1
+    extra = suggestion_blocks(summaries)[: max(0, 100 - len(blocks))]
+    out = {k: view[k] for k in VIEW_KEYS if view.get(k) not in (None, "")}
+    out["blocks"] = blocks[:at] + extra + blocks[at:]
+    return out
+
+
+def adding_modal(display_id: str) -> dict[str, Any]:
+    return notice_modal(f":hourglass_flowing_sand: Adding to ticket *{escape(display_id)}*…")
 
 
 def notice_modal(text: str, *, title: str = "New ticket", extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:

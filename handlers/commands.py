@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import views
+from bot import suggestions, views
 from bot.core import Bot
 from bot.forms import new_ticket_form
 
@@ -40,6 +40,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 channel_name=command.get("channel_name") or None,
                 title=text,
             )
-            await open_view(client, command["trigger_id"], view, user_id=user_id, channel_id=channel_id)
+            opened = await open_view(client, command["trigger_id"], view, user_id=user_id, channel_id=channel_id)
+            await suggestions.offer(bot, client, opened, user_id=user_id)  # after the form is open
 
         await after_ack(open_form, client, user_id=user_id, channel_id=channel_id, what="open the ticket form")

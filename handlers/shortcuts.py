@@ -13,7 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import views
+from bot import suggestions, views
 from bot.core import Bot
 from bot.forms import QuotedMessage, new_ticket_form
 from bot.people import Workspace
@@ -63,17 +63,20 @@ def register(app: AsyncApp, bot: Bot) -> None:
             workspace = bot.people.known_workspace
             opened = await open_view(client, trigger_id, await form(link(workspace)), user_id=user_id, channel_id=channel_id)
             if opened and opened.get("id") and workspace is None and channel_id and ts:
-                await add_link_later(opened)
+                opened = await add_link_later(opened) or opened
+            await suggestions.offer(bot, client, opened, user_id=user_id)  # after the form is open
 
-        async def add_link_later(opened: dict[str, Any]) -> None:
+        async def add_link_later(opened: dict[str, Any]) -> dict[str, Any] | None:
             """The form opened without the message's link: add it once auth.test answers. Slack keeps
             what the person typed meanwhile (same blocks), and refuses the update if the form
-            changed since (`hash`)."""
+            changed since (`hash`). Returns the updated form."""
             try:
                 permalink = link(await asyncio.wait_for(bot.people.workspace(), LINK_LATER_WAIT))
                 if permalink:
-                    await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=await form(permalink))
+                    resp = await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=await form(permalink))
+                    return resp.get("view")
             except Exception as exc:
                 log.info("could not add the message's link to the form: %s", exc)
+            return None
 
         await after_ack(open_form, client, user_id=user_id, channel_id=channel_id, what="open the ticket form")

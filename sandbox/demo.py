@@ -161,6 +161,21 @@ class Demo:
         self.slack.post_user_message(channel, SERVAL_USER, f":ticket: Your ticket *{ticket['friendlyIdentifier']}* "
                                      f"“{title}” was created. I will let you know here when it changes.")
 
+    def _seed_serval(self) -> None:
+        """Custom fields for both teams (the form shows them; a team change swaps them), and open
+        tickets of Alice and Bob, so `/ticket Printer jammed` offers "Add to this ticket instead"."""
+        st = self.serval
+        st.seed_custom_fields()
+        if not st.tickets:
+            for requester, name, status in (("usr-alice", "Printer on floor 3 jams", None),
+                                            ("usr-alice", "VPN drops every hour", "st-it-in-progress"),
+                                            ("usr-bob", "Printer on floor 3 keeps jamming", None)):
+                ticket = st.create_ticket({"teamId": "team-it", "name": name, "createdByUserId": requester,
+                                           "description": "Seeded by the demo."})
+                if status:
+                    st.update_ticket(ticket["id"], {"statusId": status})
+        st.save()
+
     def _panel(self) -> dict:
         st = self.serval
         statuses = {o["id"]: o["name"] for options in st.statuses.values() for o in options}
@@ -173,6 +188,13 @@ class Demo:
                       ["Requester", requester.get("email") or "—"]]
             if due:
                 fields.append(["Due", f"{due['year']:04d}-{due['month']:02d}-{due['day']:02d}"])
+            for value in st.field_values.get(t["id"], {}).values():
+                field = next((f for f in st.custom_fields.get(t["teamId"], []) if f["id"] == value["fieldId"]), {})
+                shown = next((o["displayName"] for o in field.get("enumOptions") or [] if o["value"] == value["value"]),
+                             value["value"])
+                fields.append([value["fieldName"], "Yes" if shown is True else "No" if shown is False else str(shown)])
+            if st.ticket_messages.get(t["id"]):
+                fields.append(["Messages", str(len(st.ticket_messages[t["id"]]))])
             links = []
             for c in st.connections.get(t["id"], []):
                 kind = next(iter((st.connect_requests.get(c["externalTicketId"]) or {}).get("channelTarget") or {}), "")
@@ -205,6 +227,7 @@ class Demo:
             self.serval.add_team("Facilities", "FAC", team_id="team-fac", description="Buildings and rooms")
             self.serval.teams["team-fac"]["userIds"] = ["usr-bob"]
             self.serval.save()
+        self._seed_serval()
         serval_url = await self._serve(serval_sandbox.create_app(self.serval), 0)
 
         self.slack = slack_sandbox.SlackState(bot_token, strict_triggers=True)
@@ -227,6 +250,7 @@ class Demo:
         env.update(SLACK_BOT_TOKEN=bot_token, SLACK_SIGNING_SECRET=signing_secret, SLACK_APP_TOKEN="",
                    SLACK_API_URL=self.url + "api/", SERVAL_BASE_URL=serval_url, SERVAL_BEARER_TOKEN=serval_token,
                    SERVAL_TEAM_ID="team-it", SERVAL_SLACK_INTEGRATION_ID="integ-slack-demo", TICKET_BACKEND="serval",
+                   SUGGEST_SIMILAR="true",
                    DATABASE_URL=f"sqlite:///{(self.data / 'bot.db').resolve()}", HOST=self.host,
                    PORT=str(bot_port), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
         routing = self.data / "routing.yml"
