@@ -74,6 +74,7 @@ class Bot:
         socialboards = backends.get("socialboards")
         if isinstance(socialboards, SocialboardsBackend):
             # Socialboards replaces its refresh token at every exchange: keep the newest across restarts.
+            # Replicas exchange it one at a time, under a database lock, and share the access token.
             await socialboards.client.keep_refresh_token(
                 lambda: storage.get_state("socialboards.refresh_token"),
                 lambda value: storage.set_state("socialboards.refresh_token", value),
