@@ -165,7 +165,7 @@ class Settings(BaseSettings):
 
     # Behaviour
     share_in_channel_default: bool = False
-    suggest_similar: bool = False  # the form offers the requester's similar open tickets ("add to this one instead")
+    suggest_similar: bool = True  # the form offers the requester's similar open tickets ("add to this one instead")
     queued_after_seconds: float = Field(default=2.5, ge=0)
     retry_base_seconds: float = Field(default=0.5, gt=0)  # first wait between two attempts
     retry_max_seconds: float = Field(default=300.0, gt=0)  # longest wait between two attempts

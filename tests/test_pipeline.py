@@ -75,8 +75,8 @@ async def test_an_unreadable_slack_profile_still_files_the_ticket(tmp_path, slac
     slack_state, serval_state = slack[0], serval[0]
     running, sender = await start(tmp_path, slack, serval)
     try:
+        slack_state.fail("users.info", error, times=50)  # from the start: nothing is cached
         view = await open_modal_with_command(sender, slack_state, "Profile hidden")
-        slack_state.fail("users.info", error, times=10)
         await sender.interactive(submission(view, filled("Profile hidden")))
         texts = await eventually(lambda: told_created(slack_state), timeout=10)
         assert "Profile hidden" in texts[0]
