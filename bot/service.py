@@ -40,6 +40,7 @@ from clients.base import BackendError, CreatedTicket, FormField, ThreadMessage, 
 
 from . import metrics, views
 from .drafts import Form, values_from_json
+from .logs import set_log_context
 from .people import People
 from .storage import LeaseLost, Link, Storage, Submission, ThreadTaken
 from .views import Origin
@@ -480,6 +481,9 @@ class TicketService:
         self._running[sub.id] = task
 
     async def _run(self, sub: Submission) -> None:
+        # Every log line of this task names the submission, its person and channel (LOG_FORMAT=json).
+        set_log_context(submission_id=sub.id, user=sub.payload.get("user_id"),
+                        channel=(sub.payload.get("origin") or {}).get("channel_id"))
         try:
             await self._advance(sub)
         except asyncio.CancelledError:

@@ -381,12 +381,17 @@ async def test_json_logs_one_object_per_line_with_the_slack_context_and_no_secre
     sender = SlackSender(bot.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"])
     try:
         await eventually(lambda: "started;" in bot.log(), timeout=10)
-        await open_modal_with_command(sender, slack_state, "JSON please")
+        view = await open_modal_with_command(sender, slack_state, "JSON please")
+        await sender.interactive(submission(view, filled("JSON please"), view_id="VJSON"))
+        await eventually(lambda: "created serval" in bot.log(), timeout=10)
     finally:
         await sender.aclose()
         code, _ = await bot.stop_timed(signal.SIGTERM)
     assert code == 0
     lines = [json.loads(line) for line in bot.log().splitlines() if line.strip()]
+    # the ticket service's lines name the submission, its person and channel
+    created_line = next(line for line in lines if "created serval" in line["message"])
+    assert created_line.get("submission_id") and created_line.get("user") == "U111" and created_line.get("channel") == "C111"
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     assert "starting in HTTP mode" in lines[0]["message"]
     assert any(line.get("user") == "U111" and line.get("channel") == "C111" for line in lines)
