@@ -5,9 +5,11 @@ Every process here is the real `python app.py`, against a real PostgreSQL server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -21,14 +23,26 @@ REPLICA_ENV = dict(LEASE_SECONDS="5", RETRY_BASE_SECONDS="0.05", RETRY_MAX_SECON
                    LOG_LEVEL="INFO")
 
 
-def replicas(tmp_path: Path, n: int, slack_url: str, serval_url: str, db_url: str) -> list[BotProcess]:
-    out = []
+@contextlib.asynccontextmanager
+async def running_replicas(
+    tmp_path: Path, n: int, slack_url: str, serval_url: str, db_url: str
+) -> AsyncIterator[tuple[list[BotProcess], list[SlackSender]]]:
+    """`n` bot processes on one database, started, each with a sender of signed Slack requests."""
+    bots = []
     for i in range(n):
         bot = BotProcess(tmp_path, slack_url, serval_url)
         bot.env.update(DATABASE_URL=db_url, **REPLICA_ENV)
         bot.log_path = tmp_path / f"replica-{i}.log"
-        out.append(bot)
-    return out
+        bots.append(bot)
+    senders = [SlackSender(b.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"]) for b in bots]
+    try:
+        await asyncio.gather(*(b.start() for b in bots))
+        yield bots, senders
+    finally:
+        for b in bots:
+            b.stop()
+        for s in senders:
+            await s.aclose()
 
 
 async def test_three_replicas_one_killed_make_one_ticket_per_acknowledged_submission(
@@ -42,11 +56,8 @@ async def test_three_replicas_one_killed_make_one_ticket_per_acknowledged_submis
         "POST /v2/tickets/{ticket_id}/connect": Fault(error_rate=0.1, status=503, lost_response_rate=0.05),
         "GET /v2/users": Fault(error_rate=0.1, status=500),
     })
-    bots = replicas(tmp_path, 3, slack_url, serval_url, pg_url)
-    await asyncio.gather(*(b.start() for b in bots))
-    senders = [SlackSender(b.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"]) for b in bots]
     acked: list[str] = []
-    try:
+    async with running_replicas(tmp_path, 3, slack_url, serval_url, pg_url) as (bots, senders):
         view = await open_modal_with_command(senders[0], slack_state, "")
         gate = asyncio.Semaphore(20)
 
@@ -80,20 +91,12 @@ async def test_three_replicas_one_killed_make_one_ticket_per_acknowledged_submis
         for ticket_id, ticket in serval_state.tickets.items():
             if ticket["name"] in acked:
                 assert len(serval_state.connections.get(ticket_id, [])) == 1, ticket["name"]
-    finally:
-        for b in bots:
-            b.stop()
-        for s in senders:
-            await s.aclose()
 
 
 async def test_the_same_view_submitted_to_two_replicas_at_once_is_one_ticket(tmp_path, slack, serval_clients, pg_url):
     slack_state, slack_url = slack
     serval_state, serval_url = serval_clients
-    bots = replicas(tmp_path, 2, slack_url, serval_url, pg_url)
-    await asyncio.gather(*(b.start() for b in bots))
-    senders = [SlackSender(b.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"]) for b in bots]
-    try:
+    async with running_replicas(tmp_path, 2, slack_url, serval_url, pg_url) as (bots, senders):
         view = await open_modal_with_command(senders[0], slack_state, "")
         for i in range(10):
             body = submission(view, filled(f"Twice {i}"), view_id=f"VT{i}")
@@ -104,11 +107,6 @@ async def test_the_same_view_submitted_to_two_replicas_at_once_is_one_ticket(tmp
         names = Counter(t["name"] for t in serval_state.tickets.values())
         assert names == Counter({f"Twice {i}": 1 for i in range(10)})
         assert max(told(slack_state).values()) == 1
-    finally:
-        for b in bots:
-            b.stop()
-        for s in senders:
-            await s.aclose()
 
 
 async def test_one_thread_through_two_replicas_is_one_ticket_and_the_other_person_is_told_which(
@@ -116,10 +114,7 @@ async def test_one_thread_through_two_replicas_is_one_ticket_and_the_other_perso
 ):
     slack_state, slack_url = slack
     serval_state, serval_url = serval_clients
-    bots = replicas(tmp_path, 2, slack_url, serval_url, pg_url)
-    await asyncio.gather(*(b.start() for b in bots))
-    senders = [SlackSender(b.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"]) for b in bots]
-    try:
+    async with running_replicas(tmp_path, 2, slack_url, serval_url, pg_url) as (bots, senders):
         views = [await open_modal_with_shortcut(s, slack_state, shortcut()) for s in senders]
         bodies = [submission(v, filled(f"Thread via {i}"), view_id=f"VH{i}") for i, v in enumerate(views)]
         answers = await asyncio.gather(*(s.interactive(b) for s, b in zip(senders, bodies)))
@@ -137,11 +132,6 @@ async def test_one_thread_through_two_replicas_is_one_ticket_and_the_other_perso
         assert any("already" in t for t in texts), texts
         assert sum(told(slack_state).values()) == 1
         assert ticket["name"] in ("Thread via 0", "Thread via 1")
-    finally:
-        for b in bots:
-            b.stop()
-        for s in senders:
-            await s.aclose()
 
 
 async def test_every_replica_stopped_mid_outage_then_one_restarted_finishes_each_once(
@@ -150,10 +140,7 @@ async def test_every_replica_stopped_mid_outage_then_one_restarted_finishes_each
     slack_state, slack_url = slack
     serval_state, serval_url = serval_clients
     serval_state.set_faults({"POST /v2/tickets": Fault(error_rate=1.0, status=503)})
-    bots = replicas(tmp_path, 2, slack_url, serval_url, pg_url)
-    await asyncio.gather(*(b.start() for b in bots))
-    senders = [SlackSender(b.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"]) for b in bots]
-    try:
+    async with running_replicas(tmp_path, 2, slack_url, serval_url, pg_url) as (bots, senders):
         view = await open_modal_with_command(senders[0], slack_state, "")
         for i in range(20):
             r = await senders[i % 2].interactive(submission(view, filled(f"Outage {i:02d}"), view_id=f"VO{i}"))
@@ -170,11 +157,6 @@ async def test_every_replica_stopped_mid_outage_then_one_restarted_finishes_each
         names = Counter(t["name"] for t in serval_state.tickets.values())
         assert max(names.values()) == 1 and len(names) == 20
         assert max(told(slack_state).values()) == 1
-    finally:
-        for b in bots:
-            b.stop()
-        for s in senders:
-            await s.aclose()
 
 
 async def test_a_second_serving_process_on_one_sqlite_file_is_refused(tmp_path, slack, serval_clients):
