@@ -213,7 +213,7 @@ def shortcut_section(results: dict[str, Any]) -> list[str]:
         return []
     out = ["### Shortcut against `/ticket`", "",
            f"`views.open` p99 of the shortcut over that of `/ticket` at the same concurrency (target: ≤ {SHORTCUT_RATIO}"
-           f" at {', '.join(map(str, SHORTCUT_AT))}). The shortcut first asks `chat.getPermalink`.", "",
+           f" at {', '.join(map(str, SHORTCUT_AT))}). Both open the form before anything else (the message link is built from the workspace URL); with a title, both then look for similar open tickets (SUGGEST_SIMILAR, on by default) and update the form.", "",
            "| concurrency | `/ticket` p99 | shortcut p99 | ratio | target |", "|---:|---:|---:|---:|---|"]
     for c in levels:
         a, b = sc[c]["views_open"]["ms"]["p99"], cmd[c]["views_open"]["ms"]["p99"]
