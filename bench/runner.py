@@ -107,6 +107,7 @@ class Config:
     pg_tickets: int = 3000  # per row of the "postgres" phase
     from_json: Path | None = None
     bot_dir: Path = REPO  # where app.py is: a patched copy of the repo can be measured the same way
+    bot_env: dict[str, str] = field(default_factory=dict)  # settings for the bot (e.g. SUGGEST_SIMILAR=false)
 
     def n_requests(self, c: int) -> int:
         return self.requests or max(300, 5 * c)
@@ -200,6 +201,7 @@ class Harness:
             DATABASE_URL=database_url or f"sqlite:///{self.workdir}/{name}.db",
             HOST="127.0.0.1", PORT=str(port), LOG_LEVEL="WARNING",
         )
+        env.update(self.cfg.bot_env)
         bot = self._spawn(name, [*(prefix_argv or [sys.executable]), str(self.cfg.bot_dir / "app.py"), "--mode", "http"],
                           cpus=self.sut_cpus, env=env)
         bot.url = f"http://127.0.0.1:{port}"
@@ -634,6 +636,8 @@ def parse_args(argv: list[str] | None) -> Config:
                    help="tickets through the bot per synchronous setting (default 2000; 0 = skip)")
     p.add_argument("--pg-tickets", type=int, help="tickets per row of the postgres phase (default 3000)")
     p.add_argument("--bot-dir", type=Path, help="run app.py from this directory (e.g. a patched copy of the repo)")
+    p.add_argument("--bot-env", action="append", default=[], metavar="SETTING=VALUE",
+                   help="a setting for the bot processes, e.g. SUGGEST_SIMILAR=false (repeatable)")
     a = p.parse_args(argv)
     cfg = Config()
     if a.quick:
@@ -661,6 +665,11 @@ def parse_args(argv: list[str] | None) -> Config:
         cfg.phases = tuple(x for x in PHASES if x in wanted)
     if a.bot_dir:
         cfg.bot_dir = a.bot_dir.resolve()
+    for item in a.bot_env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--bot-env {item!r}: expected SETTING=VALUE")
+        cfg.bot_env[key.strip().upper()] = value
     return cfg
 
 
