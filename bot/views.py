@@ -254,6 +254,14 @@ def ticket_modal(
         multiline=True, initial_value=description[:description_max] or None, max_length=description_max,
     ), optional=True))
     error_note("description")
+    # Share right under what the person writes: a choice about this text, and visible in a
+    # 1440×900 window whatever fields follow
+    if origin.source == "command" and origin.shareable_channel:
+        share = {"text": _mrkdwn(f"Share in <#{origin.channel_id}> and sync the thread"), "value": "share"}
+        checkboxes: dict[str, Any] = {"type": "checkboxes", "action_id": VALUE, "options": [share]}
+        if share_default:
+            checkboxes["initial_options"] = [dict(share)]
+        blocks.append(_input(SHARE_BLOCK, "Channel", checkboxes, optional=True))
     requester_id = requester_id or origin.requester_id
     if on_behalf:
         element: dict[str, Any] = {"type": "users_select", "action_id": VALUE}
@@ -267,12 +275,6 @@ def ticket_modal(
     for f in fields:
         blocks.append(_field_block(f, values.get(f.id)))
         error_note(f.id)
-    if origin.source == "command" and origin.shareable_channel:
-        share = {"text": _mrkdwn(f"Share in <#{origin.channel_id}> and sync the thread"), "value": "share"}
-        checkboxes: dict[str, Any] = {"type": "checkboxes", "action_id": VALUE, "options": [share]}
-        if share_default:
-            checkboxes["initial_options"] = [dict(share)]
-        blocks.append(_input(SHARE_BLOCK, "Channel", checkboxes, optional=True))
     return {
         "type": "modal",
         "callback_id": MODAL_CALLBACK_ID,

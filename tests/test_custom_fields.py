@@ -68,9 +68,9 @@ async def test_the_form_shows_the_teams_fields_by_type(sender, slack, running):
     assert [(o["value"], o["text"]["text"]) for o in remote["options"]] == [("true", "Yes"), ("false", "No")]
     unknown = block(view, CUSTOM + "custom-os")  # a type the bot does not know: a text input
     assert unknown["element"]["type"] == "plain_text_input" and unknown["hint"]["text"] == "As in Settings → About"
-    # after the built-in fields, before the share box
+    # after the share box and the built-in fields
     ids = [b.get("block_id") for b in view["blocks"]]
-    assert ids.index("field:due_date") < ids.index(CUSTOM + "custom-device") < ids.index("share")
+    assert ids.index("share") < ids.index("field:due_date") < ids.index(CUSTOM + "custom-device")
 
 
 async def test_values_are_parsed_and_set_right_after_the_create(sender, slack, serval, running):

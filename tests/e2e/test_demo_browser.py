@@ -126,6 +126,8 @@ def test_ticket_from_slash_command(page, demo):
     expect(title).to_have_value("Printer jammed")
     expect(modal.locator("[data-block='field:type'] select")).to_have_value("TICKET_TYPE_REQUEST")  # initial_option
     expect(modal.locator("[data-block=share]")).to_contain_text("Share in #dev and sync the thread")
+    # the form reads top-down and fits a 1440×900 window: Share is visible without scrolling
+    expect(modal.locator("[data-block=share]")).to_be_in_viewport()
 
     # Slack's own check first: a required field left empty never reaches the app.
     title.fill("")
