@@ -237,6 +237,7 @@ async def test_priority_is_applied_after_create(sender, slack, serval, running):
     assert options == ["pri-it-low", "pri-it-medium", "pri-it-high", "pri-it-urgent"]
     await sender.interactive(submission(view, filled("Urgent!") | {"field:priority_id": select_value("pri-it-urgent")}))
     await slack[0].wait_for("chat.postEphemeral")
+    await running.bot.tickets.idle(5)  # the person is told first; the priority is set after
     ticket = next(iter(serval[0].tickets.values()))
     calls = [(r["method"], r["path"], r["body"]) for r in serval[0].requests if r["path"].startswith("/v2/tickets")]
     put = [c for c in calls if c[0] == "PUT"]
