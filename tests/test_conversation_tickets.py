@@ -200,3 +200,26 @@ async def test_a_reaction_on_a_reply_files_its_thread_and_copies_the_rest(bot, s
     assert len(copied) == 1 and "Shared drive is read-only" in copied[0]
     link = await bot.bot.storage.link_for_thread("C111", root["ts"])
     assert link and link.display_id == next(iter(serval_state.tickets.values()))["friendlyIdentifier"]
+
+
+async def test_systems_that_take_no_messages_get_the_thread_in_the_description(tmp_path, slack, socialboards):
+    """Socialboards cannot add messages to a ticket: a reaction on a reply puts the thread's earlier
+    messages into the description instead (its docs: thread replies are not synced)."""
+    from tests.test_backend_socialboards import socialboards_settings
+
+    slack_state, state = slack[0], socialboards[0]
+    running = await serve_http(socialboards_settings(tmp_path, slack[1], socialboards[1]), host="127.0.0.1", port=0)
+    try:
+        root = slack_state.post_user_message("C111", "W111", "Projector in room 4 shows no signal")
+        reply = slack_state.post_user_message("C111", "U111", "HDMI and USB-C both fail", thread_ts=root["ts"])
+        await running.bot.tickets.submit_message(
+            dedupe_key="event:Ev10", source="reaction", channel_id="C111", channel_name="dev",
+            message_ts=reply["ts"], thread_ts=None, submitter_id="U111",
+        )
+        await thread_reply(slack_state, "C111", root["ts"])
+        await running.bot.tickets.idle(5)
+    finally:
+        await running.close()
+    ticket = next(iter(state.tickets.values()))
+    assert ticket["title"] == "HDMI and USB-C both fail"
+    assert "Earlier in the thread" in ticket["message"] and "Projector in room 4 shows no signal" in ticket["message"]
