@@ -57,7 +57,8 @@ THREAD_SOURCES = {"shortcut"} | MESSAGE_SOURCES
 SKIPPED_SUBTYPES = {"channel_join", "channel_leave", "group_join", "group_leave", "bot_message", "thread_broadcast_bot"}
 SLACK_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # Errors that mean "the bot cannot post there"; the person is told in a DM instead.
-SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action"}
+SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action",
+                   "cannot_dm_bot", "method_not_supported_for_channel_type"}
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,10 @@ def failure(exc: BaseException) -> Failure:
     return Failure(f"unexpected error ({type(exc).__name__})", True)
 
 
-def slack_transient(exc: BaseException) -> bool:
-    return failure(exc).transient
-
-
 def slack_error(exc: BaseException) -> str:
+    """The Slack error code of a failed Web API call (e.g. `not_in_channel`), else the exception's type."""
     if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or "unknown Slack error")
+        return str(exc.response.get("error") or "unknown_error")
     return type(exc).__name__
 
 

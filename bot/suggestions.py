@@ -19,7 +19,6 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import TicketBackend, TicketSummary
@@ -27,6 +26,7 @@ from clients.base import TicketBackend, TicketSummary
 from . import views
 from .core import Bot
 from .forms import may_pick_requester, parse_ticket_form
+from .service import slack_error
 from .storage import ThreadTaken
 from .views import Origin
 
@@ -55,12 +55,6 @@ def remember(view: dict[str, Any] | None) -> None:
 
 def latest(view_id: str) -> dict[str, Any] | None:
     return _latest.get(view_id)
-
-
-def slack_error(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or "unknown_error")
-    return type(exc).__name__
 
 
 def _state_value(view: dict[str, Any], block_id: str) -> dict[str, Any]:

@@ -15,18 +15,13 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.service import SLACK_NO_ACCESS, slack_error
+
 log = logging.getLogger("handlers")
 
 # chat.postEphemeral errors that mean "not there": a DM instead.
-NOT_THERE = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action",
-             "cannot_dm_bot", "method_not_supported_for_channel_type"}
+NOT_THERE = SLACK_NO_ACCESS
 TRIGGER_GONE = {"expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id", "trigger_exchanged"}
-
-
-def slack_error(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or "unknown_error")
-    return type(exc).__name__
 
 
 async def tell(client: AsyncWebClient, user_id: str | None, channel_id: str | None, text: str) -> bool:
