@@ -552,10 +552,12 @@ def socket_mode(running: Running, app_token: str, *, on_refused: Any) -> SocketM
     client = SocketMode(app_token, web_client, on_refused=on_refused)
 
     async def handle(sm: SocketModeClient, req: SocketModeRequest) -> None:
-        with running.inflight.request(), log_context(**slack_context(req.payload)):
+        surface = "command" if req.type == "slash_commands" else metrics.surface_of(req.payload)
+        with running.inflight.request(), log_context(**slack_context(req.payload)), metrics.slack_request(surface) as answered:
             started = time.time()
             response = await run_async_bolt_app(running.bolt, req)
             await send_async_response(sm, req, response, started)
+            answered(response.status)
 
     client.socket_mode_request_listeners.append(handle)  # type: ignore[arg-type]
     return client

@@ -20,12 +20,13 @@ Values are per process and cumulative (tests compare before and after). Several 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -187,25 +188,39 @@ def slack_surface(data: object) -> None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@contextlib.contextmanager
+def slack_request(surface: str = "unknown") -> Iterator[Callable[[int], None]]:
+    """One Slack request (over HTTP or Socket Mode), counted by surface and outcome and timed to its
+    acknowledgement; call the yielded function with the answer's status. The arrival is visible,
+    through a context variable, to the listener tasks Bolt starts while dispatching."""
+    arrival = Arrival(time.perf_counter())
+    arrival.surface = surface
+    token = _ARRIVAL.set(arrival)
+    outcome = ["error"]
+
+    def answered(status: int) -> None:
+        outcome[0] = f"{status // 100}xx"
+
+    try:
+        yield answered
+    finally:
+        _ARRIVAL.reset(token)
+        _child(SLACK_REQUESTS, arrival.surface, outcome[0]).inc()
+        _child(ACK_SECONDS, arrival.surface).observe(time.perf_counter() - arrival.started)
+
+
 def slack_endpoint(handler: Handler) -> Handler:
-    """`handler` (POST /slack/events), counted and timed. The arrival is visible, through a context
-    variable, to the listener tasks Bolt starts while dispatching (they copy the context)."""
+    """`handler` (POST /slack/events), counted and timed (`slack_request`)."""
 
     async def counted(request: web.Request) -> web.StreamResponse:
-        arrival = Arrival(time.perf_counter())
-        token = _ARRIVAL.set(arrival)
-        outcome = "error"
-        try:
-            response = await handler(request)
-            outcome = f"{response.status // 100}xx"
+        with slack_request() as answered:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:  # an answer raised, e.g. 413 for a body over the limit
+                answered(exc.status)
+                raise
+            answered(response.status)
             return response
-        except web.HTTPException as exc:  # an answer raised, e.g. 413 for a body over the limit
-            outcome = f"{exc.status // 100}xx"
-            raise
-        finally:
-            _ARRIVAL.reset(token)
-            _child(SLACK_REQUESTS, arrival.surface, outcome).inc()
-            _child(ACK_SECONDS, arrival.surface).observe(time.perf_counter() - arrival.started)
 
     return counted
 

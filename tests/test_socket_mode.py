@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
 from sandbox.slack_socket import APP_TOKEN, SocketModeServer
 from tests.conftest import eventually, submission
 from tests.test_reliability import BotProcess, serval_clients  # noqa: F401  (fixture)
@@ -37,6 +39,12 @@ async def test_socket_mode_end_to_end(tmp_path, slack, serval_clients):  # noqa:
         ticket = next(iter(serval_clients[0].tickets.values()))
         told = await slack_state.wait_for("chat.postEphemeral", timeout=10)
         assert ticket["friendlyIdentifier"] in told[0]["args"]["text"]
+        # requests over the socket are counted like those over HTTP (the port serves /metrics)
+        async with httpx.AsyncClient() as http:
+            scraped = (await http.get(bot.url + "/metrics")).text
+        for surface in ("command", "view_submission"):
+            assert f'ticketbot_slack_requests_total{{outcome="2xx",surface="{surface}"}} 1.0' in scraped, surface
+        assert 'ticketbot_slack_ack_seconds_count{surface="command"} 1.0' in scraped
     finally:
         bot.stop()
         await server.close()
