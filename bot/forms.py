@@ -113,8 +113,7 @@ async def new_ticket_form(
             requester_id = author
         elif author:
             name = message.author_name or await author_name(bot, author)
-            where = f" in #{channel_name}" if channel_name and channel_id and channel_id[0] in "CG" else ""
-            header = f"Message from {name}{where}:"
+            header = views.message_from(name, channel_id, channel_name)
         description = views.description_from_message(message.text, message.permalink, description_max, header=header)
     origin = Origin(
         source=source,

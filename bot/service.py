@@ -715,8 +715,7 @@ class TicketService:
                 requester = author
             else:  # ON_BEHALF_OF: the person who asked is the requester; the author is named
                 person = await self._person(author)
-                where = f" in #{origin.channel_name}" if origin.channel_name else ""
-                header = f"Message from {person.name if person else '@' + author}{where}:"
+                header = views.message_from(person.name if person else f"@{author}", origin.channel_id, origin.channel_name)
         permalink = (await self.slack.chat_getPermalink(channel=origin.channel_id, message_ts=ts)).get("permalink")
         description = views.description_from_message(text, permalink, backend.description_max_length, header=header)
         if not backend.can_add_messages and p.get("copy_history"):

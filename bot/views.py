@@ -132,6 +132,12 @@ def title_from_message(text: str) -> str:
     return shorten(first, TITLE_PREFILL_LENGTH)
 
 
+def message_from(name: str, channel_id: str | None, channel_name: str | None) -> str:
+    """The line above a quoted message whose author is not the requester (ON_BEHALF_OF)."""
+    where = f" in #{channel_name}" if channel_name and channel_id and channel_id[0] in "CG" else ""
+    return f"Message from {name}{where}:"
+
+
 def description_from_message(text: str, permalink: str | None, limit: int = SLACK_TEXT_LIMIT,
                              *, header: str | None = None) -> str:
     """The message as plain text, within `limit` characters; `header` (who wrote it) above and the
