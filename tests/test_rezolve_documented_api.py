@@ -14,25 +14,12 @@ from clients import secrets
 from clients.base import BackendError
 from clients.rezolve import CreateTicketRequest, mentions
 from sandbox.rezolve import F_DESCRIPTION, F_NUMBER, F_SUMMARY, F_SYSTEM, F_URGENCY
-from tests.test_clients_rezolve import CREATE_PATH, calls, draft, make_backend, make_client
+from tests.test_clients_rezolve import CREATE_PATH, backend, calls, client, draft, make_backend, make_client  # noqa: F401 (fixtures)
 
 TYPES_PATH = "/api/v2/ticketing/ticket-type"
 LIST_PATH = "/api/v2/ticketing/ticket/list"
 SINCE = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 
-
-@pytest.fixture
-async def client(rezolve):
-    c = make_client(rezolve[1])
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
-async def backend(client):
-    b = make_backend(client)
-    yield b
-    await b.aclose()
 
 
 def with_reference(reference: str, title: str = "New laptop", **values: Any):
