@@ -1,5 +1,6 @@
 """The ticket service: takes a validated form and carries it through
-create → notify the person → complete → reply in Slack → connect the thread → follow-up notice.
+create → notify the person → complete → reply in Slack → copy the thread's history → connect the
+thread → follow-up notice.
 
 The failure rule, the same for every step:
 - every submission is journaled (see `storage`) before Slack is acknowledged;
@@ -661,9 +662,7 @@ class TicketService:
             await self.storage.add_link(
                 Link(origin.channel_id, origin.thread_ts, ticket.id, ticket.display_id, ticket.backend), sub.id
             )
-        timer = self._timers.pop(sub.id, None)
-        if timer:
-            timer.cancel()
+        self._stop_queued_notice(sub.id)
         log.info("submission %s: created %s %s", sub.id, ticket.backend, ticket.display_id)
         return True
 
@@ -787,10 +786,14 @@ class TicketService:
             sub.payload["field_errors"] = why.field_errors
         sub.thread_key = None  # free the thread for another try
         sub.steps_done.update({COMPLETE, REPLY, HISTORY, CONNECT, FOLLOWUP})
-        timer = self._timers.pop(sub.id, None)
+        self._stop_queued_notice(sub.id)
+        log.warning("submission %s: ticket not created: %s", sub.id, why.reason)
+
+    def _stop_queued_notice(self, sub_id: str) -> None:
+        """The outcome is known: the "queued" screen must not replace it."""
+        timer = self._timers.pop(sub_id, None)
         if timer:
             timer.cancel()
-        log.warning("submission %s: ticket not created: %s", sub.id, why.reason)
 
     def _ticket(self, sub: Submission) -> CreatedTicket:
         assert sub.ticket is not None
