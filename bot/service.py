@@ -377,18 +377,23 @@ class TicketService:
 
         return list(await asyncio.gather(*(one(s) for s in subs)))
 
-    async def editable(self, sub_id: str, user_id: str) -> dict[str, Any] | None:
-        """What the *Edit details* form needs, when this person may edit the ticket (who asked
-        for it, its requester, admins), else None."""
+    async def _editable(self, sub_id: str, user_id: str) -> Submission | None:
+        """The submission whose ticket this person may edit (who asked for it, its requester,
+        admins), else None."""
         sub = await self.storage.get_submission(sub_id)
         if sub is None or not sub.ticket:
             return None
         p = sub.payload
         allowed = user_id in (p.get("user_id"), p.get("requester_id")) or bool(self.is_admin and await self.is_admin(user_id))
-        if not allowed or not self.backend(p["origin"].get("backend")).can_edit:
+        return sub if allowed and self.backend(p["origin"].get("backend")).can_edit else None
+
+    async def editable(self, sub_id: str, user_id: str) -> dict[str, Any] | None:
+        """What the *Edit details* form needs, when this person may edit the ticket, else None."""
+        sub = await self._editable(sub_id, user_id)
+        if sub is None:
             return None
-        ticket = self._ticket(sub)
-        edited = p.get("edited") or {}
+        p, ticket = sub.payload, self._ticket(sub)
+        values = p.get("values") or {}
         return {
             "display_id": ticket.display_id,
             "backend": ticket.backend,
@@ -404,10 +409,9 @@ class TicketService:
     ) -> str:
         """Change the ticket's title, priority or due date (the *Edit details* form); returns its
         display id. Raises PermissionError, or BackendError with a reason for the person."""
-        if await self.editable(sub_id, user_id) is None:
+        sub = await self._editable(sub_id, user_id)
+        if sub is None:
             raise PermissionError("only the person who asked for the ticket, its requester and admins may edit it")
-        sub = await self.storage.get_submission(sub_id)
-        assert sub is not None and sub.ticket is not None
         ticket = self._ticket(sub)
         await self.backend(sub.payload["origin"].get("backend")).update_ticket(
             ticket, title=title, priority_id=priority_id, due_date=due_date
