@@ -37,7 +37,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from clients.base import BackendError, CreatedTicket, FormField, ThreadMessage, TicketBackend, TicketDraft
+from clients.base import BackendError, CreatedTicket, FormField, Person, ThreadMessage, TicketBackend, TicketDraft
 
 from . import metrics, views
 from .drafts import Form, values_from_json
@@ -397,10 +397,10 @@ class TicketService:
         return {
             "display_id": ticket.display_id,
             "backend": ticket.backend,
-            "title": edited.get("title") or p["title"],
-            "priority_id": edited.get("priority_id") or (p.get("values") or {}).get("priority_id"),
-            "due_date": edited.get("due_date") or (p.get("values") or {}).get("due_date"),
-            "team_id": (p.get("values") or {}).get("team_id") or p["origin"].get("team_id"),
+            "title": p["title"],
+            "priority_id": values.get("priority_id"),
+            "due_date": values.get("due_date"),
+            "team_id": values.get("team_id") or p["origin"].get("team_id"),
         }
 
     async def edit_ticket(
@@ -771,13 +771,11 @@ class TicketService:
                 continue
             person = await self._person(message["user"])
             author_id = await self._user_id(backend, message["user"], person, requester=False)
-            text = views.plain(message.get("text") or "")
-            if not author_id:
-                text = views.history_text(person.name if person else f"<@{message['user']}>", text)
-            copied[ts] = await backend.add_message(
-                ticket,
-                ThreadMessage(text=text, author=person, author_id=author_id, external_id=f"{origin.channel_id}:{ts}"),
-            ) or ""
+            # the back end names an author who is no user there in the text
+            copied[ts] = await backend.add_message(ticket, ThreadMessage(
+                text=views.plain(message.get("text") or ""), author=person or Person(name=f"<@{message['user']}>"),
+                author_id=author_id, external_id=f"{origin.channel_id}:{ts}",
+            )) or ""
             await self.storage.save_submission(sub)  # each message is copied once, whatever happens next
         return bool(copied)
 

@@ -697,7 +697,3 @@ def failed_from_message_text(reason: str, message_text: str) -> str:
         f"The message was:\n{typed_back(title_from_message(message_text), message_text)}"
     )
 
-
-def history_text(author: str, text: str) -> str:
-    """A thread message copied into a ticket whose author is no user there."""
-    return f"{author} wrote in Slack:\n{text}"
