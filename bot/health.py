@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 
 from clients.base import BackendError
 
@@ -112,21 +111,6 @@ def watch_token_fetches(backend: Any, state: TokenState) -> None:
     tokens._fetch = observed  # type: ignore[union-attr]
 
 
-async def stuck_submissions(storage: Any, older_than: float) -> tuple[int, float | None]:
-    """(pending submissions created more than `older_than` seconds ago, created_at of the oldest)."""
-    own = getattr(storage, "stuck", None)
-    if own is not None:  # the storage module's own query, once it has one
-        return await own(older_than)
-    from .storage import submissions as s
-
-    query = sa.select(sa.func.count(), sa.func.min(s.c.created_at)).where(
-        s.c.status == "pending", s.c.created_at < time.time() - older_than
-    )
-    async with storage.engine.connect() as conn:
-        count, oldest = (await conn.execute(query)).one()
-    return int(count or 0), oldest
-
-
 class Health:
     """What /readyz and /healthz answer, for one process."""
 
@@ -204,7 +188,7 @@ class Health:
             problems.append("journal unreadable")
         try:
             async with asyncio.timeout(DB_TIMEOUT):
-                count, oldest = await stuck_submissions(storage, self.stuck_after)
+                count, oldest = await storage.stuck(self.stuck_after)
             out["stuck"] = {"threshold_seconds": self.stuck_after, "count": count,
                             "oldest_age_seconds": None if oldest is None else round(now - oldest, 1)}
             if count:

@@ -412,6 +412,7 @@ _TICKETS_OF = (
 )
 _COUNTS = sa.select(_S.c.status, sa.func.count()).group_by(_S.c.status)
 _BACKLOG = sa.select(sa.func.count(), sa.func.min(_S.c.created_at)).where(_PENDING)
+_STUCK = sa.select(sa.func.count(), sa.func.min(_S.c.created_at)).where(_PENDING, _S.c.created_at < _b("before"))
 _PURGE_SUBMISSIONS = sa.delete(_S).where(
     sa.or_(_S.c.status == "done", _S.c.status == "failed"), _S.c.updated_at < _b("cutoff")
 )
@@ -867,6 +868,11 @@ class Storage:
         """(pending submissions, created_at of the oldest) for health and metrics."""
         row = await self._first(_BACKLOG)
         return (row[0], row[1]) if row else (0, None)
+
+    async def stuck(self, older_than: float) -> tuple[int, float | None]:
+        """(pending submissions created more than `older_than` seconds ago, created_at of the oldest)."""
+        row = await self._first(_STUCK, {"before": time.time() - older_than})
+        return (int(row[0] or 0), row[1]) if row else (0, None)
 
     async def purge(self, older_than_seconds: float) -> dict[str, int]:
         """Retention: delete finished submissions (done or failed) whose last change is older than

@@ -458,3 +458,15 @@ async def test_release_others_frees_every_lease_but_ones_own(storage):
     assert await storage.claim("me", 60, 5) == []  # both held
     await storage.release_others("me")
     assert [s.id for s in await storage.claim("me", 60, 5)] == [theirs.id]
+
+
+async def test_stuck_counts_pending_submissions_older_than_the_threshold(storage):
+    from bot.storage import Submission
+
+    old = Submission.new("old", {"user_id": "U1"}, None)
+    old.created_at -= 3600
+    await storage.add_submission(old)
+    await storage.add_submission(Submission.new("new", {"user_id": "U1"}, None))
+    count, oldest = await storage.stuck(600)
+    assert count == 1 and oldest == pytest.approx(old.created_at)
+    assert (await storage.stuck(7200))[0] == 0
