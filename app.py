@@ -55,18 +55,7 @@ import handlers
 from bot import checks, metrics
 from bot.core import Bot
 from bot.health import Health
-from bot.logs import (  # noqa: F401  (RedactingFormatter and friends are app's public names too)
-    MIN_SECRET,
-    REDACTED,
-    TEXT_FORMAT,
-    URL_PASSWORD,
-    ContextFilter,
-    JsonFormatter,
-    RedactingFormatter,
-    formatter,
-    log_context,
-    secret_forms,
-)
+from bot.logs import REDACTED, TEXT_FORMAT, URL_PASSWORD, ContextFilter, formatter, log_context
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("app")
