@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 
+from clients._http import TokenCache
 from clients.base import BackendError
 
 from . import checks
@@ -70,6 +71,13 @@ class TokenState:
     def failed(self, reason: str, *, transient: bool) -> None:
         self._set("unreachable" if transient else "failing", reason)
 
+    def observe(self, error: BackendError | None) -> None:
+        """A token fetch's outcome (clients._http.TokenCache.watch)."""
+        if error is None:
+            self.ok()
+        else:
+            self.failed(error.message, transient=error.transient)
+
     def record(self, check: checks.Check) -> None:
         if check.ok is None:
             if self.state == "unknown":
@@ -94,21 +102,8 @@ def watch_token_fetches(backend: Any, state: TokenState) -> None:
     """Record every token fetch the back end's client makes (its `TokenCache`), so the state follows
     what the bot actually sees, not only what start-up saw."""
     tokens = getattr(getattr(backend, "client", None), "_tokens", None)
-    fetch = getattr(tokens, "_fetch", None)
-    if fetch is None or getattr(fetch, "_health_watched", False):
-        return
-
-    async def observed() -> Any:
-        try:
-            result = await fetch()
-        except BackendError as exc:
-            state.failed(exc.message, transient=exc.transient)
-            raise
-        state.ok()
-        return result
-
-    observed._health_watched = True  # type: ignore[attr-defined]
-    tokens._fetch = observed  # type: ignore[union-attr]
+    if isinstance(tokens, TokenCache):
+        tokens.watch(state.observe)
 
 
 class Health:

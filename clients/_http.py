@@ -44,6 +44,13 @@ class TokenCache:
         self._token: str | None = None
         self._renew_at = 0.0
         self._lock = asyncio.Lock()
+        self._watchers: list[Callable[[BackendError | None], None]] = []
+
+    def watch(self, watcher: Callable[[BackendError | None], None]) -> None:
+        """Call `watcher` after every fetch: with None when it worked, else with its error (health
+        reports what the bot actually sees). Adding the same watcher twice changes nothing."""
+        if watcher not in self._watchers:
+            self._watchers.append(watcher)
 
     async def get(self) -> str:
         if self._token and time.monotonic() < self._renew_at:
@@ -51,8 +58,15 @@ class TokenCache:
         async with self._lock:
             if self._token and time.monotonic() < self._renew_at:
                 return self._token
-            token, lifetime = await self._fetch()
+            try:
+                token, lifetime = await self._fetch()
+            except BackendError as exc:
+                for watcher in self._watchers:
+                    watcher(exc)
+                raise
             remember(token)  # never logged, from the moment it is known
+            for watcher in self._watchers:
+                watcher(None)
             self._token = token
             # Renew a minute early; a token living under two minutes is renewed at half its life.
             self._renew_at = time.monotonic() + lifetime - min(RENEW_MARGIN, lifetime / 2)
