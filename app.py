@@ -55,7 +55,7 @@ import handlers
 from bot import checks, metrics
 from bot.core import Bot
 from bot.health import Health
-from bot.logs import REDACTED, TEXT_FORMAT, URL_PASSWORD, ContextFilter, formatter, log_context
+from bot.logs import TEXT_FORMAT, ContextFilter, formatter, log_context
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("app")
@@ -731,69 +731,6 @@ async def run(settings: Settings, mode: str, *, redact: Any = lambda text: text)
 # --- commands -------------------------------------------------------------------------------------
 
 
-async def run_checks(settings: Settings) -> list[checks.Check]:
-    """`python app.py check`: the start-up checks and a few more, beside a serving bot if one runs
-    (storage opened without serving; no token rotated)."""
-    from bot.backends import make_backends
-    from bot.core import slack_client
-    from bot.routing import RoutingError, load_routing_file
-    from bot.settings import ensure_private_dir
-    from bot.storage import Storage, head_revision, schema_revision
-
-    out: list[checks.Check] = []
-    backends: dict[str, Any] = {}
-    storage: Storage | None = None
-    stored_socialboards: str | None = None
-    shown = re.sub(URL_PASSWORD, lambda m: f"{m.group(1)}:{REDACTED}@", settings.database_url)
-    try:
-        ensure_private_dir(settings.database_path)
-        storage = await Storage(settings.database_url).open(serving=False)
-        async with asyncio.timeout(10):
-            await storage.set_state("health.check", str(time.time()))
-            revision = await schema_revision(settings.database_url)
-            stored_socialboards = await storage.get_state("socialboards.refresh_token")
-        newest = head_revision()
-        out.append(checks.Check("database", True, f"{shown} reachable and writable, schema at revision {revision}"
-                                + (" (the newest)" if revision == newest else f" (this version's newest: {newest})"),
-                                settings=("DATABASE_URL",)))
-    except Exception as exc:
-        out.append(checks.Check("database", False, f"{shown}: {type(exc).__name__}: {exc}", settings=("DATABASE_URL",)))
-        if storage is not None:
-            await storage.close()
-            storage = None
-    try:
-        backends = make_backends(settings)
-        load_routing_file(settings.routing_file, set(backends), required=settings.routing_file != "config/routing.yml")
-        out.append(checks.Check("routing file", True, f"{settings.routing_file} "
-                                + ("reads well" if Path(settings.routing_file).exists() else "absent (no channel routes)"),
-                                settings=("ROUTING_FILE",)))
-    except RoutingError as exc:
-        out.append(checks.Check("routing file", False, str(exc), refused=True, settings=("ROUTING_FILE",)))
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
-    try:
-        slack = slack_client(settings, session)
-        found = [await checks.slack_bot_token(slack.auth_test)]
-        if settings.slack_app_token is not None:
-            bare = AsyncWebClient(base_url=slack.base_url, timeout=10, session=session, retry_handlers=[])
-            found.append(await checks.slack_app_token(bare, settings.slack_app_token.get_secret_value()))
-        else:
-            found.append(checks.Check("Slack app-level token", None, "SLACK_APP_TOKEN is empty: the bot runs in HTTP mode"))
-        for name, backend in backends.items():
-            result = await checks.ticket_system(name, backend, settings, may_rotate=False, stored=stored_socialboards)
-            found.append(result)
-            if result.ok:
-                found += await checks.ticket_system_details(name, backend, settings)
-        out += found
-    finally:
-        for backend in backends.values():
-            with contextlib.suppress(Exception):
-                await backend.aclose()
-        await session.close()
-        if storage is not None:
-            await storage.close()
-    return out
-
-
 def check_command() -> int:
     """Exit 0 when every check passed, 1 when one failed, 2 when the settings themselves are wrong."""
     try:
@@ -807,7 +744,7 @@ def check_command() -> int:
     from bot.logs import formatter as make_formatter
 
     redactor = make_formatter("text", settings.secrets())
-    results = asyncio.run(run_checks(settings))
+    results = asyncio.run(checks.run_all(settings))
     for result in results:
         print(redactor.redact(result.line()))
     return 1 if any(r.ok is False for r in results) else 0

@@ -14,10 +14,13 @@ does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -252,3 +255,67 @@ async def ticket_system_details(name: str, backend: TicketBackend, settings: Set
     except BackendError as exc:
         return [Check(f"{system} details", False, exc.message, refused=not exc.transient)]
     return []
+
+
+async def run_all(settings: Settings) -> list[Check]:
+    """`python app.py check`: the start-up checks and a few more, beside a serving bot if one runs
+    (storage opened without serving; no token rotated)."""
+    from .backends import make_backends
+    from .core import slack_client
+    from .logs import REDACTED, URL_PASSWORD
+    from .routing import RoutingError, load_routing_file
+    from .settings import ensure_private_dir
+    from .storage import Storage, head_revision, schema_revision
+
+    out: list[Check] = []
+    backends: dict[str, Any] = {}
+    storage: Storage | None = None
+    stored_socialboards: str | None = None
+    shown = re.sub(URL_PASSWORD, lambda m: f"{m.group(1)}:{REDACTED}@", settings.database_url)
+    try:
+        ensure_private_dir(settings.database_path)
+        storage = await Storage(settings.database_url).open(serving=False)
+        async with asyncio.timeout(10):
+            await storage.set_state("health.check", str(time.time()))
+            revision = await schema_revision(settings.database_url)
+            stored_socialboards = await storage.get_state("socialboards.refresh_token")
+        newest = head_revision()
+        out.append(Check("database", True, f"{shown} reachable and writable, schema at revision {revision}"
+                                + (" (the newest)" if revision == newest else f" (this version's newest: {newest})"),
+                                settings=("DATABASE_URL",)))
+    except Exception as exc:
+        out.append(Check("database", False, f"{shown}: {type(exc).__name__}: {exc}", settings=("DATABASE_URL",)))
+        if storage is not None:
+            await storage.close()
+            storage = None
+    try:
+        backends = make_backends(settings)
+        load_routing_file(settings.routing_file, set(backends), required=settings.routing_file != "config/routing.yml")
+        out.append(Check("routing file", True, f"{settings.routing_file} "
+                                + ("reads well" if Path(settings.routing_file).exists() else "absent (no channel routes)"),
+                                settings=("ROUTING_FILE",)))
+    except RoutingError as exc:
+        out.append(Check("routing file", False, str(exc), refused=True, settings=("ROUTING_FILE",)))
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+    try:
+        slack = slack_client(settings, session)
+        found = [await slack_bot_token(slack.auth_test)]
+        if settings.slack_app_token is not None:
+            bare = AsyncWebClient(base_url=slack.base_url, timeout=10, session=session, retry_handlers=[])
+            found.append(await slack_app_token(bare, settings.slack_app_token.get_secret_value()))
+        else:
+            found.append(Check("Slack app-level token", None, "SLACK_APP_TOKEN is empty: the bot runs in HTTP mode"))
+        for name, backend in backends.items():
+            result = await ticket_system(name, backend, settings, may_rotate=False, stored=stored_socialboards)
+            found.append(result)
+            if result.ok:
+                found += await ticket_system_details(name, backend, settings)
+        out += found
+    finally:
+        for backend in backends.values():
+            with contextlib.suppress(Exception):
+                await backend.aclose()
+        await session.close()
+        if storage is not None:
+            await storage.close()
+    return out
