@@ -1,37 +1,28 @@
-"""The ticket service: takes a validated form and carries it through
+"""The ticket service: intake journals what people ask for (`submit`, `submit_message`; edits and
+Home read the journal), and the durable worker (`bot.worker`: leases, retries, the failure rule)
+carries each submission through the ticket steps defined here:
 create → notify the person → complete → reply in Slack → copy the thread's history → connect the
 thread → follow-up notice.
 
-The failure rule, the same for every step:
-- every submission is journaled (see `storage`) before Slack is acknowledged;
-- a step either finishes (and is recorded, never repeated), or fails for a reason that may pass
-  (5xx, 408/409/429, timeouts, dropped connections, a locked database, Slack rate limits, any
-  unexpected error) and is retried from the journal with exponential backoff and jitter, honouring
-  Retry-After, until `give_up_after`; or fails for good (a 4xx, Slack's auth errors, giving up),
-  and the person is told, with what they typed when no ticket exists;
-- work is held by lease: a process claims due submissions from the journal (at most `max_active`
-  at once, so a long backlog never fills memory), renews the leases while it works, and lets go
-  while a submission waits for its next attempt. A process that dies loses its leases after
-  `lease_seconds` and any process carries the work on from the last recorded step. Nothing depends
-  on which process or task happens to hold a submission.
-A create attempt that may have reached the ticket system is followed, on the next attempt, by a
-look-up for the submission's reference, so a retry never makes a duplicate.
+`failure` classifies what a step raised: only what cannot heal is permanent (a ticket system's 4xx,
+Slack's error answers); the rest is retried from the journal. A step that fails for good records
+what the person is told, with what they typed when no ticket exists. A create attempt that may have
+reached the ticket system is followed, on the next attempt, by a look-up for the submission's
+reference, so a retry never makes a duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import os
-import random
 import socket
 import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import aiohttp
@@ -40,11 +31,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import BackendError, CreatedTicket, FormField, Person, ThreadMessage, TicketBackend, TicketDraft
 
-from . import metrics, views
+from . import views
 from .drafts import Form, values_from_json
-from .logs import set_log_context
 from .people import People
-from .storage import LeaseLost, Link, Storage, Submission, ThreadTaken, journaled
+from .storage import Link, Storage, Submission, ThreadTaken, journaled
+from .worker import Failure, Step, Worker
 from .views import Origin
 
 log = logging.getLogger(__name__)
@@ -64,16 +55,6 @@ SLACK_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unav
 # Errors that mean "the bot cannot post there"; the person is told in a DM instead.
 SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action",
                    "cannot_dm_bot", "method_not_supported_for_channel_type"}
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a step did not finish, and whether trying again later may help."""
-
-    reason: str
-    transient: bool
-    retry_after: float | None = None
-    field_errors: dict[str, str] | None = None
 
 
 def failure(exc: BaseException) -> Failure:
@@ -145,39 +126,37 @@ class TicketService:
         self.unmatched_requester = unmatched_requester
         self.identity_refresh = identity_refresh
         self.queued_after = queued_after
-        self.retry_base = retry_base
-        self.retry_max = retry_max
-        self.give_up_after = give_up_after
-        # At most this many submissions move through their steps at once in this process; the
-        # rest wait in the journal (with the "queued" notice after queued_after).
-        self.max_active = max_active
-        self.lease_seconds = lease_seconds
-        self.poll_seconds = poll_seconds
-        self.retention_seconds = retention_seconds
         self.router = router  # bot.routing.Router: where a ticket from a conversation goes
         self.may_file_for_others = may_file_for_others  # ON_BEHALF_OF, for tickets from a conversation
         self.is_admin = is_admin  # may edit any ticket's details
-        self.purge_every = purge_every
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._running: dict[str, asyncio.Task[None]] = {}
-        # When each running submission's lease runs out, as last written by claim or renew (0: lost).
-        # Only `_start` and `_renew_loop` write it; steps only read it (`_hold`).
-        self._leases: dict[str, float] = {}
-        self._reserved = 0  # slots taken by submissions being journaled right now
         self._timers: dict[str, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
-        self._more_waiting = True  # the journal may hold due work this process has not claimed
-        self._background: list[asyncio.Task[None]] = []
-        self._closing = False
-        self._steps: list[tuple[str, Callable[[Submission], Awaitable[bool]], Callable[[Submission, Failure], Awaitable[None]]]] = [
-            (CREATE, self._step_create, self._create_failed),
-            (NOTIFY, self._step_notify, self._notify_failed),
-            (COMPLETE, self._step_complete, self._complete_failed),
-            (REPLY, self._step_reply, self._reply_failed),
-            (HISTORY, self._step_history, self._history_failed),
-            (CONNECT, self._step_connect, self._connect_failed),
-            (FOLLOWUP, self._step_followup, self._notify_failed),
-        ]
+        # At most `max_active` submissions move through their steps at once in this process; the
+        # rest wait in the journal (with the "queued" notice after queued_after).
+        self.worker = Worker(
+            storage,
+            [
+                Step(CREATE, self._step_create, self._create_failed),
+                Step(NOTIFY, self._step_notify, self._notify_failed),
+                Step(COMPLETE, self._step_complete, self._complete_failed),
+                Step(REPLY, self._step_reply, self._reply_failed),
+                Step(HISTORY, self._step_history, self._history_failed),
+                Step(CONNECT, self._step_connect, self._connect_failed),
+                Step(FOLLOWUP, self._step_followup, self._notify_failed),
+            ],
+            owner=owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            classify=failure,
+            gave_up=self._gave_up,
+            outcome=lambda sub: "done" if sub.ticket else "failed",
+            max_active=max_active,
+            lease_seconds=lease_seconds,
+            poll_seconds=poll_seconds,
+            retry_base=retry_base,
+            retry_max=retry_max,
+            give_up_after=give_up_after,
+            retention_seconds=retention_seconds,
+            purge_every=purge_every,
+        )
+        self._hold = self.worker.hold
 
     # --- what handlers call ------------------------------------------------------------------
 
@@ -285,78 +264,23 @@ class TicketService:
         return await self.storage.first_delivery(event_id)
 
     async def _journal(self, sub: Submission, view_id: str | None) -> Submission:
-        # With a free slot, the submission is journaled already held by this process and started at
-        # once; otherwise it waits in the journal for the first free slot of any process.
-        take = self._started and len(self._running) + self._reserved < self.max_active
-        if take:
-            sub.owner, sub.lease_until = self.owner, time.time() + self.lease_seconds
-            self._reserved += 1
-        try:
-            stored, new = await self.storage.add_submission(sub)
-        finally:
-            if take:
-                self._reserved -= 1
-        if new:
-            metrics.submission("pending")
-            if view_id and self.queued_after >= 0:
-                self._timers[stored.id] = asyncio.create_task(self._show_queued_later(stored))
-            if take:
-                self._start(stored)
-            else:
-                self._more_waiting = True
-                self._wake.set()
+        stored, new = await self.worker.journal(sub)
+        if new and view_id and self.queued_after >= 0:
+            self._timers[stored.id] = asyncio.create_task(self._show_queued_later(stored))
         return stored
 
-    @property
-    def _started(self) -> bool:
-        return bool(self._background) and not self._closing
-
     async def resume(self) -> int:
-        """Start working the journal: unfinished submissions (after a crash or restart, or left by
-        another process) are claimed in bounded batches as slots free up. Returns how many wait."""
-        if not self._background:
-            if not self.storage.postgres:
-                # One serving process per SQLite file (the file lock makes sure): leases left in
-                # it belong to a process that died, and are taken over at once, not after expiry.
-                await self.storage.release_others(self.owner)
-            self._background = [
-                asyncio.create_task(self._claim_loop(), name="journal-claims"),
-                asyncio.create_task(self._renew_loop(), name="journal-leases"),
-                asyncio.create_task(self._purge_loop(), name="journal-retention"),
-            ]
-        pending, _oldest = await self.storage.backlog()
-        if pending:
-            log.info("resuming %d unfinished submission(s) from the journal", pending)
-        return pending
+        """Start working the journal (see `Worker.resume`). Returns how many submissions wait."""
+        return await self.worker.resume()
 
     async def idle(self, timeout: float | None = None) -> None:
         """Wait until the journal has no unfinished submission (for tests and benchmarks)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._running or (await self.storage.backlog())[0]:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            await asyncio.sleep(0.02)
+        await self.worker.idle(timeout)
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop: let running submissions finish for up to `grace` seconds, stop the rest (each
         resumes from its last recorded step), and hand every lease back at once."""
-        self._closing = True
-        for task in self._background:
-            task.cancel()
-        if grace > 0 and self._running:
-            await asyncio.wait(list(self._running.values()), timeout=grace)
-        for task in [*self._running.values(), *self._timers.values()]:
-            task.cancel()
-        stopping = [*self._background, *self._running.values(), *self._timers.values()]
-        if stopping:
-            _done, stuck = await asyncio.wait(stopping, timeout=5.0)
-            if stuck:
-                log.warning("%d task(s) did not stop within 5 s", len(stuck))
-        self._background = []
-        try:
-            await self.storage.release_all(self.owner)
-        except Exception as exc:  # the leases then run out on their own
-            log.warning("could not release leases on stop: %s", failure(exc).reason)
+        await self.worker.close(grace, also=list(self._timers.values()))
 
     async def recent_tickets(self, user_id: str, limit: int = 10) -> list[views.HomeTicket]:
         """The person's recent tickets, with current status and thread link where they can be had
@@ -426,155 +350,9 @@ class TicketService:
         log.info("submission %s: %s edited by %s", sub.id, ticket.display_id, user_id)
         return ticket.display_id
 
-    # --- the journal ---------------------------------------------------------------------------
-
-    async def _claim_loop(self) -> None:
-        """Claim due submissions while slots are free; sleep until the next one is due, a slot
-        frees, or `poll_seconds` pass (other processes' leases may run out)."""
-        while not self._closing:
-            delay = self.poll_seconds
-            try:
-                free = self.max_active - len(self._running) - self._reserved
-                if free > 0 and self._more_waiting:
-                    claimed = await self.storage.claim(self.owner, self.lease_seconds, free)
-                    for sub in claimed:
-                        self._start(sub)
-                    self._more_waiting = len(claimed) == free
-                    if not self._more_waiting:
-                        due = await self.storage.next_due()
-                        if due is not None:
-                            delay = min(delay, max(0.0, due - time.time()))
-                            self._more_waiting = delay <= 0
-                    elif free > 0:
-                        delay = 0.0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("could not read the journal (%s); trying again", failure(exc).reason)
-            self._wake.clear()
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
-                # that arrives as the event is set, and the loop would outlive close().
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                self._more_waiting = True  # time passed: something may be due, or a lease ran out
-
-    async def _renew_loop(self) -> None:
-        """Extend the leases of the running submissions every third of a lease. One this process
-        no longer holds is marked lost, and one whose renewal failed runs out here when it runs
-        out in the journal: either way its task stops before its next external call (`_hold`)."""
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            ids = list(self._running)
-            try:
-                renewed, until = await self.storage.renew(self.owner, ids, self.lease_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("could not renew leases (%s)", failure(exc).reason)
-                continue
-            for sub_id in ids:
-                if sub_id in self._leases:
-                    self._leases[sub_id] = until if sub_id in renewed else 0.0
-
-    def _hold(self, sub: Submission) -> None:
-        """Raise LeaseLost unless this process surely still holds the submission: its lease lasts
-        at least another quarter of LEASE_SECONDS (one renewal may be missed, not two). Called
-        before each step and before a call inside a step that changes something outside the bot
-        (what already happened is still recorded: a save checks the holder, not the clock)."""
-        if self._leases.get(sub.id, 0.0) - time.time() < self.lease_seconds / 4:
-            raise LeaseLost(sub.id)
-
-    async def _purge_loop(self) -> None:
-        """Retention: finished submissions and Slack event ids go after `retention_seconds`
-        (thread links stay). Every replica may run it: deleting is idempotent."""
-        while True:
-            try:
-                gone = await self.storage.purge(self.retention_seconds)
-                if any(gone.values()):
-                    log.info("retention: deleted %s", ", ".join(f"{n} {table}" for table, n in gone.items()))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("retention: could not delete old entries (%s)", failure(exc).reason)
-            await asyncio.sleep(self.purge_every)
-
-    def _start(self, sub: Submission) -> None:
-        if sub.id in self._running:
-            return
-        self._leases[sub.id] = sub.lease_until
-        task = asyncio.create_task(self._run(sub), name=f"submission-{sub.id}")
-        self._running[sub.id] = task
-
-    async def _run(self, sub: Submission) -> None:
-        # Every log line of this task names the submission, its person and channel (LOG_FORMAT=json).
-        set_log_context(submission_id=sub.id, user=sub.payload.get("user_id"),
-                        channel=(sub.payload.get("origin") or {}).get("channel_id"))
-        try:
-            await self._advance(sub)
-        except asyncio.CancelledError:
-            raise
-        except LeaseLost:
-            if self._leases.get(sub.id):  # the renewal failed: hand it back if nobody took it yet
-                log.warning("submission %s: its lease could not be renewed; stopped before the next step", sub.id)
-                with contextlib.suppress(Exception):
-                    await self.storage.save_submission(sub, release=True)
-            else:
-                log.warning("submission %s: another process took it over", sub.id)
-        except Exception as exc:  # the journal could not record a step: the lease runs out, then a retry
-            log.warning(
-                "submission %s: progress could not be recorded (%s); retried in %.0fs",
-                sub.id, failure(exc).reason, self.lease_seconds,
-            )
-        finally:
-            self._running.pop(sub.id, None)
-            self._leases.pop(sub.id, None)
-            self._more_waiting = True
-            self._wake.set()
-
-    async def _advance(self, sub: Submission) -> None:
-        """Run the submission's remaining steps, applying the failure rule to each."""
-        for name, run, failed in self._steps:
-            if name in sub.steps_done:
-                continue
-            self._hold(sub)
-            try:
-                wrote = await run(sub)
-            except LeaseLost:
-                raise
-            except Exception as exc:
-                why = failure(exc)
-                if why.transient and time.time() - sub.created_at <= self.give_up_after:
-                    self._plan_retry(sub, name, why)
-                    await self.storage.save_submission(sub, release=True)
-                    return
-                if why.transient:  # passing failures for too long: this step fails for good
-                    name_of = self.backend(sub.payload["origin"].get("backend")).display_name
-                    why = Failure(f"{name_of} has not answered for too long ({why.reason})", False)
-                await failed(sub, why)
-                wrote = True
-            sub.steps_done.add(name)
-            sub.attempts, sub.next_attempt_at = 0, 0.0
-            if wrote:
-                await self.storage.save_submission(sub)
-        sub.status = "done" if sub.ticket else "failed"
-        await self.storage.save_submission(sub, release=True)
-        metrics.submission(sub.status)
-
-    def _plan_retry(self, sub: Submission, step: str, why: Failure) -> None:
-        metrics.retry(step)
-        sub.attempts += 1
-        sub.last_error = why.reason
-        delay = min(self.retry_max, self.retry_base * 2 ** min(sub.attempts - 1, 20))
-        delay *= random.uniform(0.5, 1.0)
-        if why.retry_after is not None:
-            delay = max(delay, why.retry_after)
-        sub.next_attempt_at = time.time() + delay
-        log.info(
-            "submission %s: %s, attempt %d failed (%s); retrying in %.1fs",
-            sub.id, step, sub.attempts, why.reason, delay,
-        )
+    def _gave_up(self, sub: Submission, why: Failure) -> Failure:
+        name = self.backend(sub.payload["origin"].get("backend")).display_name
+        return Failure(f"{name} has not answered for too long ({why.reason})", False)
 
     # --- the steps: each returns whether it changed something outside the bot (then its
     # completion is saved at once); raising applies the failure rule -------------------------------
