@@ -194,6 +194,32 @@ async def test_a_reaction_on_a_thread_with_a_ticket_tells_the_reactor_once(runni
     assert len(serval_state.tickets) == 1
 
 
+@pytest.mark.parametrize("kind", ["reaction", "mention in the thread"])
+async def test_a_late_redelivery_of_the_event_that_made_the_ticket_tells_nobody(running, sender, slack, serval, kind):
+    """Slack delivers again what it saw no acknowledgement for in time, also after the ticket and
+    its thread link exist: the same event is the same submission, not someone asking again."""
+    slack_state, serval_state = slack[0], serval[0]
+    root = slack_state.post_user_message("C111", "W111", "Laptop overheats")
+    if kind == "reaction":
+        body = event("reaction_added.bolt-tests.json", reaction="ticket", user="U111",
+                     item={"type": "message", "channel": "C111", "ts": root["ts"]})
+    else:
+        mention = slack_state.post_user_message("C111", "U111", f"<@{BOT_USER}>", thread_ts=root["ts"])
+        body = event("app_mention.DERIVED.thread_reply.json", channel="C111", user="U111", text=mention["text"],
+                     ts=mention["ts"], thread_ts=root["ts"])
+    await deliver(sender, body)
+    await thread_replies(slack_state, "C111", root["ts"])
+    await running.bot.tickets.idle(5)
+    await deliver(sender, body, retry=1)
+    # someone else asks on that thread and is told; the redelivery's answer would have come first
+    other = event("reaction_added.bolt-tests.json", reaction="ticket", user="U222",
+                  item={"type": "message", "channel": "C111", "ts": root["ts"]})
+    await deliver(sender, other)
+    await eventually(lambda: ephemeral(slack_state, "U222"))
+    assert ephemeral(slack_state, "U111") == []
+    assert len(serval_state.tickets) == 1 and len(await thread_replies(slack_state, "C111", root["ts"])) == 1
+
+
 async def test_the_emoji_is_a_setting_and_a_channel_may_choose_its_own(tmp_path, slack, serval):
     from app import serve_http
 

@@ -288,6 +288,22 @@ async def test_same_view_submitted_twice_makes_one_ticket(sender, slack, serval)
     assert len(slack_state.calls_to("chat.postEphemeral")) == 1
 
 
+async def test_the_shortcut_form_submitted_again_after_its_ticket_exists_shows_that_ticket(sender, slack, serval, running):
+    """A repeat of the same view submission (Slack's retry, a replay) after the ticket and the
+    thread's link exist is the same submission: its ticket, not "already linked"."""
+    slack_state, serval_state = slack[0], serval[0]
+    view = await open_modal_with_shortcut(sender, slack_state, shortcut())
+    body = submission(view, filled("Checkout broken"), view_id="VREPEAT")
+    assert (await sender.interactive(body)).json()["response_action"] == "update"
+    await eventually(lambda: connects(serval_state))
+    await running.bot.tickets.idle(5)
+    again = (await sender.interactive(body)).json()
+    friendly = next(iter(serval_state.tickets.values()))["friendlyIdentifier"]
+    assert again["response_action"] == "update" and "already" not in json.dumps(again)
+    assert f"Ticket *{friendly}* created" in json.dumps(again["view"])
+    assert len(created(serval_state)) == 1 and len(slack_state.calls_to("chat.postEphemeral")) == 1
+
+
 async def test_empty_title_and_past_due_date_are_inline_errors(sender, slack, serval):
     view = await open_modal_with_command(sender, slack[0], "")
     r = await sender.interactive(submission(view, filled("   ", due="2020-01-01")))
