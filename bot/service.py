@@ -261,7 +261,8 @@ class TicketService:
             "values": dict(route.values) if route else {},
             "share": False,
             "from_message": {"ts": message_ts, "title": title},
-            # a reaction on a reply, a mention in a thread: the thread's other messages are copied
+            # a mention in a thread: the thread's other messages are copied (whether a reacted or
+            # posted message is in a thread is known when it is read: `_read_message`)
             "copy_history": bool(thread_ts and (message_ts != thread_ts or source == "mention")),
         }
         return await self._journal(Submission.new(dedupe_key, payload, self._thread_key(origin)), None)
@@ -701,6 +702,9 @@ class TicketService:
         if root != origin.thread_ts:
             # A reaction names the message, not its thread: on a reply, the ticket is the thread's.
             await self._move_to_thread(sub, origin, root)
+        if message.get("thread_ts"):
+            # In a thread (a reply, or a root with replies): the thread's other messages are copied,
+            # whichever message was marked (reacted to, mentioned in, posted).
             p["copy_history"] = True
         if not origin.channel_name:  # events do not carry it; the description and footer name it
             info = await self.slack.conversations_info(channel=origin.channel_id)
@@ -722,12 +726,17 @@ class TicketService:
         permalink = (await self.slack.chat_getPermalink(channel=origin.channel_id, message_ts=ts)).get("permalink")
         description = views.description_from_message(text, permalink, backend.description_max_length, header=header)
         if not backend.can_add_messages and p.get("copy_history"):
-            # Systems that take no messages get the thread's earlier messages in the description.
-            earlier = [m for m in thread if m.get("ts") != ts and self._copyable(m)]
-            lines = "\n".join(f"<@{m.get('user')}>: {views.plain(m.get('text') or '')}" for m in earlier)
-            if lines:
-                room = backend.description_max_length - len(description) - 20
-                description += ("\n\nEarlier in the thread:\n" + lines)[: max(0, room)]
+            # Systems that take no messages get the thread's other messages in the description.
+            whole = await self._thread(origin.channel_id, root)
+            own = next((i for i, m in enumerate(whole) if m.get("ts") == ts), len(whole))
+            others = ""
+            for heading, messages in (("Earlier", whole[:own]), ("Later", whole[own + 1:])):
+                lines = "\n".join(f"<@{m.get('user')}>: {views.plain(m.get('text') or '')}"
+                                  for m in messages if self._copyable(m))
+                if lines:
+                    others += f"\n\n{heading} in the thread:\n{lines}"
+            room = backend.description_max_length - len(description) - 20
+            description += others[: max(0, room)]
         p["title"] = p["from_message"].get("title") or views.title_from_message(text) or "Ticket from Slack"
         p["title"] = p["title"][: backend.title_max_length]
         p["description"] = description

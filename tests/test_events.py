@@ -220,6 +220,23 @@ async def test_a_late_redelivery_of_the_event_that_made_the_ticket_tells_nobody(
     assert len(serval_state.tickets) == 1 and len(await thread_replies(slack_state, "C111", root["ts"])) == 1
 
 
+async def test_a_reaction_on_a_threads_root_copies_the_replies_as_a_mention_does(running, sender, slack, serval):
+    """Whichever message of a thread is marked, the thread's other messages go into the ticket."""
+    slack_state, serval_state = slack[0], serval[0]
+    root = slack_state.post_user_message("C111", "W111", "Shared drive is read-only")
+    slack_state.post_user_message("C111", "U222", "Same here since 9:00", thread_ts=root["ts"])
+    slack_state.post_user_message("C111", "W111", "Rebooting did not help", thread_ts=root["ts"])
+    await deliver(sender, event("reaction_added.bolt-tests.json", reaction="ticket", user="U111",
+                                item={"type": "message", "channel": "C111", "ts": root["ts"]}))
+    await eventually(lambda: connects(serval_state), timeout=10)
+    await running.bot.tickets.idle(5)
+    assert [t["name"] for t in serval_state.tickets.values()] == ["Shared drive is read-only"]
+    copied = [r["body"]["message"] for r in serval_state.requests
+              if r["method"] == "POST" and r["path"].endswith("/messages")]
+    assert len(copied) == 2 and "Same here since 9:00" in copied[0] and "Rebooting did not help" in copied[1]
+    assert len(connects(serval_state)[0]["body"]["accountedForMessageIds"]) == 2
+
+
 async def test_the_emoji_is_a_setting_and_a_channel_may_choose_its_own(tmp_path, slack, serval):
     from app import serve_http
 
