@@ -588,14 +588,28 @@ class TicketService:
         """The Slack person, or None when their profile cannot be read for good (unknown user,
         another workspace, a missing scope): the ticket is then filed per UNMATCHED_REQUESTER.
         A passing Slack failure is retried like any other."""
+        profile = await self._profile(slack_id)
+        return profile.person if profile else None
+
+    async def _profile(self, slack_id: str) -> Any:
+        """The Slack profile (`people.Profile`), or None, as for `_person`."""
         try:
-            return await self.people.get(slack_id)
+            return await self.people.profile(slack_id)
         except SlackApiError as exc:
             why = failure(exc)
             if why.transient:
                 raise
             log.warning("profile of %s cannot be read (%s); filing without it", slack_id, why.reason)
             return None
+
+    async def _app_author(self, message: dict[str, Any], asker: str) -> str | None:
+        """The name of the app that posted `message` (`bot_id`, `subtype: bot_message`, or an
+        author whose profile is a bot user's), or None when a person did."""
+        name = views.app_name(message)
+        if name or not message.get("user") or message["user"] == asker:
+            return name
+        profile = await self._profile(message["user"])
+        return profile.person.name if profile and profile.is_bot else None
 
     async def _user_id(self, backend: TicketBackend, slack_id: str, person: Any, *, requester: bool) -> str | None:
         """The person's user id in the ticket system, by e-mail (cached); per UNMATCHED_REQUESTER
@@ -710,14 +724,17 @@ class TicketService:
             info = await self.slack.conversations_info(channel=origin.channel_id)
             origin.channel_name = (info.get("channel") or {}).get("name")
             p["origin"] = asdict(origin)
-        text = message.get("text") or ""
+        text = views.message_text(message)
         files = [f.get("name") or f.get("title") for f in message.get("files") or [] if isinstance(f, dict)]
         if files:
             text += "\n\nFiles: " + ", ".join(filter(None, files))
         author = message.get("user")
         header = None
         requester = p["user_id"]
-        if author and author != p["user_id"]:
+        app = await self._app_author(message, p["user_id"])
+        if app:  # an app's message (an alert): filed for the person who asked, naming the app
+            header = views.alert_from(app, origin.channel_id, origin.channel_name)
+        elif author and author != p["user_id"]:
             if self.may_file_for_others is None or await self.may_file_for_others(p["user_id"]):
                 requester = author
             else:  # ON_BEHALF_OF: the person who asked is the requester; the author is named

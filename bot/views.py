@@ -132,10 +132,42 @@ def title_from_message(text: str) -> str:
     return shorten(first, TITLE_PREFILL_LENGTH)
 
 
+def _in_channel(channel_id: str | None, channel_name: str | None) -> str:
+    return f" in #{channel_name}" if channel_name and channel_id and channel_id[0] in "CG" else ""
+
+
 def message_from(name: str, channel_id: str | None, channel_name: str | None) -> str:
     """The line above a quoted message whose author is not the requester (ON_BEHALF_OF)."""
-    where = f" in #{channel_name}" if channel_name and channel_id and channel_id[0] in "CG" else ""
-    return f"Message from {name}{where}:"
+    return f"Message from {name}{_in_channel(channel_id, channel_name)}:"
+
+
+def app_name(message: dict[str, Any]) -> str | None:
+    """The app that posted a message (it has a `bot_id`, or `subtype: bot_message`), by the name
+    Slack shows for it (`bot_profile.name`, else `username`); None for a person's message."""
+    if not (message.get("bot_id") or message.get("subtype") == "bot_message"):
+        return None
+    profile = message.get("bot_profile") if isinstance(message.get("bot_profile"), dict) else {}
+    return str(profile.get("name") or message.get("username") or "an app")
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """A message's text; for one without (an app's alert often), what its attachments say
+    (`pretext`, `title` and `text`, else `fallback`)."""
+    text = message.get("text") or ""
+    if text.strip():
+        return text
+    lines: list[str] = []
+    for a in message.get("attachments") or []:
+        if isinstance(a, dict):
+            lines += [str(a[k]) for k in ("pretext", "title", "text") if a.get(k)] or (
+                [str(a["fallback"])] if a.get("fallback") else [])
+    return "\n".join(lines)
+
+
+def alert_from(app: str, channel_id: str | None, channel_name: str | None) -> str:
+    """The line above a quoted message an app posted (an alert): the ticket is filed for the person
+    who asked, and names the app."""
+    return f"Alert from {app}{_in_channel(channel_id, channel_name)}:"
 
 
 def description_from_message(text: str, permalink: str | None, limit: int = SLACK_TEXT_LIMIT,

@@ -237,6 +237,56 @@ async def test_a_reaction_on_a_threads_root_copies_the_replies_as_a_mention_does
     assert len(connects(serval_state)[0]["body"]["accountedForMessageIds"]) == 2
 
 
+# How apps' messages look (message.bolt-tests.bot_id_with_user.json, .bot_message_classic.json), and
+# a bot user's message without a bot_id, known as an app's from the author's profile (is_bot).
+APP_MESSAGES = {
+    "bot_id and bot_profile": {"bot_id": "BPD", "app_id": "APD", "bot_profile": {"id": "BPD", "name": "PagerDuty",
+                                                                                "app_id": "APD", "team_id": "T111"}},
+    "classic bot_message": {"subtype": "bot_message", "bot_id": "BPD", "username": "PagerDuty", "user": None},
+    "a bot user's profile": {},
+}
+
+
+@pytest.mark.parametrize("how", ["reaction", "mention in its thread"])
+@pytest.mark.parametrize("shape", list(APP_MESSAGES))
+async def test_a_ticket_from_an_apps_message_is_filed_for_the_person_and_names_the_app(running, sender, slack, serval,
+                                                                                      shape, how):
+    slack_state, serval_state = slack[0], serval[0]
+    slack_state.add_user("UPD", email=None, name="pagerduty", real_name="PagerDuty", is_bot=True)
+    alert = slack_state.post_user_message("C111", "UPD", "CRITICAL: disk full on db-1")
+    alert.update(APP_MESSAGES[shape])
+    if alert.get("user") is None:
+        del alert["user"]
+    if how == "reaction":
+        body = event("reaction_added.bolt-tests.json", reaction="ticket", user="U111", item_user=alert.get("user"),
+                     item={"type": "message", "channel": "C111", "ts": alert["ts"]})
+    else:
+        mention = slack_state.post_user_message("C111", "U111", f"<@{BOT_USER}>", thread_ts=alert["ts"])
+        body = event("app_mention.DERIVED.thread_reply.json", channel="C111", user="U111", text=mention["text"],
+                     ts=mention["ts"], thread_ts=alert["ts"])
+    await deliver(sender, body)
+    reply = (await thread_replies(slack_state, "C111", alert["ts"]))[0]
+    await running.bot.tickets.idle(5)
+    sent = created(serval_state)[0]
+    assert sent["requesterUserId"] == serval_state.user_by_email("alice@example.com")["id"]  # U111, who asked
+    assert sent["description"].startswith("Alert from PagerDuty in #dev:\nCRITICAL: disk full on db-1")
+    assert "<@U111>" in reply["text"] and "UPD" not in reply["text"]
+
+
+async def test_an_alert_without_text_is_filed_with_what_its_attachments_say(running, sender, slack, serval):
+    slack_state, serval_state = slack[0], serval[0]
+    alert = slack_state.post_user_message("C111", "UPD", "")
+    alert.update(APP_MESSAGES["bot_id and bot_profile"], attachments=[
+        {"fallback": "[Triggered] disk full", "title": "CRITICAL: disk full on db-1", "text": "Used: 99%"}])
+    await deliver(sender, event("reaction_added.bolt-tests.json", reaction="ticket", user="U111",
+                                item={"type": "message", "channel": "C111", "ts": alert["ts"]}))
+    await thread_replies(slack_state, "C111", alert["ts"])
+    await running.bot.tickets.idle(5)
+    sent = created(serval_state)[0]
+    assert sent["name"] == "CRITICAL: disk full on db-1"
+    assert sent["description"].startswith("Alert from PagerDuty in #dev:\nCRITICAL: disk full on db-1\nUsed: 99%")
+
+
 async def test_the_emoji_is_a_setting_and_a_channel_may_choose_its_own(tmp_path, slack, serval):
     from app import serve_http
 

@@ -183,6 +183,22 @@ async def test_message_shortcut_prefills_modal_from_message(sender, slack):
     assert all(b.get("block_id") != "share" for b in view["blocks"])
 
 
+async def test_the_shortcut_on_an_apps_message_files_for_the_person_and_names_the_app(sender, slack, serval, running):
+    slack_state, serval_state = slack[0], serval[0]
+    body = shortcut()
+    body["message"].update(user="UPD", text="CRITICAL: disk full on db-1", bot_id="BPD", app_id="APD",
+                           bot_profile={"id": "BPD", "name": "PagerDuty", "app_id": "APD", "team_id": "T111"})
+    view = await open_modal_with_shortcut(sender, slack_state, body)
+    description = block(view, "description")["element"]["initial_value"]
+    assert description.startswith("Alert from PagerDuty in #dev:\nCRITICAL: disk full on db-1")
+    assert "initial_user" not in block(view, "on_behalf")["element"]  # not the app
+    await sender.interactive(submission(view, {**filled("Disk full on db-1"), "description": text_value(description)}))
+    await slack_state.wait_for("chat.postEphemeral")
+    await running.bot.tickets.idle(5)
+    sent = created(serval_state)[0]
+    assert sent["requesterUserId"] == sent["createdByUserId"] == serval_state.user_by_email("alice@example.com")["id"]
+
+
 async def test_long_message_title_is_cut_at_a_word_boundary(sender, slack):
     body = shortcut()
     body["message"]["text"] = ("The checkout page returns a server error whenever a customer in the EU region "
