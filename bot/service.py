@@ -56,6 +56,7 @@ MESSAGE_SOURCES = {"reaction", "mention", "intake"}  # tickets made from a conve
 THREAD_SOURCES = {"shortcut"} | MESSAGE_SOURCES
 # Messages that are not part of the conversation copied into a ticket.
 SKIPPED_SUBTYPES = {"channel_join", "channel_leave", "group_join", "group_leave", "bot_message", "thread_broadcast_bot"}
+DETAILS_WAIT = 5.0  # seconds the *Edit details* form waits for the ticket's current details
 SLACK_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # Errors that mean "the bot cannot post there"; the person is told in a DM instead.
 SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action",
@@ -389,20 +390,33 @@ class TicketService:
         return sub if allowed and self.backend(p["origin"].get("backend")).can_edit else None
 
     async def editable(self, sub_id: str, user_id: str) -> dict[str, Any] | None:
-        """What the *Edit details* form needs, when this person may edit the ticket, else None."""
+        """What the *Edit details* form needs, when this person may edit the ticket, else None:
+        the ticket's details as the ticket system has them now (`current`: True), or, when it
+        cannot say within DETAILS_WAIT, as they were journaled when the ticket was made."""
         sub = await self._editable(sub_id, user_id)
         if sub is None:
             return None
         p, ticket = sub.payload, self._ticket(sub)
         values = p.get("values") or {}
-        return {
+        info = {
             "display_id": ticket.display_id,
             "backend": ticket.backend,
             "title": p["title"],
             "priority_id": values.get("priority_id"),
             "due_date": values.get("due_date"),
             "team_id": values.get("team_id") or p["origin"].get("team_id"),
+            "current": False,
         }
+        try:
+            now = await asyncio.wait_for(self.backend(ticket.backend).ticket_details(ticket), DETAILS_WAIT)
+        except Exception as exc:
+            log.info("details of %s cannot be read (%s); the form shows the journaled ones", ticket.display_id,
+                     exc.message if isinstance(exc, BackendError) else type(exc).__name__)
+            now = None
+        if now is not None:
+            info.update(title=now.title or info["title"], priority_id=now.priority_id,
+                        due_date=now.due_date.isoformat() if now.due_date else None, current=True)
+        return info
 
     async def edit_ticket(
         self, sub_id: str, user_id: str, *, title: str | None = None, priority_id: str | None = None,

@@ -589,15 +589,20 @@ def already_ticket_text(display_id: str | None) -> str:
 def edit_ticket_modal(sub_id: str, display_id: str, *, title: str, title_max_length: int = 250,
                       priority: FormField | None = None, priority_id: str | None = None,
                       due_date: str | None = None, channel_id: str | None = None,
-                      errors: dict[str, str] | None = None) -> dict[str, Any]:
+                      errors: dict[str, str] | None = None, note: str | None = None) -> dict[str, Any]:
     """*Edit details* of a ticket made from a conversation: title, priority, due date (the type is
-    fixed at creation). `priority`: the ticket system's priority field, if it has one."""
+    fixed at creation). `priority`: the ticket system's priority field, if it has one. What the
+    form shows travels in its private_metadata (`shown`): saving sends only what was changed."""
     errors = errors or {}
     title_max = min(title_max_length, SLACK_TEXT_LIMIT)
+    shown_title = shorten(title, title_max)
+    due_date = str(due_date)[:10] if due_date else None
     blocks: list[dict[str, Any]] = []
+    if note:
+        blocks.append(_context(note))
     if errors.get(""):
         blocks.append(_section(f":x: {escape(errors[''])}"))
-    blocks.append(_input(EDIT_TITLE_BLOCK, "Title", _text_input(initial_value=shorten(title, title_max) or None,
+    blocks.append(_input(EDIT_TITLE_BLOCK, "Title", _text_input(initial_value=shown_title or None,
                                                                 max_length=title_max)))
     if priority is not None and priority.options:
         options = [{"text": _plain(o.label[:75]), "value": o.value[:150]} for o in priority.options[:MAX_OPTIONS]]
@@ -608,7 +613,7 @@ def edit_ticket_modal(sub_id: str, display_id: str, *, title: str, title_max_len
         blocks.append(_input(EDIT_PRIORITY_BLOCK, priority.label[:2000] or "Priority", element, optional=True))
     due: dict[str, Any] = {"type": "datepicker", "action_id": VALUE}
     if due_date:
-        due["initial_date"] = str(due_date)[:10]
+        due["initial_date"] = due_date
     blocks.append(_input(EDIT_DUE_BLOCK, "Due date", due, optional=True,
                          hint="Leave it as it is to keep the ticket's due date."))
     for key, message in errors.items():
@@ -621,8 +626,10 @@ def edit_ticket_modal(sub_id: str, display_id: str, *, title: str, title_max_len
         "title": _plain(shorten(f"Edit {display_id}", 24)),
         "submit": _plain("Save"),
         "close": _plain("Cancel"),
-        "private_metadata": json.dumps({"sub": sub_id, "display_id": display_id, "channel_id": channel_id},
-                                       separators=(",", ":")),
+        "private_metadata": json.dumps({"sub": sub_id, "display_id": display_id, "channel_id": channel_id,
+                                        "shown": {"title": shown_title, "priority_id": priority_id,
+                                                  "due_date": due_date}},
+                                       ensure_ascii=False, separators=(",", ":")),
         "blocks": blocks,
     }
 
