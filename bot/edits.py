@@ -31,8 +31,8 @@ async def edit_form(bot: Bot, sub_id: str, user_id: str, channel_id: str | None)
     except Exception as exc:  # the title and due date can still be changed
         log.warning("no priorities for the edit form: %s", exc)
     note = None if info.get("current") else (
-        f":warning: {backend.display_name} did not tell this ticket's details now: they are shown as they "
-        "were when it was made. Only what you change is saved.")
+        f":warning: {backend.display_name} could not be asked for this ticket's details: they are shown as "
+        "they were when it was made. Only what you change is saved.")
     return views.edit_ticket_modal(
         sub_id, info["display_id"], title=info.get("title") or "", title_max_length=backend.title_max_length,
         priority=priority, priority_id=info.get("priority_id"),

@@ -176,7 +176,7 @@ async def test_when_serval_cannot_tell_the_details_the_form_shows_the_journaled_
     await save(sender, slack_state, view, {**as_shown(view), views.EDIT_PRIORITY_BLOCK: select_value(low)})
     assert puts(serval_state, ticket) == [{"priorityId": low}]
     assert serval_state.tickets[ticket["id"]]["name"] == "Renamed in Serval"
-    assert "did not tell this ticket's details" in json.dumps(view["blocks"])  # and the form said so
+    assert "could not be asked for this ticket's details" in json.dumps(view["blocks"])  # and the form said so
 
 
 async def test_an_overdue_date_left_as_it_is_is_no_error(running, sender, slack, serval):
