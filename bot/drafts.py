@@ -8,6 +8,7 @@ an inline error, so a malformed payload never crashes the handler.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,8 @@ def _field_value(f: FormField, element: dict[str, Any], now: dt.datetime | None)
         try:
             number = float(text)
         except ValueError:
+            return None, "Enter a number."
+        if not math.isfinite(number):  # "nan", "inf", "1e999": no number a ticket system takes
             return None, "Enter a number."
         return (int(number) if number.is_integer() else number), None
     if f.kind == "select":

@@ -48,14 +48,15 @@ def may_pick_requester(bot: Bot, view_blocks: set[str | None]) -> bool:
 AUTHOR_LOOKUP_WAIT = 0.5  # seconds; the form opens with "@U…" rather than wait longer
 
 
-async def author_name(bot: Bot, user_id: str) -> str:
-    """A message author's name for the description, quickly: "@U…" when Slack is slow."""
+async def author(bot: Bot, user_id: str) -> tuple[str, bool]:
+    """A message author's name for the description, and whether they are an app's bot user,
+    quickly: ("@U…", False) when Slack is slow."""
     try:
-        person = await asyncio.wait_for(bot.people.get(user_id), AUTHOR_LOOKUP_WAIT)
+        profile = await asyncio.wait_for(bot.people.profile(user_id), AUTHOR_LOOKUP_WAIT)
     except Exception as exc:
         log.info("no name for %s: %s", user_id, exc)
-        person = None
-    return person.name if person else f"@{user_id}"
+        profile = None
+    return (profile.person.name, profile.is_bot) if profile else (f"@{user_id}", False)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class QuotedMessage:
     author_id: str | None = None
     author_name: str | None = None  # when Slack sent the author's profile along
     permalink: str | None = None
+    app_name: str | None = None  # posted by an app (`views.app_name`): filed for the person, naming it
 
 
 def form_unavailable(system: str, why: str | None = None, *, what: str = "The ticket form",
@@ -90,7 +92,8 @@ async def new_ticket_form(
 ) -> dict[str, Any]:
     """The ticket form; for a shortcut (`message`) prefilled from the message. The message's author
     is the requester only where the person may file for others (ON_BEHALF_OF); elsewhere the
-    person is, and the description names the author."""
+    person is, and the description names the author. A message an app posted is filed for the
+    person, and the description names the app."""
     route = await bot.router.route(channel_id)
     backend = bot.tickets.backend(route.backend)
     try:
@@ -107,13 +110,16 @@ async def new_ticket_form(
     description_max = min(backend.description_max_length, views.SLACK_TEXT_LIMIT)
     if message is not None:
         title = views.title_from_message(message.text)
-        author = message.author_id
+        author_id = message.author_id
         header = None
-        if author and (on_behalf or author == user_id):
-            requester_id = author
-        elif author:
-            name = message.author_name or await author_name(bot, author)
-            header = views.message_from(name, channel_id, channel_name)
+        if message.app_name:
+            header = views.alert_from(message.app_name, channel_id, channel_name)
+        elif author_id and (on_behalf or author_id == user_id):
+            requester_id = author_id
+        elif author_id:
+            # Slack sends a person's profile along; otherwise it is looked up (a bot user: an app)
+            name, is_bot = (message.author_name, False) if message.author_name else await author(bot, author_id)
+            header = (views.alert_from if is_bot else views.message_from)(name, channel_id, channel_name)
         description = views.description_from_message(message.text, message.permalink, description_max, header=header)
     origin = Origin(
         source=source,

@@ -35,6 +35,7 @@ class Profile:
     team_id: str | None = None  # the person's own workspace (another one for Slack Connect guests)
     enterprise_id: str | None = None  # Enterprise Grid org, if any
     is_org_admin: bool = False  # admin or owner of that Grid org
+    is_bot: bool = False  # an app's bot user, not a person
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def _profile(data: dict[str, Any]) -> Profile:
         team_id=data.get("team_id"),
         enterprise_id=data.get("enterprise_id"),
         is_org_admin=bool(data.get("is_org_admin")),
+        is_bot=bool(data.get("is_bot")),
     )
 
 
@@ -135,8 +137,9 @@ class People:
         if not user_id:
             return None
         cached = await self.storage.person(user_id)
-        # A profile cached before the bot recorded people's workspaces is fetched again.
-        fresh = cached and (cached[0] is None or "team_id" in cached[0]) and time.time() - cached[1] < self.refresh
+        # A profile cached before the bot recorded people's workspaces (or bot users) is fetched again.
+        fresh = (cached and (cached[0] is None or ("team_id" in cached[0] and "is_bot" in cached[0]))
+                 and time.time() - cached[1] < self.refresh)
         if cached and fresh:
             return _profile(cached[0]) if cached[0] else None
         try:
@@ -165,6 +168,7 @@ class People:
             "team_id": user.get("team_id") or p.get("team"),
             "enterprise_id": grid.get("enterprise_id"),
             "is_org_admin": bool(grid.get("is_admin") or grid.get("is_owner")),
+            "is_bot": bool(user.get("is_bot")),
         }
         await self.storage.save_person(user_id, data)
         return _profile(data)

@@ -51,6 +51,7 @@ SKIPPED_SUBTYPES = {"channel_join", "channel_leave", "group_join", "group_leave"
 # Copied thread messages are recorded this many at a time: a process that dies mid-batch may copy
 # up to this many again when the next one carries on (a live holder never loses its lease to another).
 COPY_BATCH = 20
+DETAILS_WAIT = 5.0  # seconds the *Edit details* form waits for the ticket's current details
 SLACK_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # Errors that mean "the bot cannot post there"; the person is told in a DM instead.
 SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action",
@@ -247,7 +248,8 @@ class TicketService:
             "values": dict(route.values) if route else {},
             "share": False,
             "from_message": {"ts": message_ts, "title": title},
-            # a reaction on a reply, a mention in a thread: the thread's other messages are copied
+            # a mention in a thread: the thread's other messages are copied (whether a reacted or
+            # posted message is in a thread is known when it is read: `_read_message`)
             "copy_history": bool(thread_ts and (message_ts != thread_ts or source == "mention")),
         }
         return await self._journal(Submission.new(dedupe_key, payload, self._thread_key(origin)), None)
@@ -319,20 +321,33 @@ class TicketService:
         return sub if allowed and self.backend(p["origin"].get("backend")).can_edit else None
 
     async def editable(self, sub_id: str, user_id: str) -> dict[str, Any] | None:
-        """What the *Edit details* form needs, when this person may edit the ticket, else None."""
+        """What the *Edit details* form needs, when this person may edit the ticket, else None:
+        the ticket's details as the ticket system has them now (`current`: True), or, when it
+        cannot say within DETAILS_WAIT, as they were journaled when the ticket was made."""
         sub = await self._editable(sub_id, user_id)
         if sub is None:
             return None
         p, ticket = sub.payload, self._ticket(sub)
         values = p.get("values") or {}
-        return {
+        info = {
             "display_id": ticket.display_id,
             "backend": ticket.backend,
             "title": p["title"],
             "priority_id": values.get("priority_id"),
             "due_date": values.get("due_date"),
             "team_id": values.get("team_id") or p["origin"].get("team_id"),
+            "current": False,
         }
+        try:
+            now = await asyncio.wait_for(self.backend(ticket.backend).ticket_details(ticket), DETAILS_WAIT)
+        except Exception as exc:
+            log.info("details of %s cannot be read (%s); the form shows the journaled ones", ticket.display_id,
+                     exc.message if isinstance(exc, BackendError) else type(exc).__name__)
+            now = None
+        if now is not None:
+            info.update(title=now.title or info["title"], priority_id=now.priority_id,
+                        due_date=now.due_date.isoformat() if now.due_date else None, current=True)
+        return info
 
     async def edit_ticket(
         self, sub_id: str, user_id: str, *, title: str | None = None, priority_id: str | None = None,
@@ -398,14 +413,28 @@ class TicketService:
         """The Slack person, or None when their profile cannot be read for good (unknown user,
         another workspace, a missing scope): the ticket is then filed per UNMATCHED_REQUESTER.
         A passing Slack failure is retried like any other."""
+        profile = await self._profile(slack_id)
+        return profile.person if profile else None
+
+    async def _profile(self, slack_id: str) -> Any:
+        """The Slack profile (`people.Profile`), or None, as for `_person`."""
         try:
-            return await self.people.get(slack_id)
+            return await self.people.profile(slack_id)
         except SlackApiError as exc:
             why = failure(exc)
             if why.transient:
                 raise
             log.warning("profile of %s cannot be read (%s); filing without it", slack_id, why.reason)
             return None
+
+    async def _app_author(self, message: dict[str, Any], asker: str) -> str | None:
+        """The name of the app that posted `message` (`bot_id`, `subtype: bot_message`, or an
+        author whose profile is a bot user's), or None when a person did."""
+        name = views.app_name(message)
+        if name or not message.get("user") or message["user"] == asker:
+            return name
+        profile = await self._profile(message["user"])
+        return profile.person.name if profile and profile.is_bot else None
 
     async def _user_id(self, backend: TicketBackend, slack_id: str, person: Any, *, requester: bool) -> str | None:
         """The person's user id in the ticket system, by e-mail (cached); per UNMATCHED_REQUESTER
@@ -513,19 +542,25 @@ class TicketService:
         if root != origin.thread_ts:
             # A reaction names the message, not its thread: on a reply, the ticket is the thread's.
             await self._move_to_thread(sub, origin, root)
+        if message.get("thread_ts"):
+            # In a thread (a reply, or a root with replies): the thread's other messages are copied,
+            # whichever message was marked (reacted to, mentioned in, posted).
             p["copy_history"] = True
         if not origin.channel_name:  # events do not carry it; the description and footer name it
             info = await self.slack.conversations_info(channel=origin.channel_id)
             origin.channel_name = (info.get("channel") or {}).get("name")
             p["origin"] = {**p["origin"], **asdict(origin)}  # keys a newer replica wrote stay
-        text = message.get("text") or ""
+        text = views.message_text(message)
         files = [f.get("name") or f.get("title") for f in message.get("files") or [] if isinstance(f, dict)]
         if files:
             text += "\n\nFiles: " + ", ".join(filter(None, files))
         author = message.get("user")
         header = None
         requester = p["user_id"]
-        if author and author != p["user_id"]:
+        app = await self._app_author(message, p["user_id"])
+        if app:  # an app's message (an alert): filed for the person who asked, naming the app
+            header = views.alert_from(app, origin.channel_id, origin.channel_name)
+        elif author and author != p["user_id"]:
             if self.may_file_for_others is None or await self.may_file_for_others(p["user_id"]):
                 requester = author
             else:  # ON_BEHALF_OF: the person who asked is the requester; the author is named
@@ -534,12 +569,17 @@ class TicketService:
         permalink = (await self.slack.chat_getPermalink(channel=origin.channel_id, message_ts=ts)).get("permalink")
         description = views.description_from_message(text, permalink, backend.description_max_length, header=header)
         if not backend.can_add_messages and p.get("copy_history"):
-            # Systems that take no messages get the thread's earlier messages in the description.
-            earlier = [m for m in thread if m.get("ts") != ts and self._copyable(m)]
-            lines = "\n".join(f"<@{m.get('user')}>: {views.plain(m.get('text') or '')}" for m in earlier)
-            if lines:
-                room = backend.description_max_length - len(description) - 20
-                description += ("\n\nEarlier in the thread:\n" + lines)[: max(0, room)]
+            # Systems that take no messages get the thread's other messages in the description.
+            whole = await self._thread(origin.channel_id, root)
+            own = next((i for i, m in enumerate(whole) if m.get("ts") == ts), len(whole))
+            others = ""
+            for heading, messages in (("Earlier", whole[:own]), ("Later", whole[own + 1:])):
+                lines = "\n".join(f"<@{m.get('user')}>: {views.plain(m.get('text') or '')}"
+                                  for m in messages if self._copyable(m))
+                if lines:
+                    others += f"\n\n{heading} in the thread:\n{lines}"
+            room = backend.description_max_length - len(description) - 20
+            description += others[: max(0, room)]
         p["title"] = p["from_message"].get("title") or views.title_from_message(text) or "Ticket from Slack"
         p["title"] = p["title"][: backend.title_max_length]
         p["description"] = description

@@ -788,11 +788,15 @@ class Storage:
 
     async def add_submission(self, sub: Submission) -> tuple[Submission, bool]:
         """Journal a submission. Returns (the stored one, True) or, for a duplicate of an earlier
-        submission (same dedupe key), (that earlier one, False). Raises ThreadTaken."""
+        submission (same dedupe key), (that earlier one, False), whatever state its thread is in
+        now (a redelivered event whose ticket exists is no new request). Raises ThreadTaken."""
         if sub.thread_key:
             channel_id, thread_ts = sub.thread_key.split(":", 1)
             link = await self.link_for_thread(channel_id, thread_ts)
             if link:
+                existing = await self._submission(_SUBMISSION_BY_DEDUPE_KEY, {"key": sub.dedupe_key})
+                if existing:
+                    return existing, False
                 raise ThreadTaken(link.display_id)
         try:
             await self._write(

@@ -132,10 +132,42 @@ def title_from_message(text: str) -> str:
     return shorten(first, TITLE_PREFILL_LENGTH)
 
 
+def _in_channel(channel_id: str | None, channel_name: str | None) -> str:
+    return f" in #{channel_name}" if channel_name and channel_id and channel_id[0] in "CG" else ""
+
+
 def message_from(name: str, channel_id: str | None, channel_name: str | None) -> str:
     """The line above a quoted message whose author is not the requester (ON_BEHALF_OF)."""
-    where = f" in #{channel_name}" if channel_name and channel_id and channel_id[0] in "CG" else ""
-    return f"Message from {name}{where}:"
+    return f"Message from {name}{_in_channel(channel_id, channel_name)}:"
+
+
+def app_name(message: dict[str, Any]) -> str | None:
+    """The app that posted a message (it has a `bot_id`, or `subtype: bot_message`), by the name
+    Slack shows for it (`bot_profile.name`, else `username`); None for a person's message."""
+    if not (message.get("bot_id") or message.get("subtype") == "bot_message"):
+        return None
+    profile = message.get("bot_profile") if isinstance(message.get("bot_profile"), dict) else {}
+    return str(profile.get("name") or message.get("username") or "an app")
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """A message's text; for one without (an app's alert often), what its attachments say
+    (`pretext`, `title` and `text`, else `fallback`)."""
+    text = message.get("text") or ""
+    if text.strip():
+        return text
+    lines: list[str] = []
+    for a in message.get("attachments") or []:
+        if isinstance(a, dict):
+            lines += [str(a[k]) for k in ("pretext", "title", "text") if a.get(k)] or (
+                [str(a["fallback"])] if a.get("fallback") else [])
+    return "\n".join(lines)
+
+
+def alert_from(app: str, channel_id: str | None, channel_name: str | None) -> str:
+    """The line above a quoted message an app posted (an alert): the ticket is filed for the person
+    who asked, and names the app."""
+    return f"Alert from {app}{_in_channel(channel_id, channel_name)}:"
 
 
 def description_from_message(text: str, permalink: str | None, limit: int = SLACK_TEXT_LIMIT,
@@ -557,15 +589,20 @@ def already_ticket_text(display_id: str | None) -> str:
 def edit_ticket_modal(sub_id: str, display_id: str, *, title: str, title_max_length: int = 250,
                       priority: FormField | None = None, priority_id: str | None = None,
                       due_date: str | None = None, channel_id: str | None = None,
-                      errors: dict[str, str] | None = None) -> dict[str, Any]:
+                      errors: dict[str, str] | None = None, note: str | None = None) -> dict[str, Any]:
     """*Edit details* of a ticket made from a conversation: title, priority, due date (the type is
-    fixed at creation). `priority`: the ticket system's priority field, if it has one."""
+    fixed at creation). `priority`: the ticket system's priority field, if it has one. What the
+    form shows travels in its private_metadata (`shown`): saving sends only what was changed."""
     errors = errors or {}
     title_max = min(title_max_length, SLACK_TEXT_LIMIT)
+    shown_title = shorten(title, title_max)
+    due_date = str(due_date)[:10] if due_date else None
     blocks: list[dict[str, Any]] = []
+    if note:
+        blocks.append(_context(note))
     if errors.get(""):
         blocks.append(_section(f":x: {escape(errors[''])}"))
-    blocks.append(_input(EDIT_TITLE_BLOCK, "Title", _text_input(initial_value=shorten(title, title_max) or None,
+    blocks.append(_input(EDIT_TITLE_BLOCK, "Title", _text_input(initial_value=shown_title or None,
                                                                 max_length=title_max)))
     if priority is not None and priority.options:
         options = [{"text": _plain(o.label[:75]), "value": o.value[:150]} for o in priority.options[:MAX_OPTIONS]]
@@ -576,7 +613,7 @@ def edit_ticket_modal(sub_id: str, display_id: str, *, title: str, title_max_len
         blocks.append(_input(EDIT_PRIORITY_BLOCK, priority.label[:2000] or "Priority", element, optional=True))
     due: dict[str, Any] = {"type": "datepicker", "action_id": VALUE}
     if due_date:
-        due["initial_date"] = str(due_date)[:10]
+        due["initial_date"] = due_date
     blocks.append(_input(EDIT_DUE_BLOCK, "Due date", due, optional=True,
                          hint="Leave it as it is to keep the ticket's due date."))
     for key, message in errors.items():
@@ -589,8 +626,10 @@ def edit_ticket_modal(sub_id: str, display_id: str, *, title: str, title_max_len
         "title": _plain(shorten(f"Edit {display_id}", 24)),
         "submit": _plain("Save"),
         "close": _plain("Cancel"),
-        "private_metadata": json.dumps({"sub": sub_id, "display_id": display_id, "channel_id": channel_id},
-                                       separators=(",", ":")),
+        "private_metadata": json.dumps({"sub": sub_id, "display_id": display_id, "channel_id": channel_id,
+                                        "shown": {"title": shown_title, "priority_id": priority_id,
+                                                  "due_date": due_date}},
+                                       ensure_ascii=False, separators=(",", ":")),
         "blocks": blocks,
     }
 

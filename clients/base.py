@@ -85,6 +85,15 @@ class CreatedTicket:
 
 
 @dataclass(frozen=True)
+class TicketDetails:
+    """What *Edit details* can change, as the ticket system has it now."""
+
+    title: str | None = None
+    priority_id: str | None = None
+    due_date: dt.date | None = None
+
+
+@dataclass(frozen=True)
 class TicketSummary:
     """An existing ticket, as offered to a person ("you already have a ticket about this")."""
 
@@ -193,6 +202,10 @@ class TicketBackend:
         raise BackendError(f"{self.display_name} cannot add messages to a ticket")
 
     can_edit: bool = False  # update_ticket works (the "Edit details" form)
+
+    async def ticket_details(self, ticket: CreatedTicket) -> TicketDetails | None:
+        """The ticket's current title, priority and due date; None when the system cannot say."""
+        return None
 
     async def update_ticket(
         self,

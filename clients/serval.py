@@ -31,6 +31,7 @@ from .base import (
     Person,
     ThreadMessage,
     TicketBackend,
+    TicketDetails,
     TicketDraft,
     TicketSummary,
 )
@@ -820,6 +821,18 @@ class ServalBackend(TicketBackend):
         return await self.client.create_message(
             ticket.id, CreateMessageRequest(message=text, authorUserId=message.author_id or None)
         )
+
+    async def ticket_details(self, ticket: CreatedTicket) -> TicketDetails:
+        """`GET /v2/tickets/{id}`: its `name`, `priorityId` and `dueDate` now (changed in Serval, or
+        by an earlier *Edit details*)."""
+        current = await self.client.get_ticket(ticket.id)
+        due = None
+        if current.dueDate:
+            try:
+                due = dt.date(current.dueDate.year, current.dueDate.month, current.dueDate.day)
+            except ValueError:  # {year: 0, ...}: no date
+                due = None
+        return TicketDetails(title=current.name, priority_id=current.priorityId or None, due_date=due)
 
     async def update_ticket(
         self,

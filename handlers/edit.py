@@ -4,7 +4,8 @@ a form to change its title, priority or due date (the type is fixed at creation)
 The button acks at once and opens a "Loading…" form with its trigger (a trigger_id works for 3
 seconds): who may edit and the ticket's current details are read after that, and the form is
 filled in with `views.update`. A submission is acknowledged with "Saving…"; the ticket system is
-asked afterwards and the form shows the outcome."""
+asked afterwards, with only what the person changed from what the form showed (kept in the form's
+private_metadata), and the form shows the outcome."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ def register(app: AsyncApp, bot: Bot) -> None:
         user_id = (body.get("user") or {}).get("id", "")
         try:
             meta = json.loads(view.get("private_metadata") or "{}")
-            sub_id, display_id = str(meta["sub"]), str(meta["display_id"])
+            sub_id, display_id, shown = str(meta["sub"]), str(meta["display_id"]), meta["shown"]
+            if not isinstance(shown, dict):  # what the form showed: only changes to it are sent
+                raise TypeError("shown")
         except (ValueError, KeyError, TypeError):
             await ack(response_action="update", view=views.notice_modal(
                 "This form is out of date; use *Edit details* again.", title=TITLE))
@@ -73,8 +76,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 due_date = dt.date.fromisoformat(picked)
             except ValueError:
                 errors[views.EDIT_DUE_BLOCK] = "Please pick a date."
-            else:
-                if due_date < dt.date.today():
+            else:  # an overdue ticket's date, left as it was, is no error
+                if due_date < dt.date.today() and picked != shown.get("due_date"):
                     errors[views.EDIT_DUE_BLOCK] = "The due date cannot be in the past."
         if errors:
             await ack(response_action="errors", errors=errors)
@@ -82,8 +85,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
         await ack(response_action="update", view=views.notice_modal(":hourglass_flowing_sand: Saving…", title=TITLE))
 
         async def save() -> None:
-            result, text = await save_edit(bot, sub_id, display_id, user_id, title=title, priority_id=priority_id,
-                                           due_date=due_date)
+            result, text = await save_edit(bot, sub_id, display_id, user_id, shown=shown, title=title,
+                                           priority_id=priority_id, due_date=due_date)
             try:
                 await client.views_update(view_id=view["id"], view=result)
             except Exception as exc:  # the form was closed meanwhile: tell them where they are

@@ -36,7 +36,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return
         view_id = view.get("id")
         try:
-            await bot.tickets.submit(
+            stored = await bot.tickets.submit(
                 # A view submitted twice (double click, replay) has the same id and hash; after the
                 # bot updates the form (errors to fix), its hash changes and a new submission counts.
                 dedupe_key=f"view:{view_id}:{view.get('hash') or ''}" if view_id else f"hash:{view.get('hash')}:{user_id}",
@@ -48,5 +48,9 @@ def register(app: AsyncApp, bot: Bot) -> None:
             )
         except ThreadTaken as taken:
             await ack(response_action="update", view=views.already_linked_modal(taken.display_id))
+            return
+        if stored.ticket:  # a repeat of a submission whose ticket exists: its outcome, not "Creating…"
+            await ack(response_action="update",
+                      view=views.created_modal(stored.ticket["display_id"], stored.payload["title"]))
             return
         await ack(response_action="update", view=views.progress_modal(form.title))

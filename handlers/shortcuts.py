@@ -47,8 +47,9 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return workspace.permalink(channel_id, ts, message.get("thread_ts"))
 
         async def form(permalink: str | None) -> dict[str, Any]:
-            quoted = QuotedMessage(text=message.get("text") or "", author_id=message.get("user"),
-                                   author_name=_author_name(message), permalink=permalink)
+            quoted = QuotedMessage(text=views.message_text(message), author_id=message.get("user"),
+                                   author_name=_author_name(message), permalink=permalink,
+                                   app_name=views.app_name(message))
             return await new_ticket_form(bot, source="shortcut", user_id=user_id, channel_id=channel_id,
                                          channel_name=channel.get("name"), thread_ts=root, message=quoted,
                                          message_ts=ts)

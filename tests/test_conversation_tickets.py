@@ -223,3 +223,26 @@ async def test_systems_that_take_no_messages_get_the_thread_in_the_description(t
     ticket = next(iter(state.tickets.values()))
     assert ticket["title"] == "HDMI and USB-C both fail"
     assert "Earlier in the thread" in ticket["message"] and "Projector in room 4 shows no signal" in ticket["message"]
+
+
+async def test_systems_that_take_no_messages_get_a_roots_replies_in_the_description(tmp_path, slack, socialboards):
+    """A reaction on the thread's root: the replies already there go into the description, as the
+    thread's other messages do for a reaction on a reply."""
+    from tests.test_backend_socialboards import socialboards_settings
+
+    slack_state, state = slack[0], socialboards[0]
+    running = await serve_http(socialboards_settings(tmp_path, slack[1], socialboards[1]), host="127.0.0.1", port=0)
+    try:
+        root = slack_state.post_user_message("C111", "W111", "Projector in room 4 shows no signal")
+        slack_state.post_user_message("C111", "U111", "HDMI and USB-C both fail", thread_ts=root["ts"])
+        await running.bot.tickets.submit_message(
+            dedupe_key="event:Ev11", source="reaction", channel_id="C111", channel_name="dev",
+            message_ts=root["ts"], thread_ts=None, submitter_id="U111",
+        )
+        await thread_reply(slack_state, "C111", root["ts"])
+        await running.bot.tickets.idle(5)
+    finally:
+        await running.close()
+    ticket = next(iter(state.tickets.values()))
+    assert ticket["title"] == "Projector in room 4 shows no signal"
+    assert "Later in the thread:" in ticket["message"] and "HDMI and USB-C both fail" in ticket["message"]

@@ -93,6 +93,17 @@ def ephemeral(slack_state: Any, user: str) -> list[dict[str, Any]]:
     return [c["args"] for c in slack_state.calls_to("chat.postEphemeral") if c["args"].get("user") == user]
 
 
+def asking(slack_state: Any, how: str, message: dict[str, Any], user: str = "U111") -> dict[str, Any]:
+    """The event of `user` asking for a ticket on a message in C111: a :ticket: reaction on it, or
+    a mention of the app in its thread ("mention": the mention is posted first)."""
+    if how == "reaction":
+        return event("reaction_added.bolt-tests.json", reaction="ticket", user=user, item_user=message.get("user"),
+                     item={"type": "message", "channel": "C111", "ts": message["ts"]})
+    mention = slack_state.post_user_message("C111", user, f"<@{BOT_USER}>", thread_ts=message["ts"])
+    return event("app_mention.DERIVED.thread_reply.json", channel="C111", user=user, text=mention["text"],
+                 ts=mention["ts"], thread_ts=message["ts"])
+
+
 def slack_calls(slack_state: Any) -> list[str]:
     """What the bot asked Slack, other than learning who it is."""
     return [c["method"] for c in slack_state.calls if c["method"] not in ("auth.test",)]
@@ -192,6 +203,82 @@ async def test_a_reaction_on_a_thread_with_a_ticket_tells_the_reactor_once(runni
     assert len(ephemeral(slack_state, "U222")) == 1
     assert told[0]["channel"] == item["channel"] and display_id in told[0]["text"] and "already" in told[0]["text"]
     assert len(serval_state.tickets) == 1
+
+
+@pytest.mark.parametrize("how", ["reaction", "mention"])
+async def test_a_late_redelivery_of_the_event_that_made_the_ticket_tells_nobody(running, sender, slack, serval, how):
+    """Slack delivers again what it saw no acknowledgement for in time, also after the ticket and
+    its thread link exist: the same event is the same submission, not someone asking again."""
+    slack_state, serval_state = slack[0], serval[0]
+    root = slack_state.post_user_message("C111", "W111", "Laptop overheats")
+    body = asking(slack_state, how, root)
+    await deliver(sender, body)
+    await thread_replies(slack_state, "C111", root["ts"])
+    await running.bot.tickets.idle(5)
+    await deliver(sender, body, retry=1)
+    # someone else asks on that thread and is told; the redelivery's answer would have come first
+    await deliver(sender, asking(slack_state, "reaction", root, user="U222"))
+    await eventually(lambda: ephemeral(slack_state, "U222"))
+    assert ephemeral(slack_state, "U111") == []
+    assert len(serval_state.tickets) == 1 and len(await thread_replies(slack_state, "C111", root["ts"])) == 1
+
+
+async def test_a_reaction_on_a_threads_root_copies_the_replies_as_a_mention_does(running, sender, slack, serval):
+    """Whichever message of a thread is marked, the thread's other messages go into the ticket."""
+    slack_state, serval_state = slack[0], serval[0]
+    root = slack_state.post_user_message("C111", "W111", "Shared drive is read-only")
+    slack_state.post_user_message("C111", "U222", "Same here since 9:00", thread_ts=root["ts"])
+    slack_state.post_user_message("C111", "W111", "Rebooting did not help", thread_ts=root["ts"])
+    await deliver(sender, asking(slack_state, "reaction", root))
+    await eventually(lambda: connects(serval_state), timeout=10)
+    await running.bot.tickets.idle(5)
+    assert [t["name"] for t in serval_state.tickets.values()] == ["Shared drive is read-only"]
+    copied = [r["body"]["message"] for r in serval_state.requests
+              if r["method"] == "POST" and r["path"].endswith("/messages")]
+    assert len(copied) == 2 and "Same here since 9:00" in copied[0] and "Rebooting did not help" in copied[1]
+    assert len(connects(serval_state)[0]["body"]["accountedForMessageIds"]) == 2
+
+
+# How apps' messages look (message.bolt-tests.bot_id_with_user.json, .bot_message_classic.json), and
+# a bot user's message without a bot_id, known as an app's from the author's profile (is_bot).
+APP_MESSAGES = {
+    "bot_id and bot_profile": {"bot_id": "BPD", "app_id": "APD", "bot_profile": {"id": "BPD", "name": "PagerDuty",
+                                                                                "app_id": "APD", "team_id": "T111"}},
+    "classic bot_message": {"subtype": "bot_message", "bot_id": "BPD", "username": "PagerDuty", "user": None},
+    "a bot user's profile": {},
+}
+
+
+@pytest.mark.parametrize("how", ["reaction", "mention"])
+@pytest.mark.parametrize("shape", list(APP_MESSAGES))
+async def test_a_ticket_from_an_apps_message_is_filed_for_the_person_and_names_the_app(running, sender, slack, serval,
+                                                                                      shape, how):
+    slack_state, serval_state = slack[0], serval[0]
+    slack_state.add_user("UPD", email=None, name="pagerduty", real_name="PagerDuty", is_bot=True)
+    alert = slack_state.post_user_message("C111", "UPD", "CRITICAL: disk full on db-1")
+    alert.update(APP_MESSAGES[shape])
+    if alert.get("user") is None:
+        del alert["user"]
+    await deliver(sender, asking(slack_state, how, alert))
+    reply = (await thread_replies(slack_state, "C111", alert["ts"]))[0]
+    await running.bot.tickets.idle(5)
+    sent = created(serval_state)[0]
+    assert sent["requesterUserId"] == serval_state.user_by_email("alice@example.com")["id"]  # U111, who asked
+    assert sent["description"].startswith("Alert from PagerDuty in #dev:\nCRITICAL: disk full on db-1")
+    assert "<@U111>" in reply["text"] and "UPD" not in reply["text"]
+
+
+async def test_an_alert_without_text_is_filed_with_what_its_attachments_say(running, sender, slack, serval):
+    slack_state, serval_state = slack[0], serval[0]
+    alert = slack_state.post_user_message("C111", "UPD", "")
+    alert.update(APP_MESSAGES["bot_id and bot_profile"], attachments=[
+        {"fallback": "[Triggered] disk full", "title": "CRITICAL: disk full on db-1", "text": "Used: 99%"}])
+    await deliver(sender, asking(slack_state, "reaction", alert))
+    await thread_replies(slack_state, "C111", alert["ts"])
+    await running.bot.tickets.idle(5)
+    sent = created(serval_state)[0]
+    assert sent["name"] == "CRITICAL: disk full on db-1"
+    assert sent["description"].startswith("Alert from PagerDuty in #dev:\nCRITICAL: disk full on db-1\nUsed: 99%")
 
 
 async def test_the_emoji_is_a_setting_and_a_channel_may_choose_its_own(tmp_path, slack, serval):

@@ -121,3 +121,92 @@ async def test_a_refusal_by_serval_is_shown_with_what_was_typed(running, sender,
     failed = await eventually(lambda: [c for c in slack_state.calls_to("views.update")
                                        if c["args"].get("view_id") == view["id"] and "not changed" in json.dumps(c["args"]["view"])])
     assert "Still blurry" in json.dumps(failed[0]["args"]["view"])
+
+
+def puts(serval_state: Any, ticket: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bodies of PUT /v2/tickets/{id} for this ticket, in order."""
+    return [r["body"] for r in serval_state.requests if r["method"] == "PUT" and r["path"] == f"/v2/tickets/{ticket['id']}"]
+
+
+async def save(sender: Any, slack_state: Any, view: dict[str, Any], values: dict[str, Any]) -> None:
+    """Submits the form as Slack does (what was left untouched comes back as shown) and waits for its outcome."""
+    await sender.interactive(submission(view, values, user_id="U111"))
+    await eventually(lambda: [c for c in slack_state.calls_to("views.update")
+                              if c["args"].get("view_id") == view["id"] and "updated" in json.dumps(c["args"]["view"])])
+
+
+def as_shown(view: dict[str, Any]) -> dict[str, Any]:
+    """The form's state with every field as the form showed it."""
+    priority = block(view, views.EDIT_PRIORITY_BLOCK)["element"].get("initial_option")
+    return {views.EDIT_TITLE_BLOCK: text_value(block(view, views.EDIT_TITLE_BLOCK)["element"].get("initial_value")),
+            views.EDIT_PRIORITY_BLOCK: select_value(priority["value"] if priority else None),
+            views.EDIT_DUE_BLOCK: date_value(block(view, views.EDIT_DUE_BLOCK)["element"].get("initial_date"))}
+
+
+async def test_a_second_edit_keeps_the_first_and_what_changed_in_serval(running, sender, slack, serval):
+    """The form shows the ticket as Serval has it now (GET /v2/tickets/{id}), and saving sends only
+    the fields the person changed."""
+    slack_state, serval_state = slack[0], serval[0]
+    button, ticket = await reacted_ticket(running, sender, slack_state, serval_state)
+    first = await opened_form(sender, slack_state, click(button, "U111"))
+    await save(sender, slack_state, first, {**as_shown(first), views.EDIT_TITLE_BLOCK: text_value("Projector blurry")})
+    assert puts(serval_state, ticket) == [{"name": "Projector blurry"}]
+
+    urgent = serval_state.priorities["team-it"][-1]["id"]
+    serval_state.update_ticket(ticket["id"], {"priorityId": urgent})  # an agent, in Serval
+    second = await opened_form(sender, slack_state, click(button, "U111"))
+    assert block(second, views.EDIT_TITLE_BLOCK)["element"]["initial_value"] == "Projector blurry"
+    assert block(second, views.EDIT_PRIORITY_BLOCK)["element"]["initial_option"]["value"] == urgent
+    due = dt.date.today() + dt.timedelta(days=3)
+    await save(sender, slack_state, second, {**as_shown(second), views.EDIT_DUE_BLOCK: date_value(due.isoformat())})
+    assert puts(serval_state, ticket)[1:] == [{"dueDate": {"year": due.year, "month": due.month, "day": due.day}}]
+    now = serval_state.tickets[ticket["id"]]
+    assert (now["name"], now["priorityId"]) == ("Projector blurry", urgent)
+
+
+async def test_when_serval_cannot_tell_the_details_the_form_shows_the_journaled_ones_and_sends_only_changes(
+        running, sender, slack, serval):
+    slack_state, serval_state = slack[0], serval[0]
+    button, ticket = await reacted_ticket(running, sender, slack_state, serval_state)
+    serval_state.update_ticket(ticket["id"], {"name": "Renamed in Serval"})
+    serval_state.set_faults({f"GET /v2/tickets/{ticket['id']}": {"error_rate": 1.0, "status": 503}})
+    view = await opened_form(sender, slack_state, click(button, "U111"))
+    assert block(view, views.EDIT_TITLE_BLOCK)["element"]["initial_value"] == "Projector in room 4 is blurry"
+    low = serval_state.priorities["team-it"][0]["id"]
+    await save(sender, slack_state, view, {**as_shown(view), views.EDIT_PRIORITY_BLOCK: select_value(low)})
+    assert puts(serval_state, ticket) == [{"priorityId": low}]
+    assert serval_state.tickets[ticket["id"]]["name"] == "Renamed in Serval"
+    assert "could not be asked for this ticket's details" in json.dumps(view["blocks"])  # and the form said so
+
+
+async def test_an_overdue_date_left_as_it_is_is_no_error(running, sender, slack, serval):
+    slack_state, serval_state = slack[0], serval[0]
+    button, ticket = await reacted_ticket(running, sender, slack_state, serval_state)
+    past = dt.date.today() - dt.timedelta(days=2)
+    serval_state.update_ticket(ticket["id"], {"dueDate": {"year": past.year, "month": past.month, "day": past.day}})
+    view = await opened_form(sender, slack_state, click(button, "U111"))
+    assert block(view, views.EDIT_DUE_BLOCK)["element"]["initial_date"] == past.isoformat()
+    await save(sender, slack_state, view, {**as_shown(view), views.EDIT_TITLE_BLOCK: text_value("Still blurry")})
+    assert puts(serval_state, ticket) == [{"name": "Still blurry"}]
+
+
+async def test_saving_the_form_unchanged_sends_nothing(running, sender, slack, serval):
+    slack_state, serval_state = slack[0], serval[0]
+    button, ticket = await reacted_ticket(running, sender, slack_state, serval_state)
+    view = await opened_form(sender, slack_state, click(button, "U111"))
+    await sender.interactive(submission(view, as_shown(view), user_id="U111"))
+    await eventually(lambda: [c for c in slack_state.calls_to("views.update") if c["args"].get("view_id") == view["id"]
+                              and "Nothing was changed" in json.dumps(c["args"]["view"])])
+    assert puts(serval_state, ticket) == []
+
+
+async def test_a_form_that_does_not_say_what_it_showed_is_out_of_date(running, sender, slack, serval):
+    """A form opened before the bot kept what it showed (a rolling deploy): no guess, no overwrite."""
+    slack_state, serval_state = slack[0], serval[0]
+    button, ticket = await reacted_ticket(running, sender, slack_state, serval_state)
+    view = await opened_form(sender, slack_state, click(button, "U111"))
+    meta = json.loads(view["private_metadata"])
+    del meta["shown"]
+    r = await sender.interactive(submission({**view, "private_metadata": json.dumps(meta)}, as_shown(view)))
+    assert r.json()["response_action"] == "update" and "out of date" in json.dumps(r.json()["view"])
+    assert puts(serval_state, ticket) == []

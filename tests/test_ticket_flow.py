@@ -183,6 +183,22 @@ async def test_message_shortcut_prefills_modal_from_message(sender, slack):
     assert all(b.get("block_id") != "share" for b in view["blocks"])
 
 
+async def test_the_shortcut_on_an_apps_message_files_for_the_person_and_names_the_app(sender, slack, serval, running):
+    slack_state, serval_state = slack[0], serval[0]
+    body = shortcut()
+    body["message"].update(user="UPD", text="CRITICAL: disk full on db-1", bot_id="BPD", app_id="APD",
+                           bot_profile={"id": "BPD", "name": "PagerDuty", "app_id": "APD", "team_id": "T111"})
+    view = await open_modal_with_shortcut(sender, slack_state, body)
+    description = block(view, "description")["element"]["initial_value"]
+    assert description.startswith("Alert from PagerDuty in #dev:\nCRITICAL: disk full on db-1")
+    assert "initial_user" not in block(view, "on_behalf")["element"]  # not the app
+    await sender.interactive(submission(view, {**filled("Disk full on db-1"), "description": text_value(description)}))
+    await slack_state.wait_for("chat.postEphemeral")
+    await running.bot.tickets.idle(5)
+    sent = created(serval_state)[0]
+    assert sent["requesterUserId"] == sent["createdByUserId"] == serval_state.user_by_email("alice@example.com")["id"]
+
+
 async def test_long_message_title_is_cut_at_a_word_boundary(sender, slack):
     body = shortcut()
     body["message"]["text"] = ("The checkout page returns a server error whenever a customer in the EU region "
@@ -286,6 +302,22 @@ async def test_same_view_submitted_twice_makes_one_ticket(sender, slack, serval)
     await eventually(lambda: len(created(serval[0])) >= 1)
     assert len(created(serval[0])) == 1
     assert len(slack_state.calls_to("chat.postEphemeral")) == 1
+
+
+async def test_the_shortcut_form_submitted_again_after_its_ticket_exists_shows_that_ticket(sender, slack, serval, running):
+    """A repeat of the same view submission (Slack's retry, a replay) after the ticket and the
+    thread's link exist is the same submission: its ticket, not "already linked"."""
+    slack_state, serval_state = slack[0], serval[0]
+    view = await open_modal_with_shortcut(sender, slack_state, shortcut())
+    body = submission(view, filled("Checkout broken"), view_id="VREPEAT")
+    assert (await sender.interactive(body)).json()["response_action"] == "update"
+    await eventually(lambda: connects(serval_state))
+    await running.bot.tickets.idle(5)
+    again = (await sender.interactive(body)).json()
+    friendly = next(iter(serval_state.tickets.values()))["friendlyIdentifier"]
+    assert again["response_action"] == "update" and "already" not in json.dumps(again)
+    assert f"Ticket *{friendly}* created" in json.dumps(again["view"])
+    assert len(created(serval_state)) == 1 and len(slack_state.calls_to("chat.postEphemeral")) == 1
 
 
 async def test_empty_title_and_past_due_date_are_inline_errors(sender, slack, serval):
