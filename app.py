@@ -70,6 +70,10 @@ REQUEST_GRACE = 3.0
 SUBMISSION_DEADLINE = 6.0
 STOP_DEADLINE = 8.5
 HARD_DEADLINE = 9.5
+# A second signal this soon after the first is the same request: Ctrl-C in a terminal reaches the
+# whole process group, and a supervisor (the demo, a shell script) may pass its own signal on. A
+# signal after this window means "exit now".
+SIGNAL_WINDOW = 2.0
 
 
 def setup_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
@@ -587,17 +591,20 @@ class Process:
         self.inflight = InFlight()
         self.running: Running | None = None
         self.socket: SocketMode | None = None
-        self._signals = 0
+        self._first_signal: float | None = None  # time.monotonic() of the first SIGINT or SIGTERM
         self._watchdog: threading.Timer | None = None
 
     # --- signals ---------------------------------------------------------------------------
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        self._signals += 1
-        if self._signals > 1:
+        if self._first_signal is not None:
+            if time.monotonic() - self._first_signal < SIGNAL_WINDOW:
+                log.info("%s received: already stopping", sig.name)
+                return
             log.warning("%s again: exiting now", sig.name)
             logging.shutdown()
             os._exit(1)
+        self._first_signal = time.monotonic()
         log.info("%s received: stopping", sig.name)
         if self.running is not None:
             self.running.health.stopping = True  # /readyz answers 503 from now on
