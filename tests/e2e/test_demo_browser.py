@@ -40,7 +40,7 @@ def demo(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo-data")
     proc = subprocess.Popen([sys.executable, "-m", "sandbox.demo", "--data-dir", str(data)], cwd=ROOT,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own process group: the bot goes with it
+                            start_new_session=True)  # its own process group, as a terminal job
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read() -> None:
