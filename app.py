@@ -85,17 +85,17 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> logging.H
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    # slack_sdk decides whether to format each request and response for its debug log by its
-    # logger's own level (`logger.level <= DEBUG`), which is NOTSET (0) unless set: without this,
-    # every Web API call formats its whole request and response for a debug line nobody reads.
-    logging.getLogger("slack_sdk.web.async_client").setLevel(settings.log_level)
     # aiosqlite's DEBUG lines carry SQL parameters (refresh tokens, payloads): never below INFO.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
     # Below DEBUG, libraries' routine lines say nothing an operator acts on: a line per HTTP call
     # (httpx), Alembic's plugin set-up, the Socket Mode client's own reconnect notes (the bot logs
-    # its own, one per attempt).
+    # its own, one per attempt), the Web API client's "A retry handler found" notes (the call's
+    # outcome is what counts). That client (every AsyncWebClient's, Bolt's included, logs as
+    # `slack_sdk.web.async_base_client`) also decides by its logger's own level (`logger.level <=
+    # DEBUG`, true for NOTSET) whether to format each request and response for a debug line and
+    # whether to log its retry notes, at INFO.
     quiet = max(logging.WARNING, logging.getLevelName(settings.log_level)) if settings.log_level != "DEBUG" else logging.DEBUG
-    for name in ("httpx", "alembic", "slack_sdk.socket_mode"):
+    for name in ("httpx", "alembic", "slack_sdk.socket_mode", "slack_sdk.web.async_base_client"):
         logging.getLogger(name).setLevel(quiet)
     logging.captureWarnings(True)
 
