@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import contextvars
 import errno
+import json
 import logging
 import os
 import random
@@ -33,6 +34,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +51,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from handlers import shapes
 from bot import checks, metrics
 from bot.core import Bot
 from bot.health import Health
@@ -70,6 +74,10 @@ REQUEST_GRACE = 3.0
 SUBMISSION_DEADLINE = 6.0
 STOP_DEADLINE = 8.5
 HARD_DEADLINE = 9.5
+# A second signal this soon after the first is the same request: Ctrl-C in a terminal reaches the
+# whole process group, and a supervisor (the demo, a shell script) may pass its own signal on. A
+# signal after this window means "exit now".
+SIGNAL_WINDOW = 2.0
 
 
 def setup_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
@@ -81,17 +89,17 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> logging.H
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    # slack_sdk decides whether to format each request and response for its debug log by its
-    # logger's own level (`logger.level <= DEBUG`), which is NOTSET (0) unless set: without this,
-    # every Web API call formats its whole request and response for a debug line nobody reads.
-    logging.getLogger("slack_sdk.web.async_client").setLevel(settings.log_level)
     # aiosqlite's DEBUG lines carry SQL parameters (refresh tokens, payloads): never below INFO.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
     # Below DEBUG, libraries' routine lines say nothing an operator acts on: a line per HTTP call
     # (httpx), Alembic's plugin set-up, the Socket Mode client's own reconnect notes (the bot logs
-    # its own, one per attempt).
+    # its own, one per attempt), the Web API client's "A retry handler found" notes (the call's
+    # outcome is what counts). That client (every AsyncWebClient's, Bolt's included, logs as
+    # `slack_sdk.web.async_base_client`) also decides by its logger's own level (`logger.level <=
+    # DEBUG`, true for NOTSET) whether to format each request and response for a debug line and
+    # whether to log its retry notes, at INFO.
     quiet = max(logging.WARNING, logging.getLevelName(settings.log_level)) if settings.log_level != "DEBUG" else logging.DEBUG
-    for name in ("httpx", "alembic", "slack_sdk.socket_mode"):
+    for name in ("httpx", "alembic", "slack_sdk.socket_mode", "slack_sdk.web.async_base_client"):
         logging.getLogger(name).setLevel(quiet)
     logging.captureWarnings(True)
 
@@ -158,21 +166,22 @@ def bolt_request_for(request: web.Request, body: str) -> AsyncBoltRequest:
 
 
 def malformed(body: str, data: object) -> str | None:
-    """Why this (signed) body is not a Slack request Bolt can route, or None if it looks fine.
+    """Why this (signed) body is not a Slack request Bolt can route, or None if it looks fine: every
+    field Bolt and the listeners read has the type Slack sends (`handlers.shapes`).
     `data`: the body as Bolt parsed it (`AsyncBoltRequest.body`), so the body is parsed only once."""
-    if body.startswith("{"):  # Events API
-        return None if isinstance(data, dict) and isinstance(data.get("type"), str) else "event has no type"
-    if is_interaction(body):  # Bolt parsed the payload's JSON
-        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-            return "payload has no type"
-        if not isinstance(data.get("user"), dict):
-            return "payload has no user"
-        if data["type"].startswith("view_") and not (
-            isinstance(data.get("view"), dict) and isinstance(data["view"].get("type"), str)
-        ):
-            return "payload has no view"
-        return None
+    if body.startswith("{") or is_interaction(body):  # Events API; an interaction's payload
+        return shapes.problem(data)
     return None if isinstance(data, dict) and "command" in data else "neither a command, an interaction nor an event"
+
+
+def unreadable(body: str) -> str:
+    """Why Bolt could not even parse this signed body: invalid JSON, or a field its parsing reads
+    (the team, the user, the authorizations) that is not what Slack sends."""
+    try:
+        data = json.loads(body if body.startswith("{") else urllib.parse.parse_qs(body).get("payload", [""])[0])
+    except ValueError:
+        return "body is not valid JSON" if body.startswith("{") else "payload is not valid JSON"
+    return shapes.problem(data) or "Bolt cannot read it"
 
 
 TIMESTAMP = re.compile(r"[0-9]{1,15}")
@@ -285,8 +294,8 @@ def build_web_app(
                 return web.json_response({"error": "invalid request signature"}, status=401)
             try:
                 bolt_request = bolt_request_for(request, body)  # parses the form and the payload's JSON
-            except Exception:  # invalid JSON, or JSON Bolt cannot read (a list, a string)
-                problem: str | None = "body is not valid JSON" if body.startswith("{") else "payload is not a JSON object"
+            except Exception:  # invalid JSON, or JSON Bolt cannot read (a list, a string, a team that is a number)
+                problem: str | None = unreadable(body)
             else:
                 problem = malformed(body, bolt_request.body)
             if problem:
@@ -541,6 +550,13 @@ def socket_mode(running: Running, app_token: str, *, on_refused: Any) -> SocketM
     client = SocketMode(app_token, web_client, on_refused=on_refused)
 
     async def handle(sm: SocketModeClient, req: SocketModeRequest) -> None:
+        if problem := shapes.problem(req.payload, command=req.type == "slash_commands"):
+            with metrics.slack_request() as answered:
+                log.warning("rejected a malformed Slack request over Socket Mode: %s", problem)
+                # acknowledged all the same: Slack would only send it again
+                await sm.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+                answered(400)
+            return
         surface = "command" if req.type == "slash_commands" else metrics.surface_of(req.payload)
         with running.inflight.request(), log_context(**slack_context(req.payload)), metrics.slack_request(surface) as answered:
             started = time.time()
@@ -587,17 +603,20 @@ class Process:
         self.inflight = InFlight()
         self.running: Running | None = None
         self.socket: SocketMode | None = None
-        self._signals = 0
+        self._first_signal: float | None = None  # time.monotonic() of the first SIGINT or SIGTERM
         self._watchdog: threading.Timer | None = None
 
     # --- signals ---------------------------------------------------------------------------
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        self._signals += 1
-        if self._signals > 1:
+        if self._first_signal is not None:
+            if time.monotonic() - self._first_signal < SIGNAL_WINDOW:
+                log.info("%s received: already stopping", sig.name)
+                return
             log.warning("%s again: exiting now", sig.name)
             logging.shutdown()
             os._exit(1)
+        self._first_signal = time.monotonic()
         log.info("%s received: stopping", sig.name)
         if self.running is not None:
             self.running.health.stopping = True  # /readyz answers 503 from now on

@@ -508,7 +508,7 @@ class TicketService:
                 Link(origin.channel_id, origin.thread_ts, ticket.id, ticket.display_id, ticket.backend), sub.id
             )
         self._stop_queued_notice(sub.id)
-        log.info("submission %s: created %s %s", sub.id, ticket.backend, ticket.display_id)
+        log.info("submission %s: %s %s %s", sub.id, "added to" if sub.payload.get("add_to") else "created", ticket.backend, ticket.display_id)
         return True
 
     async def _thread(self, channel_id: str, root: str, *, until: str | None = None) -> list[dict[str, Any]]:

@@ -303,11 +303,41 @@ def _problems(exc: ValidationError) -> tuple[list[str], set[str]]:
         name = "_".join(str(p) for p in err["loc"]).upper()
         if err["loc"]:
             fields.add(str(err["loc"][0]))
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = _expected(err) or err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             msg = "is not set"
         lines += [f"{name} {m}" if name else m for m in msg.split(PROBLEM_SEPARATOR)]
     return lines, fields
+
+
+NUMBER_ERRORS = ("int_parsing", "int_from_float", "int_type", "float_parsing", "float_type", "finite_number",
+                 "greater_than", "greater_than_equal", "less_than", "less_than_equal")
+NOUNS = {"port": "a port number"}  # what a number setting is, where "a whole number" says too little
+
+
+def _expected(err: Any) -> str | None:
+    """What a number setting must be, in words, for pydantic's raw "Input should be a valid integer,
+    unable to parse string as an integer": "must be a port number from 0 to 65535 (got 'notaport')"."""
+    field = Settings.model_fields.get(str(err["loc"][0])) if len(err["loc"]) == 1 else None
+    if field is None or err["type"] not in NUMBER_ERRORS or field.annotation not in (int, float):
+        return None
+    low = high = None
+    above = False
+    for limit in field.metadata:
+        if getattr(limit, "ge", None) is not None:
+            low = limit.ge
+        elif getattr(limit, "gt", None) is not None:
+            low, above = limit.gt, True
+        elif getattr(limit, "le", None) is not None:
+            high = limit.le
+    noun = NOUNS.get(str(err["loc"][0])) or ("a whole number" if field.annotation is int else "a number")
+    if low is not None and high is not None and not above:
+        bounds = f" from {low:g} to {high:g}"
+    elif low is not None:
+        bounds = f" greater than {low:g}" if above else f" of at least {low:g}"
+    else:
+        bounds = ""
+    return f"must be {noun}{bounds} (got {err['input']!r})"
 
 
 def _stand_in(name: str) -> Any:

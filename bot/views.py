@@ -444,7 +444,7 @@ def help_text(command: str, emoji: str = "ticket") -> str:
         f"*{command}* opens a form to create a help-desk ticket.\n"
         f"• `{command}` — empty form\n"
         f"• `{command} Printer on floor 3 is jammed` — form with the title filled in\n"
-        "• On any message: *More actions* (⋯) → *Create ticket* to file it and link its thread.\n"
+        "• On any message: *More actions* (⋮) → *Create ticket* to file it and link its thread.\n"
         f"• React to a message with :{emoji}:, or mention me in a thread, to file it without a form.\n"
         f"• `{command} config` — (admins) where tickets from this channel go\n"
         "Replies in a linked thread are synced with the ticket. Your tickets are in my *Home* tab."

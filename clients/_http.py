@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -101,14 +102,37 @@ async def transport_errors(system: str, *, unsafe: bool) -> AsyncIterator[None]:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise BackendError(
-            f"{system} could not be reached ({type(exc).__name__})", transient=True
+            f"{system} could not be reached at {_where(exc)} ({_why(exc)})", transient=True
         ) from exc
     except httpx.TransportError as exc:  # read/write timeouts, dropped connections, protocol errors
         raise BackendError(
-            f"{system} did not answer ({type(exc).__name__})", transient=True, ambiguous=unsafe
+            f"{system} at {_where(exc)} did not answer ({_why(exc)})", transient=True, ambiguous=unsafe
         ) from exc
     finally:
         _system.reset(named)
+
+
+def _where(exc: httpx.TransportError) -> str:
+    """The host (and port, when not the scheme's own) the failed request went to."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an exception raised without its request
+        return "its address"
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+def _why(exc: httpx.TransportError) -> str:
+    """The exception's class and what it says: "ConnectError: Connection refused"."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """Why a connection could not be opened, in a few words ("Connection refused", "Name or service
+    not known"): aiohttp's own text repeats the address and wraps the OS error."""
+    error = exc.os_error
+    if isinstance(error, OSError) and error.errno and error.errno > 0:
+        return os.strerror(error.errno)
+    return (error.strerror if isinstance(error, OSError) else None) or str(exc)
 
 
 def status_is_transient(status: int) -> bool:
@@ -193,7 +217,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 content = await r.read()
                 return httpx.Response(r.status, headers=list(r.raw_headers), content=content, request=request)
         except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
+            raise httpx.ConnectError(connect_failure(exc), request=request) from exc
         except aiohttp.ConnectionTimeoutError as exc:  # opening a connection, or waiting for one (pool)
             raise httpx.ConnectTimeout(str(exc), request=request) from exc
         except (aiohttp.SocketTimeoutError, asyncio.TimeoutError) as exc:

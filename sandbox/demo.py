@@ -15,7 +15,9 @@ The workspace has a request channel, ``#help`` (``intake: auto`` in ``<data>/rou
 message there becomes a ticket. A :ticket: reaction or an ``@Tickets`` mention files a message or a
 thread anywhere the bot is.
 
-It prints one URL: the page. Ctrl-C stops everything. Serval's part that Slack's page shows is demo
+It prints the page's URL, and the bot's health and metrics addresses. Ctrl-C stops everything: the
+bot runs in a process group of its own, so the terminal's SIGINT reaches only the demo, which then
+stops the bot with one SIGTERM. Serval's part that Slack's page shows is demo
 glue here: when a ticket with a ``slackDm`` sync target is created, "Serval" DMs the requester (found
 by e-mail among the stand-in's people), as Serval's Slack integration would.
 
@@ -96,6 +98,7 @@ class Demo:
         self.runners: list[web.AppRunner] = []
         self.bot: asyncio.subprocess.Process | None = None
         self.url = ""
+        self.bot_url = ""  # the bot's own HTTP server: /healthz, /readyz, /metrics
 
     # -- the Slack stand-in's workspace -------------------------------------------------------------
     def _seed_slack(self, state: slack_sandbox.SlackState, app_name: str) -> None:
@@ -258,10 +261,13 @@ class Demo:
         env.update(ROUTING_FILE=str(routing.resolve()))
         with open(self.data / "bot.log", "ab") as out:  # the child keeps its own handle
             # cwd: the data directory, so a developer's .env is not read into the demo.
+            # process_group=0: a group of its own, so Ctrl-C's SIGINT (sent to the terminal's whole
+            # foreground group) does not reach it; `stop` sends it one SIGTERM.
             self.bot = await asyncio.create_subprocess_exec(
                 sys.executable, str(ROOT / "app.py"), "--mode", "http", cwd=self.data, env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT)
-        await self._wait_for_bot(f"http://{self.host}:{bot_port}/healthz")
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT, process_group=0)
+        self.bot_url = f"http://{self.host}:{bot_port}"
+        await self._wait_for_bot(self.bot_url + "/healthz")
         return self.url
 
     async def _wait_for_bot(self, url: str, timeout: float = 30.0) -> None:
@@ -309,12 +315,14 @@ async def _run(opts: argparse.Namespace) -> int:
     demo = Demo(Path(opts.data_dir), host=opts.host, port=opts.port, fresh=opts.fresh, ack_timeout=opts.ack_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         loop.add_signal_handler(sig, stop.set)
     try:
         url = await demo.start()
         print("The demo runs on this machine: the Serval sandbox, a Slack stand-in and the bot. Open", flush=True)
         print(f"  {url}", flush=True)
+        print(f"The bot's health and metrics: {demo.bot_url}/healthz  {demo.bot_url}/readyz  {demo.bot_url}/metrics",
+              flush=True)
         print(f"Ctrl-C stops it. Data and the bot's log: {opts.data_dir}/", flush=True)
         await stop.wait()
         return 0

@@ -292,15 +292,18 @@ async def test_refused_ticket_system_credentials_stop_start_up_naming_them(tmp_p
 
 async def test_an_unreachable_ticket_system_starts_anyway_and_healthz_says_since_when(tmp_path, slack):
     slack[0].token = BotProcess.SECRETS["SLACK_BOT_TOKEN"]
-    bot = Bot(tmp_path, slack[1], f"http://127.0.0.1:{closed_port()}")
+    port = closed_port()
+    bot = Bot(tmp_path, slack[1], f"http://127.0.0.1:{port}")
     await bot.start()
     try:
         await eventually(lambda: "started;" in bot.log(), timeout=15)
-        assert "starting anyway" in bot.log()
+        # The line names the host and the cause, as the Slack line does.
+        unreachable = f"Serval could not be reached at 127.0.0.1:{port} (ConnectError: Connection refused)"
+        assert f"{unreachable}; starting anyway" in bot.log()
         health = await bot.get("/healthz")
         assert health.status_code == 200
         serval = health.json()["ticket_systems"]["serval"]
-        assert serval["state"] == "unreachable" and "could not be reached" in serval["reason"] and serval["since"]
+        assert serval["state"] == "unreachable" and serval["reason"] == unreachable and serval["since"]
         assert health.json()["ok"] is False
         assert (await bot.get("/readyz")).status_code == 200  # an outage never takes the replica out
     finally:
@@ -423,3 +426,63 @@ async def test_a_submission_that_would_take_longer_never_holds_the_stop_past_10_
     with sqlite3.connect(tmp_path / "bot.db") as db:
         rows = db.execute("SELECT status, owner FROM submissions").fetchall()
     assert rows == [("pending", None)]  # not lost: it resumes at the next start, on any replica
+
+
+# --- a second signal (issue 18, item 17) --------------------------------------------------------
+
+
+async def submit_in_flight(bot: Bot, slack_state, serval_state, title: str, latency: float) -> SlackSender:  # noqa: ANN001
+    """A submission whose ticket is still being created (Serval answers after `latency` s)."""
+    sender = SlackSender(bot.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"])
+    await eventually(lambda: "started;" in bot.log(), timeout=10)
+    view = await open_modal_with_command(sender, slack_state, "")
+    serval_state.delay("POST /v2/tickets", latency)
+    r = await sender.interactive(submission(view, filled(title), view_id="V" + title.replace(" ", "")[:8].upper()))
+    assert r.status_code == 200
+    await eventually(lambda: created(serval_state), timeout=5)  # asked, not answered yet
+    return sender
+
+
+async def test_sigint_then_sigterm_soon_after_is_one_graceful_stop(tmp_path, slack, serval_clients):  # noqa: F811
+    """Ctrl-C under a supervisor: the terminal's SIGINT reaches the bot, the supervisor's SIGTERM
+    follows a moment later. Both are the same request: the bot stops as for one signal."""
+    slack_state, slack_url = slack
+    serval_state, serval_url = serval_clients
+    bot = Bot(tmp_path, slack_url, serval_url)
+    await bot.start()
+    sender = await submit_in_flight(bot, slack_state, serval_state, "Twice signalled", latency=2.0)
+    try:
+        assert bot.proc is not None
+        bot.proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.3)  # the supervisor's signal, a moment later
+        assert bot.proc.poll() is None  # still stopping: the submission is in flight
+        code, _ = await bot.stop_timed(signal.SIGTERM)
+    finally:
+        await sender.aclose()
+        bot.stop()
+    text = bot.log()
+    assert code == 0, text
+    assert "SIGINT received: stopping" in text and re.search(r"stopped in \d+\.\d s", text), text
+    assert "exiting now" not in text
+    assert [t["name"] for t in created(serval_state)] == ["Twice signalled"]
+    assert "created serval" in text  # the submission in flight finished
+    assert not (tmp_path / "bot.db-wal").exists() and not (tmp_path / "bot.db-shm").exists()
+
+
+async def test_a_second_signal_after_the_window_exits_at_once(tmp_path, slack, serval_clients):  # noqa: F811
+    slack_state, slack_url = slack
+    serval_state, serval_url = serval_clients
+    bot = Bot(tmp_path, slack_url, serval_url)
+    await bot.start()
+    sender = await submit_in_flight(bot, slack_state, serval_state, "Stuck twice", latency=12.0)
+    try:
+        assert bot.proc is not None
+        bot.proc.send_signal(signal.SIGTERM)
+        await eventually(lambda: "SIGTERM received: stopping" in bot.log(), timeout=5)
+        await asyncio.sleep(2.5)  # past the 2 s in which a second signal is the same request
+        assert bot.proc.poll() is None  # still waiting for the submission
+        code, elapsed = await bot.stop_timed(signal.SIGTERM, bound=2.0)
+    finally:
+        await sender.aclose()
+        bot.stop()
+    assert code == 1 and "SIGTERM again: exiting now" in bot.log(), bot.log()

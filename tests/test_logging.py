@@ -20,14 +20,26 @@ BOT = "xoxb-1111-2222-secretbottoken"
 DB_PASSWORD = "db-pa$$word/9f3"
 
 
+LIBRARIES = ("aiosqlite", "httpx", "alembic", "slack_sdk.socket_mode", "slack_sdk.web.async_base_client")
+
+
 @pytest.fixture
 def captured(tmp_path):
-    """Logging set up as app.py does at LOG_LEVEL=DEBUG, into a string; restored afterwards."""
+    yield from capture(tmp_path, "DEBUG")
+
+
+@pytest.fixture
+def captured_info(tmp_path):
+    yield from capture(tmp_path, "INFO")
+
+
+def capture(tmp_path, log_level: str):
+    """Logging set up as app.py does at `log_level`, into a string; restored afterwards."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, sys.excepthook,
-             {name: logging.getLogger(name).level for name in ("aiosqlite", "slack_sdk.web.async_client")})
+             {name: logging.getLogger(name).level for name in LIBRARIES})
     settings = make_settings(
-        tmp_path, "http://127.0.0.1:9/api/", "http://127.0.0.1:9", log_level="DEBUG",
+        tmp_path, "http://127.0.0.1:9/api/", "http://127.0.0.1:9", log_level=log_level,
         slack_bot_token=BOT, slack_signing_secret=SIGNING, serval_bearer_token="serval-static-token-55",
     ).model_copy(update={"database_url": f"postgresql://bot:{urllib.parse.quote(DB_PASSWORD, safe='')}@127.0.0.1:5432/tickets"})
     stream = io.StringIO()
@@ -124,3 +136,14 @@ async def test_a_failing_request_logs_no_secret_at_debug_level(captured, tmp_pat
     text = captured.getvalue()
     assert "Traceback" in text and "cannot load the form with [redacted] / [redacted]" in text
     assert BOT not in text and SIGNING not in text
+
+
+async def test_slack_sdk_retry_notes_stay_out_of_the_info_log(captured_info, tmp_path):
+    """The bot's Web API client retries a refused connection; slack_sdk's "A retry handler found"
+    notes are not for an operator at LOG_LEVEL=INFO."""
+    from bot.core import slack_client
+
+    client = slack_client(make_settings(tmp_path, "http://127.0.0.1:9/api/", "http://127.0.0.1:9"))
+    with pytest.raises(Exception):
+        await client.chat_postMessage(channel="C1", text="hello")
+    assert "retry handler" not in captured_info.getvalue()

@@ -198,3 +198,15 @@ def test_log_format_is_text_or_json(env):
     env.setenv("LOG_FORMAT", "json")
     assert load_settings().log_format == "json"
     assert "LOG_FORMAT" in error_for(env, LOG_FORMAT="yaml")
+
+
+@pytest.mark.parametrize("value", ["notaport", "70000", "-1", "3.5"])
+def test_a_port_that_is_no_port_number_is_one_clear_line(env, value):
+    assert error_for(env, PORT=value) == f"Configuration error: PORT must be a port number from 0 to 65535 (got '{value}')"
+
+
+def test_number_settings_say_what_they_expect(env):
+    assert error_for(env, MAX_TICKETS_IN_FLIGHT="0") == (
+        "Configuration error: MAX_TICKETS_IN_FLIGHT must be a whole number of at least 1 (got '0')")
+    assert error_for(env, MAX_TICKETS_IN_FLIGHT=None, RETRY_BASE_SECONDS="soon") == (
+        "Configuration error: RETRY_BASE_SECONDS must be a number greater than 0 (got 'soon')")

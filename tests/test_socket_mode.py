@@ -49,3 +49,39 @@ async def test_socket_mode_end_to_end(tmp_path, slack, serval_clients):  # noqa:
         bot.stop()
         await server.close()
     assert APP_TOKEN not in bot.log_path.read_text()
+
+
+async def test_a_malformed_envelope_is_acknowledged_with_one_log_line_and_the_bot_goes_on(tmp_path, slack, serval_clients):  # noqa: F811
+    """The same check as over HTTP: a field Bolt would trip over (`actions` a string, `event.item`
+    a list, `view` null) is one warning, the envelope is acknowledged (Slack would only send it
+    again), and nothing crashes."""
+    slack_state, slack_url = slack
+    server = await SocketModeServer.start(slack_state)
+    bot = BotProcess(tmp_path, slack_url, serval_clients[1], args=(), SLACK_APP_TOKEN=APP_TOKEN)
+    bot.env["LOG_LEVEL"] = "INFO"  # what an operator sees
+    malformed = [
+        ("interactive", {"type": "block_actions", "user": {"id": "U111"}, "actions": "x"},
+         "actions is not a non-empty list of objects"),
+        ("interactive", {"type": "view_submission", "user": {"id": "U111"}, "view": None}, "view is missing"),
+        ("events_api", {"type": "event_callback", "event_id": "EvBAD1",
+                        "event": {"type": "reaction_added", "user": "U111", "reaction": "ticket", "item": ["C111"]}},
+         "event.item is not an object"),
+        ("slash_commands", {"text": "no command"}, "command is missing"),
+    ]
+    try:
+        await bot.start()
+        for kind, body, _ in malformed:
+            ack = await server.send(kind, body)  # acknowledged: Slack does not send it again
+            assert ack.get("payload") in (None, {}, "")
+        trigger = f"{time.time_ns()}.after"
+        await server.send("slash_commands", {"command": "/ticket", "text": "Still here", "user_id": "U111",
+                                             "channel_id": "C111", "team_id": "T111", "trigger_id": trigger})
+        await eventually(lambda: [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == trigger])
+    finally:
+        bot.stop()
+        await server.close()
+    log = bot.log_path.read_text()
+    rejected = [line for line in log.splitlines() if "malformed" in line]
+    assert [line.split("Socket Mode: ", 1)[1] for line in rejected] == [named for _, _, named in malformed], log
+    assert all(" WARNING " in line for line in rejected)
+    assert "Traceback" not in log and "Unsuccessful Bolt execution" not in log and "ERROR" not in log

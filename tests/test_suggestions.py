@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,8 @@ async def test_similar_open_tickets_are_offered_under_the_title(sender, slack, s
     assert body["statusIds"] == ["st-it-open", "st-it-in-progress"]
 
 
-async def test_choosing_one_adds_to_it_instead_of_creating_a_ticket(sender, slack, serval, running):
+async def test_choosing_one_adds_to_it_instead_of_creating_a_ticket(sender, slack, serval, running, caplog):
+    caplog.set_level(logging.INFO, logger="bot.service")
     slack_state, (state, _) = slack[0], serval
     both, _ = seed(state)
     await open_modal_with_command(sender, slack_state, "Printer jammed again")
@@ -123,6 +125,8 @@ async def test_choosing_one_adds_to_it_instead_of_creating_a_ticket(sender, slac
     assert len(slack_state.calls_to("chat.postEphemeral")) == 1
     screens = [json.dumps(c["args"]["view"]) for c in slack_state.calls_to("views.update")[1:] if not c["error"]]
     assert "Adding to ticket" in screens[0] and "Added to ticket" in screens[-1]
+    # the log says what happened: added to the ticket, not created
+    assert f"added to serval {both['friendlyIdentifier']}" in caplog.text and "created serval" not in caplog.text
 
 
 async def test_from_the_shortcut_the_thread_is_linked_to_the_chosen_ticket(sender, slack, serval, running):

@@ -41,9 +41,19 @@ const byTs = (a, b) => parseFloat(a.ts) - parseFloat(b.ts);
 const channelById = (id) => ui.state.channels.find((c) => c.id === id);
 
 // ---------------------------------------------------------------- Slack markup
-const EMOJI = { ticket: "🎫", white_check_mark: "✅", x: "❌", warning: "⚠️", hourglass_flowing_sand: "⏳",
-                inbox_tray: "📥", wave: "👋", tada: "🎉", eyes: "👀", "+1": "👍", thumbsup: "👍", printer: "🖨️",
-                link: "🔗", sos: "🆘", fire: "🔥", heart_eyes: "😍" };
+const EMOJI = {  // the shortcodes the bot and people commonly use; others stay as typed, as in Slack
+  ticket: "🎫", white_check_mark: "✅", heavy_check_mark: "✔️", x: "❌", warning: "⚠️", no_entry: "⛔",
+  hourglass_flowing_sand: "⏳", hourglass: "⌛", inbox_tray: "📥", outbox_tray: "📤", bulb: "💡", memo: "📝",
+  pencil: "📝", pencil2: "✏️", link: "🔗", pushpin: "📌", paperclip: "📎", mag: "🔍", bell: "🔔", lock: "🔒",
+  key: "🔑", gear: "⚙️", wrench: "🔧", hammer_and_wrench: "🛠️", calendar: "📆", date: "📅", clock1: "🕐",
+  email: "📧", envelope: "✉️", phone: "☎️", computer: "💻", printer: "🖨️", speech_balloon: "💬",
+  information_source: "ℹ️", question: "❓", exclamation: "❗", heavy_plus_sign: "➕", arrow_right: "➡️",
+  point_right: "👉", rotating_light: "🚨", sos: "🆘", fire: "🔥", rocket: "🚀", sparkles: "✨", star: "⭐",
+  tada: "🎉", wave: "👋", eyes: "👀", "+1": "👍", thumbsup: "👍", "-1": "👎", thumbsdown: "👎", clap: "👏",
+  pray: "🙏", raised_hands: "🙌", muscle: "💪", ok_hand: "👌", smile: "😄", slightly_smiling_face: "🙂",
+  grinning: "😀", joy: "😂", wink: "😉", thinking_face: "🤔", confused: "😕", cry: "😢", sweat_smile: "😅",
+  heart_eyes: "😍", heart: "❤️", white_circle: "⚪", large_green_circle: "🟢", red_circle: "🔴",
+};
 const REACTIONS = ["ticket", "eyes", "+1", "white_check_mark", "sos"];  // the "Add reaction" menu
 const escapeHtml = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 const unescapeSlack = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");

@@ -40,7 +40,7 @@ def demo(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo-data")
     proc = subprocess.Popen([sys.executable, "-m", "sandbox.demo", "--data-dir", str(data)], cwd=ROOT,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own process group: the bot goes with it
+                            start_new_session=True)  # its own process group, as a terminal job
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read() -> None:
@@ -124,6 +124,8 @@ def test_ticket_from_slash_command(page, demo):
     expect(modal.locator("#modal-title")).to_have_text("New ticket")
     title = modal.locator("[data-block=title] input")
     expect(title).to_have_value("Printer jammed")
+    # Alice has an open printer ticket: the form offers it, its :bulb: drawn as Slack draws it.
+    expect(modal).to_contain_text("💡 You may already have a ticket about this.")
     expect(modal.locator("[data-block='field:type'] select")).to_have_value("TICKET_TYPE_REQUEST")  # initial_option
     expect(modal.locator("[data-block=share]")).to_contain_text("Share in #dev and sync the thread")
     # the form reads top-down and fits a 1440×900 window: Share is visible without scrolling
