@@ -307,6 +307,7 @@ async def test_home_tab_lists_tickets_and_opens_a_new_one(sender, slack, serval,
     await sender.interactive(submission(view, filled("Shared one", share=True)))
     await sender.interactive(submission(view, filled("Private one"), view_id="VOTHER"))
     await eventually(lambda: len(slack[0].calls_to("chat.postEphemeral")) == 2)
+    await running.bot.tickets.idle(10)  # the channel post (the "Slack thread" link) may come after the person is told
     first = next(t for t in serval[0].tickets.values() if t["name"] == "Shared one")
     first["statusId"] = "st-it-in-progress"  # an agent picked it up
     await send_home_opened(sender, "U111")
