@@ -244,8 +244,11 @@ class InFlight:
             self.requests -= 1
             self._current.reset(token)
 
-    def task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, context=context)
+    def task_factory(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        # Written for every Python from 3.11: the factory takes whatever create_task passes (3.11-3.12:
+        # `context=`; 3.13.3: also `name=`; 3.14: `eager_start=`) and hands it to asyncio.Task as is.
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kwargs)
+        context: contextvars.Context | None = kwargs.get("context")
         owner = context.get(self._current) if context is not None else self._current.get()
         if owner is self:
             self.tasks.add(task)

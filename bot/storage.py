@@ -84,6 +84,7 @@ submissions = sa.Table(
     sa.Column("updated_at", _REAL, nullable=False),
     sa.Column("owner", sa.Text),  # the process working on it, while its lease lasts
     sa.Column("lease_until", _REAL, nullable=False, server_default="0"),
+    sa.Column("requester_id", sa.Text),  # the Slack user it is filed for (payload's), once known: Home lists it
 )
 people = sa.Table(  # Slack profiles (users.info), refreshed after a while
     "people",
@@ -406,7 +407,7 @@ _SAVE = sa.update(_S).where(*_SAVE_WHERE).returning(_S.c.id)  # a row back when 
 _RELEASE = sa.update(_S).where(*_SAVE_WHERE).values(owner=None, lease_until=0).returning(_S.c.id)
 _TICKETS_OF = (
     sa.select(_S)
-    .where(_S.c.user_id == _b("user_id_"), _S.c.ticket.is_not(None))
+    .where(sa.or_(_S.c.user_id == _b("user_id_"), _S.c.requester_id == _b("user_id_")), _S.c.ticket.is_not(None))
     .order_by(_S.c.created_at.desc())
     .limit(_b("limit", type_=sa.Integer))
 )
@@ -523,6 +524,7 @@ class Submission:
             "thread_key": self.thread_key,
             "status": self.status,
             "payload": json.dumps(self.payload),
+            "requester_id": self.payload.get("requester_id"),  # known once a message is read
             "steps_done": ",".join(sorted(self.steps_done)),
             "ticket": json.dumps(self.ticket) if self.ticket else None,
             "thread_ts": self.thread_ts,
@@ -807,6 +809,7 @@ class Storage:
                     "thread_key": sub.thread_key,
                     "payload": json.dumps(sub.payload),
                     "user_id": sub.payload.get("user_id"),
+                    "requester_id": sub.payload.get("requester_id"),
                     "created_at": sub.created_at,
                     "updated_at": sub.updated_at,
                     "owner": sub.owner,
@@ -875,7 +878,8 @@ class Storage:
             sub.owner, sub.lease_until = None, 0.0
 
     async def tickets_of(self, user_id: str, limit: int = 10) -> list[Submission]:
-        """The person's most recent submissions that became tickets."""
+        """The most recent submissions that became tickets filed by the person or for them (submitter
+        or requester)."""
         return await self._submissions(_TICKETS_OF, {"user_id_": user_id, "limit": limit})
 
     async def counts(self) -> dict[str, int]:

@@ -176,9 +176,14 @@ def settings(tmp_path: Path, slack, serval) -> Settings:
 
 @pytest.fixture
 async def running(settings: Settings) -> AsyncIterator[Running]:
+    """The bot, started: tests begin once the `auth.test` it asks at start has answered (its own user id,
+    the workspace URL for message links). The moments before that have tests of their own."""
     r = await serve_http(settings, host="127.0.0.1", port=0)
-    yield r
-    await r.close()
+    try:
+        await eventually(lambda: r.bot.people.known_workspace, timeout=10)
+        yield r
+    finally:
+        await r.close()
 
 
 @pytest.fixture

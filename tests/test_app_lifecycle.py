@@ -11,6 +11,7 @@ the assertions keep the issue's bounds as the limit."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import re
 import signal
@@ -372,6 +373,31 @@ async def test_idle_http_bot_stops_within_the_bound_on_sigint(tmp_path, slack, s
     code, elapsed = await bot.stop_timed(signal.SIGINT)
     assert code == 0 and elapsed < IDLE_BOUND, (elapsed, bot.log())
     assert "SIGINT received: stopping" in bot.log()
+
+
+async def test_the_task_factory_takes_the_keyword_arguments_newer_pythons_pass():
+    """Python 3.13.3 calls a task factory as `factory(loop, coro, **kwargs)` with `name=` and `context=`
+    (3.14 adds `eager_start=`); the installed factory takes them, names the task and still counts a
+    task started while a Slack request is handled, so the graceful stop waits for it."""
+    from app import InFlight
+
+    inflight = InFlight()
+    inflight.install()
+    loop = asyncio.get_running_loop()
+    factory = loop.get_task_factory()
+    assert factory is not None
+    done = asyncio.Event()
+    try:
+        with inflight.request():
+            context = contextvars.copy_context()
+        task = factory(loop, done.wait(), name="submission VX", context=context)
+        assert task.get_name() == "submission VX"
+        assert inflight.busy == 1  # the task started for the request is in flight
+        done.set()
+        await task
+        await eventually(lambda: inflight.busy == 0)
+    finally:
+        loop.set_task_factory(None)
 
 
 # --- JSON logs from the real process --------------------------------------------------------------

@@ -123,7 +123,7 @@ async def test_message_shortcut_files_for_the_message_author_and_links_the_threa
         body = created(state)[0]
         assert body["creator"]["email"] == "walter@example.com"  # the requester, not the submitter
         assert "categoryId" not in body and "tags" not in body
-        reply = slack_state.calls_to("chat.postMessage")
+        reply = await slack_state.wait_for("chat.postMessage", 1)  # the person may hear first
         assert len(reply) == 1 and reply[0]["args"]["thread_ts"] == "1583636382.000300"
         link = await running.bot.storage.link_for_thread("C111", "1583636382.000300")
         assert link and link.display_id == "4484636" and link.backend == "socialboards"

@@ -84,6 +84,18 @@ def test_secrets_learnt_at_run_time_are_redacted_too(captured):
     assert rotated not in text and text.count("[redacted]") >= 2
 
 
+def test_a_token_learnt_after_the_first_log_line_is_redacted_too(captured):
+    """A client learns tokens while the bot runs, long after the first line was written (a Socialboards
+    refresh token rotates on every refresh): the redaction takes in each new one."""
+    log = logging.getLogger("tests.logging")
+    log.info("started")  # the formatter has written a line before the token exists
+    learnt = "sb-access-token-learnt-later-8e21a7"
+    run_time_secrets.remember(learnt)
+    log.debug("GET /tickets Authorization: Bearer %s", learnt)
+    text = captured.getvalue()
+    assert "started" in text and "Bearer [redacted]" in text and learnt not in text
+
+
 def test_the_database_password_is_redacted_wherever_a_url_carries_it(captured):
     log = logging.getLogger("tests.logging")
     log.info("connecting to %s", f"postgresql://bot:{urllib.parse.quote(DB_PASSWORD, safe='')}@127.0.0.1:5432/tickets")

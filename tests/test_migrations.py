@@ -1,5 +1,6 @@
 """bot/migrations (Alembic), run by bot.storage.migrate at start-up and by `python app.py migrate`:
-revision 0001 is main's schema before this change, 0002 adds the lease columns and slack_events;
+revision 0001 is main's schema before this change, 0002 adds the lease columns and slack_events,
+0003 the requester of each submission (filled from the journal);
 a database made before migrations is stamped and upgraded with nothing lost; replicas starting
 together migrate once; migrations are additive."""
 
@@ -156,7 +157,7 @@ async def test_revision_0001_is_mains_schema_exactly(tmp_path):
 
 async def test_head_matches_the_tables_the_queries_use(db_url):
     """The migrations and bot/storage.py's table definitions describe the same columns, on both engines."""
-    assert await migrate(db_url) == head_revision() == "0002"
+    assert await migrate(db_url) == head_revision() == "0003"
     engine = create_async_engine(database_url(db_url))
     try:
         async with engine.connect() as conn:
@@ -190,7 +191,7 @@ async def test_a_database_made_by_main_is_upgraded_with_nothing_lost(tmp_path):
         await s.close()
     with sqlite3.connect(path) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(submissions)")]
-        assert columns[-2:] == ["owner", "lease_until"]
+        assert columns[-3:] == ["owner", "lease_until", "requester_id"]
         assert db.execute("SELECT COUNT(*) FROM slack_events").fetchone() == (0,)
     s = await Storage(f"sqlite:///{path}").open()  # opened again: nothing left to do, nothing lost
     try:
@@ -215,13 +216,13 @@ async def test_a_database_with_lease_columns_but_no_migrations_is_upgraded(tmp_p
 
 
 async def test_migrating_twice_changes_nothing(db_url):
-    assert await migrate(db_url) == "0002"
+    assert await migrate(db_url) == "0003"
     s = await Storage(db_url).open()
     try:
         await s.set_state("k", "v")
     finally:
         await s.close()
-    assert await migrate(db_url) == "0002"
+    assert await migrate(db_url) == "0003"
     s = await Storage(db_url).open()
     try:
         assert await s.get_state("k") == "v"
@@ -252,19 +253,51 @@ async def test_upgrading_from_0001_keeps_data(db_url):
         await s.close()
 
 
+async def test_0003_fills_the_requester_from_the_journal(db_url):
+    """Submissions journaled before 0003 keep their requester (the payload's, in older payloads the
+    origin's): after the upgrade the Home tab's query finds them for the requester too."""
+    assert await migrate(db_url, revision="0002") == "0002"
+    ticket = json.dumps({"id": "T1", "display_id": "IT-1", "backend": "serval"})
+    rows = [  # id, payload, submitter
+        ("s-for-bob", {"user_id": "U1", "requester_id": "U2", "origin": {"source": "reaction"}}, "U1"),
+        ("s-old", {"user_id": "U1", "origin": {"source": "shortcut", "requester_id": "U3"}}, "U1"),
+        ("s-unread", {"user_id": "U1", "requester_id": None, "origin": {"source": "mention"}}, "U1"),
+    ]
+    engine = create_async_engine(database_url(db_url))
+    try:
+        async with engine.begin() as conn:
+            for i, (sub_id, payload, user) in enumerate(rows):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO submissions (id, dedupe_key, payload, user_id, ticket, created_at, updated_at)"
+                        " VALUES (:id, :key, :payload, :user, :ticket, :at, :at)"
+                    ),
+                    {"id": sub_id, "key": f"k{i}", "payload": json.dumps(payload), "user": user, "ticket": ticket, "at": 1.0 + i},
+                )
+    finally:
+        await engine.dispose()
+    s = await Storage(db_url).open()  # migrates to the head
+    try:
+        assert [t.id for t in await s.tickets_of("U2")] == ["s-for-bob"]
+        assert [t.id for t in await s.tickets_of("U3")] == ["s-old"]
+        assert [t.id for t in await s.tickets_of("U1")] == ["s-unread", "s-old", "s-for-bob"]  # the submitter's, newest first
+    finally:
+        await s.close()
+
+
 # --- replicas starting together ------------------------------------------------------------------
 
 
 async def test_replicas_starting_together_migrate_once(db_url):
     results = await asyncio.gather(*(migrate(db_url) for _ in range(4)), return_exceptions=True)
-    assert results == ["0002"] * 4
+    assert results == ["0003"] * 4
     engine = create_async_engine(database_url(db_url))
     try:
         async with engine.connect() as conn:
             versions = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all()
     finally:
         await engine.dispose()
-    assert versions == ["0002"]
+    assert versions == ["0003"]
 
 
 async def test_storages_opening_together_on_a_new_database(db_url):
@@ -309,8 +342,10 @@ def test_migrations_are_additive():
     for path in sorted((MIGRATIONS / "versions").glob("*.py")):
         source = path.read_text()
         upgrade = source.split("def upgrade", 1)[1].split("def downgrade", 1)[0]
-        for forbidden in ("drop_", "alter_column", "rename", "batch_alter_table", "execute("):
+        for forbidden in ("drop_", "alter_column", "rename", "batch_alter_table", "DROP", "ALTER", "DELETE", "sa.delete"):
             assert forbidden not in upgrade, f"{path.name}: {forbidden}"
+        for statement in upgrade.split("execute(")[1:]:  # only a backfill of what the migration adds
+            assert statement.lstrip().startswith("sa.update("), f"{path.name}: execute({statement.strip()[:40]}"
 
 
 async def test_an_in_memory_database_is_migrated_when_opened():

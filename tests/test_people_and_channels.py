@@ -307,6 +307,7 @@ async def test_home_tab_lists_tickets_and_opens_a_new_one(sender, slack, serval,
     await sender.interactive(submission(view, filled("Shared one", share=True)))
     await sender.interactive(submission(view, filled("Private one"), view_id="VOTHER"))
     await eventually(lambda: len(slack[0].calls_to("chat.postEphemeral")) == 2)
+    await running.bot.tickets.idle(10)  # the channel post (the "Slack thread" link) may come after the person is told
     first = next(t for t in serval[0].tickets.values() if t["name"] == "Shared one")
     first["statusId"] = "st-it-in-progress"  # an agent picked it up
     await send_home_opened(sender, "U111")
@@ -321,6 +322,28 @@ async def test_home_tab_lists_tickets_and_opens_a_new_one(sender, slack, serval,
     assert (await sender.interactive(action)).status_code == 200
     opened = await eventually(lambda: [c for c in slack[0].calls_to("views.open") if c["args"]["trigger_id"] == "home.1"])
     assert opened[0]["args"]["view"]["callback_id"] == "ticket_modal"
+
+
+async def test_home_tab_lists_the_tickets_filed_for_the_person_by_someone_else(sender, slack, serval, running):
+    """Alice (U111) files a ticket from Bob's (U222) message with a 🎫 reaction: Bob is its requester,
+    so his Home lists it, as Alice's does (she filed it)."""
+    from tests.test_events import deliver, event, thread_replies
+
+    slack_state, serval_state = slack[0], serval[0]
+    body = event("reaction_added.bolt-tests.json", reaction="ticket", user="U111")
+    item = body["event"]["item"]
+    slack_state.post_user_message(item["channel"], "U222", "Projector in room 4 is dead", ts=item["ts"])
+    await deliver(sender, body)
+    await thread_replies(slack_state, item["channel"], item["ts"])
+    await running.bot.tickets.idle(10)
+    [ticket] = serval_state.tickets.values()
+    assert ticket["requesterUserId"] != ticket["createdByUserId"]  # filed for Bob, by Alice
+    for person in ("U222", "U111"):
+        await send_home_opened(sender, person)
+        published = await eventually(lambda: [c["args"] for c in slack_state.calls_to("views.publish")
+                                              if c["args"]["user_id"] == person])
+        home = json.dumps(published[0]["view"])
+        assert ticket["friendlyIdentifier"] in home and "Projector in room 4 is dead" in home, (person, home)
 
 
 # --- ON_BEHALF_OF holds for the shortcut too ------------------------------------------------------

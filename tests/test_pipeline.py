@@ -139,6 +139,32 @@ async def test_a_rate_limited_channel_does_not_hold_up_other_tickets(tmp_path, s
         await running.close()
 
 
+@pytest.mark.parametrize("limited", ["slack", "serval"])
+async def test_the_next_attempt_waits_for_retry_after(tmp_path, slack, serval, limited):
+    """A 429's Retry-After (here 2 s, far longer than the 0.05-0.2 s the retries would otherwise wait)
+    is the earliest the journal tries the step again: the API sees no attempt before it has passed.
+    Slack's chat.postMessage (the channel post) and Serval's create both plan their retry that way."""
+    slack_state, serval_state = slack[0], serval[0]
+    wait = 2
+    running, sender = await start(tmp_path, slack, serval)
+    try:
+        if limited == "slack":
+            slack_state.rate_limit("chat.postMessage", retry_after=wait, times=1)
+            await file_ticket(sender, slack_state, "Busy channel", share=True)
+            attempts = await slack_state.wait_for("chat.postMessage", count=2, timeout=15)
+        else:
+            serval_state.faults["POST /v2/tickets"] = Fault(next_n=["429"], retry_after=wait)
+            await file_ticket(sender, slack_state, "Busy Serval")
+            await eventually(lambda: len(created(serval_state)) == 2, timeout=15)
+            attempts = [r for r in serval_state.requests if (r["method"], r["path"]) == ("POST", "/v2/tickets")]
+        assert len(attempts) == 2 and attempts[1]["at"] - attempts[0]["at"] >= wait, attempts
+        await running.bot.tickets.idle(10)
+        assert len(serval_state.tickets) == 1
+    finally:
+        await sender.aclose()
+        await running.close()
+
+
 async def test_a_long_backlog_is_worked_in_bounded_batches(tmp_path, slack, serval):
     """300 unfinished submissions in the journal at start-up: never more than MAX_TICKETS_IN_FLIGHT
     are held in memory at once, and every one becomes exactly one ticket."""
