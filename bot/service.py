@@ -21,6 +21,7 @@ look-up for the submission's reference, so a retry never makes a duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -43,7 +44,7 @@ from . import metrics, views
 from .drafts import Form, values_from_json
 from .logs import set_log_context
 from .people import People
-from .storage import LeaseLost, Link, Storage, Submission, ThreadTaken
+from .storage import LeaseLost, Link, Storage, Submission, ThreadTaken, journaled
 from .views import Origin
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ MESSAGE_SOURCES = {"reaction", "mention", "intake"}  # tickets made from a conve
 THREAD_SOURCES = {"shortcut"} | MESSAGE_SOURCES
 # Messages that are not part of the conversation copied into a ticket.
 SKIPPED_SUBTYPES = {"channel_join", "channel_leave", "group_join", "group_leave", "bot_message", "thread_broadcast_bot"}
+# Copied thread messages are recorded this many at a time: a process that dies mid-batch may copy
+# up to this many again when the next one carries on (a live holder never loses its lease to another).
+COPY_BATCH = 20
 SLACK_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 # Errors that mean "the bot cannot post there"; the person is told in a DM instead.
 SLACK_NO_ACCESS = {"not_in_channel", "channel_not_found", "is_archived", "user_not_in_channel", "restricted_action",
@@ -156,6 +160,9 @@ class TicketService:
         self.purge_every = purge_every
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._running: dict[str, asyncio.Task[None]] = {}
+        # When each running submission's lease runs out, as last written by claim or renew (0: lost).
+        # Only `_start` and `_renew_loop` write it; steps only read it (`_hold`).
+        self._leases: dict[str, float] = {}
         self._reserved = 0  # slots taken by submissions being journaled right now
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -358,7 +365,7 @@ class TicketService:
 
         async def one(sub: Submission) -> views.HomeTicket:
             ticket = self._ticket(sub)
-            origin = Origin(**sub.payload["origin"])
+            origin = journaled(Origin, sub.payload["origin"])
             status = link = None
             try:
                 status = await asyncio.wait_for(self.backend(origin.backend).ticket_status(ticket), 2.0)
@@ -454,14 +461,30 @@ class TicketService:
                 self._more_waiting = True  # time passed: something may be due, or a lease ran out
 
     async def _renew_loop(self) -> None:
+        """Extend the leases of the running submissions every third of a lease. One this process
+        no longer holds is marked lost, and one whose renewal failed runs out here when it runs
+        out in the journal: either way its task stops before its next external call (`_hold`)."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
+            ids = list(self._running)
             try:
-                await self.storage.renew(self.owner, list(self._running), self.lease_seconds)
+                renewed, until = await self.storage.renew(self.owner, ids, self.lease_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("could not renew leases (%s)", failure(exc).reason)
+                continue
+            for sub_id in ids:
+                if sub_id in self._leases:
+                    self._leases[sub_id] = until if sub_id in renewed else 0.0
+
+    def _hold(self, sub: Submission) -> None:
+        """Raise LeaseLost unless this process surely still holds the submission: its lease lasts
+        at least another quarter of LEASE_SECONDS (one renewal may be missed, not two). Called
+        before each step and before a call inside a step that changes something outside the bot
+        (what already happened is still recorded: a save checks the holder, not the clock)."""
+        if self._leases.get(sub.id, 0.0) - time.time() < self.lease_seconds / 4:
+            raise LeaseLost(sub.id)
 
     async def _purge_loop(self) -> None:
         """Retention: finished submissions and Slack event ids go after `retention_seconds`
@@ -480,6 +503,7 @@ class TicketService:
     def _start(self, sub: Submission) -> None:
         if sub.id in self._running:
             return
+        self._leases[sub.id] = sub.lease_until
         task = asyncio.create_task(self._run(sub), name=f"submission-{sub.id}")
         self._running[sub.id] = task
 
@@ -492,7 +516,12 @@ class TicketService:
         except asyncio.CancelledError:
             raise
         except LeaseLost:
-            log.warning("submission %s: another process took it over", sub.id)
+            if self._leases.get(sub.id):  # the renewal failed: hand it back if nobody took it yet
+                log.warning("submission %s: its lease could not be renewed; stopped before the next step", sub.id)
+                with contextlib.suppress(Exception):
+                    await self.storage.save_submission(sub, release=True)
+            else:
+                log.warning("submission %s: another process took it over", sub.id)
         except Exception as exc:  # the journal could not record a step: the lease runs out, then a retry
             log.warning(
                 "submission %s: progress could not be recorded (%s); retried in %.0fs",
@@ -500,6 +529,7 @@ class TicketService:
             )
         finally:
             self._running.pop(sub.id, None)
+            self._leases.pop(sub.id, None)
             self._more_waiting = True
             self._wake.set()
 
@@ -508,8 +538,11 @@ class TicketService:
         for name, run, failed in self._steps:
             if name in sub.steps_done:
                 continue
+            self._hold(sub)
             try:
                 wrote = await run(sub)
+            except LeaseLost:
+                raise
             except Exception as exc:
                 why = failure(exc)
                 if why.transient and time.time() - sub.created_at <= self.give_up_after:
@@ -548,7 +581,7 @@ class TicketService:
 
     async def _draft(self, sub: Submission, backend: TicketBackend) -> TicketDraft:
         p = sub.payload
-        origin = Origin(**p["origin"])
+        origin = journaled(Origin, p["origin"])
         requester_slack = p.get("requester_id") or origin.requester_id or p["user_id"]
         submitter = await self._person(p["user_id"])
         requester = submitter if requester_slack == p["user_id"] else await self._person(requester_slack)
@@ -626,7 +659,7 @@ class TicketService:
             await self._read_message(sub, backend)
         draft = await self._draft(sub, backend)
         if sub.payload.get("add_to"):
-            ticket = CreatedTicket(**sub.payload["add_to"])
+            ticket = journaled(CreatedTicket, sub.payload["add_to"])
             if not sub.payload.get("added"):
                 await backend.add_message(
                     ticket, ThreadMessage(text=draft.description, author=draft.requester, author_id=draft.requester_id)
@@ -643,6 +676,7 @@ class TicketService:
             earlier = sub.maybe_created
             sub.maybe_created = True  # from here a crash leaves "maybe": the next attempt looks first
             await self.storage.save_submission(sub)
+            self._hold(sub)
             try:
                 ticket = await backend.create_ticket(draft)
             except BackendError as exc:
@@ -660,7 +694,7 @@ class TicketService:
                 f"{backend.display_name} has no account for {whose} e-mail address, so it will not send "
                 "direct messages about this ticket."
             )
-        origin = Origin(**sub.payload["origin"])
+        origin = journaled(Origin, sub.payload["origin"])
         if sub.thread_key and origin.channel_id and origin.thread_ts:
             sub.thread_ts = origin.thread_ts
             await self.storage.add_link(
@@ -690,7 +724,7 @@ class TicketService:
         """A ticket from a conversation: its title, description and requester come from the
         message, read when the ticket is made (the event was acknowledged without waiting)."""
         p = sub.payload
-        origin = Origin(**p["origin"])
+        origin = journaled(Origin, p["origin"])
         ts = p["from_message"]["ts"]
         assert origin.channel_id and origin.thread_ts
         thread = await self._thread(origin.channel_id, origin.thread_ts, until=ts)
@@ -705,7 +739,7 @@ class TicketService:
         if not origin.channel_name:  # events do not carry it; the description and footer name it
             info = await self.slack.conversations_info(channel=origin.channel_id)
             origin.channel_name = (info.get("channel") or {}).get("name")
-            p["origin"] = asdict(origin)
+            p["origin"] = {**p["origin"], **asdict(origin)}  # keys a newer replica wrote stay
         text = message.get("text") or ""
         files = [f.get("name") or f.get("title") for f in message.get("files") or [] if isinstance(f, dict)]
         if files:
@@ -745,7 +779,7 @@ class TicketService:
                 f"this thread already has ticket {display_id}" if display_id else "a ticket is already being created for this thread"
             )
         origin.thread_ts = root
-        sub.payload["origin"] = asdict(origin)
+        sub.payload["origin"] = {**sub.payload["origin"], **asdict(origin)}
         sub.thread_key = f"{origin.channel_id}:{root}"
         await self.storage.save_submission(sub)  # the unique thread key decides a race with another
 
@@ -758,17 +792,22 @@ class TicketService:
         """Copy the thread's other messages into the ticket before it is connected, each once;
         the connect then tells the system they are already in the thread."""
         p = sub.payload
-        origin = Origin(**p["origin"])
+        origin = journaled(Origin, p["origin"])
         backend = self.backend(origin.backend)
         if not (p.get("copy_history") and sub.ticket and backend.can_add_messages and origin.channel_id and sub.thread_ts):
             return False
         ticket = self._ticket(sub)
         own = p.get("from_message", {}).get("ts") or origin.message_ts
         copied: dict[str, str] = p.setdefault("copied", {})
+        unsaved = 0
         for message in await self._thread(origin.channel_id, sub.thread_ts):
             ts = message.get("ts")
             if not ts or ts == own or ts in copied or not self._copyable(message):
                 continue
+            if unsaved >= COPY_BATCH:  # progress in bounded saves: a long thread costs O(n), not O(n²)
+                await self.storage.save_submission(sub)
+                unsaved = 0
+            self._hold(sub)
             person = await self._person(message["user"])
             author_id = await self._user_id(backend, message["user"], person, requester=False)
             # the back end names an author who is no user there in the text
@@ -776,8 +815,8 @@ class TicketService:
                 text=views.plain(message.get("text") or ""), author=person or Person(name=f"<@{message['user']}>"),
                 author_id=author_id, external_id=f"{origin.channel_id}:{ts}",
             )) or ""
-            await self.storage.save_submission(sub)  # each message is copied once, whatever happens next
-        return bool(copied)
+            unsaved += 1
+        return bool(copied)  # the last batch is saved with the step
 
     async def _history_failed(self, sub: Submission, why: Failure) -> None:
         sub.warnings.append(f"The thread's earlier messages could not be copied into the ticket: {views.escape(why.reason)}")
@@ -799,7 +838,7 @@ class TicketService:
 
     def _ticket(self, sub: Submission) -> CreatedTicket:
         assert sub.ticket is not None
-        return CreatedTicket(**sub.ticket)
+        return journaled(CreatedTicket, sub.ticket)
 
     async def _step_complete(self, sub: Submission) -> bool:
         if sub.payload.get("add_to"):
@@ -812,7 +851,7 @@ class TicketService:
         sub.warnings.append(f"The ticket was created, but not all its fields could be set: {views.escape(why.reason)}")
 
     async def _step_reply(self, sub: Submission) -> bool:
-        origin = Origin(**sub.payload["origin"])
+        origin = journaled(Origin, sub.payload["origin"])
         ticket = self._ticket(sub)
         user_id = sub.payload["user_id"]
         title = sub.payload["title"]
@@ -838,7 +877,7 @@ class TicketService:
         return True
 
     async def _reply_failed(self, sub: Submission, why: Failure) -> None:
-        origin = Origin(**sub.payload["origin"])
+        origin = journaled(Origin, sub.payload["origin"])
         sub.warnings.append(
             f"I could not post in <#{origin.channel_id}> ({views.escape(why.reason)}); invite me to the channel to share tickets there."
         )
@@ -846,7 +885,7 @@ class TicketService:
             sub.steps_done.add(CONNECT)  # no message, no thread to connect
 
     async def _step_connect(self, sub: Submission) -> bool:
-        origin = Origin(**sub.payload["origin"])
+        origin = journaled(Origin, sub.payload["origin"])
         backend = self.backend(origin.backend)
         if not (sub.thread_ts and origin.channel_id and backend.can_connect_threads):
             return False  # nothing to connect
@@ -863,7 +902,7 @@ class TicketService:
     async def _step_notify(self, sub: Submission) -> bool:
         """Tell the person the outcome as soon as it is known: the ticket id right after create."""
         p = sub.payload
-        origin = Origin(**p["origin"])
+        origin = journaled(Origin, p["origin"])
         if origin.source in MESSAGE_SOURCES:
             await self._notify_in_thread(sub, origin)
             p["told_warnings"] = len(sub.warnings)
@@ -872,24 +911,31 @@ class TicketService:
             ticket = self._ticket(sub)
             if p.get("add_to"):
                 text = views.added_text(ticket.display_id, p["title"], sub.warnings)
-                modal = views.added_modal(ticket.display_id, p["title"])
             else:
                 text = views.created_text(ticket.display_id, p["title"], sub.warnings)
-                modal = views.created_modal(ticket.display_id, p["title"])
         else:
-            reason = sub.last_error or "unknown error"
-            text = views.failed_text(reason, p["title"], p["description"])
-            modal = views.failed_modal(reason, p["title"], p["description"])
-            if p.get("field_errors") and p.get("view_id"):
-                # Errors the person can fix: the form comes back with their values and the errors
-                # beside the fields; a message follows only if the form is gone.
-                if await self._update_view(p["view_id"], await self._form_with_errors(sub)):
-                    return True
+            text = views.failed_text(sub.last_error or "unknown error", p["title"], p["description"])
         if p.get("view_id"):
-            await self._update_view(p["view_id"], modal)
+            modal = await self._outcome_modal(sub)
+            # Errors the person can fix: the form comes back with their values and the errors
+            # beside the fields; a message follows only if the form is gone.
+            if await self._update_view(p["view_id"], modal) and p.get("field_errors") and not sub.ticket:
+                return True
         await self._tell(p["user_id"], origin.channel_id, text)
         p["told_warnings"] = len(sub.warnings)
         return True
+
+    async def _outcome_modal(self, sub: Submission) -> dict[str, Any]:
+        """What the form shows once the outcome is known: the ticket, or why there is none."""
+        p = sub.payload
+        if sub.ticket:
+            ticket = self._ticket(sub)
+            if p.get("add_to"):
+                return views.added_modal(ticket.display_id, p["title"])
+            return views.created_modal(ticket.display_id, p["title"])
+        if p.get("field_errors"):
+            return await self._form_with_errors(sub)
+        return views.failed_modal(sub.last_error or "unknown error", p["title"], p["description"])
 
     async def _notify_in_thread(self, sub: Submission, origin: Origin) -> None:
         """A ticket from a conversation: the reply in its thread is the notice (with *Edit details*
@@ -923,7 +969,7 @@ class TicketService:
             return False
         p = sub.payload
         text = views.followup_text(self._ticket(sub).display_id, sub.warnings[told:])
-        await self._tell(p["user_id"], Origin(**p["origin"]).channel_id, text)
+        await self._tell(p["user_id"], journaled(Origin, p["origin"]).channel_id, text)
         p["told_warnings"] = len(sub.warnings)
         return True
 
@@ -940,7 +986,7 @@ class TicketService:
 
     async def _form_with_errors(self, sub: Submission) -> dict[str, Any]:
         p = sub.payload
-        origin = Origin(**p["origin"])
+        origin = journaled(Origin, p["origin"])
         backend = self.backend(origin.backend)
         fields = await backend.form_fields()
         return views.ticket_modal(
@@ -964,14 +1010,19 @@ class TicketService:
             return False
 
     async def _show_queued_later(self, sub: Submission) -> None:
-        """After `queued_after` without a ticket, the form says the ticket is queued (the check
-        reads the journal: another process may have created it)."""
+        """After `queued_after` without a ticket, the form says the ticket is queued. The journal
+        is read before and after: another process may create the ticket meanwhile, and its
+        "created" screen may reach Slack before this one; the outcome is then shown again."""
         try:
             await asyncio.sleep(self.queued_after)
             current = await self.storage.get_submission(sub.id)
             if current and current.status == "pending" and CREATE not in current.steps_done:
+                view_id = sub.payload["view_id"]
                 name = self.backend(sub.payload["origin"].get("backend")).display_name
-                await self._update_view(sub.payload["view_id"], views.queued_modal(sub.payload["title"], name))
+                await self._update_view(view_id, views.queued_modal(sub.payload["title"], name))
+                current = await self.storage.get_submission(sub.id)
+                if current and CREATE in current.steps_done:
+                    await self._update_view(view_id, await self._outcome_modal(current))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

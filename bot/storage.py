@@ -38,7 +38,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -392,18 +392,18 @@ _RENEW = (
     sa.update(_S)
     .where(_S.c.owner == _b("holder"), _S.c.id.in_(_b("ids", expanding=True)))
     .values(lease_until=_b("until"))
+    .returning(_S.c.id)
 )
 _RELEASE_ALL = sa.update(_S).where(_S.c.owner == _b("holder")).values(owner=None, lease_until=0)
 _RELEASE_OTHERS = sa.update(_S).where(_S.c.owner.is_not(None), _S.c.owner != _b("holder")).values(owner=None, lease_until=0)
 _LATER = sa.case((_S.c.next_attempt_at > _S.c.lease_until, _S.c.next_attempt_at), else_=_S.c.lease_until)
 _NEXT_DUE = sa.select(sa.func.min(sa.case((_S.c.owner.is_(None), _S.c.next_attempt_at), else_=_LATER))).where(_PENDING)
 _PENDING_SUBMISSIONS = sa.select(_S).where(_PENDING).order_by(_S.c.created_at)
-# The SET clause comes from the columns given; only the holder's save matches (SQLite: IS).
-_SAVE = (
-    sa.update(_S)
-    .where(_S.c.id == _b("sub_id"), _S.c.owner.is_not_distinct_from(_b("holder")))
-    .returning(_S.c.id)  # a row back when saved: one round trip, on SQLite one hop
-)
+# The SET clause comes from the columns given; only the holder's save matches (SQLite: IS). A save
+# never writes `owner` or `lease_until`; a release lets go of both.
+_SAVE_WHERE = (_S.c.id == _b("sub_id"), _S.c.owner.is_not_distinct_from(_b("holder")))
+_SAVE = sa.update(_S).where(*_SAVE_WHERE).returning(_S.c.id)  # a row back when saved: one round trip
+_RELEASE = sa.update(_S).where(*_SAVE_WHERE).values(owner=None, lease_until=0).returning(_S.c.id)
 _TICKETS_OF = (
     sa.select(_S)
     .where(_S.c.user_id == _b("user_id_"), _S.c.ticket.is_not(None))
@@ -517,7 +517,8 @@ class Submission:
         )
 
     def _progress(self) -> dict[str, Any]:
-        """The columns a save writes."""
+        """The columns a save writes: the work's progress, never its lease (`owner`, `lease_until`
+        belong to claim, renew and release)."""
         return {
             "thread_key": self.thread_key,
             "status": self.status,
@@ -531,8 +532,6 @@ class Submission:
             "last_error": self.last_error,
             "warnings": json.dumps(self.warnings),
             "updated_at": self.updated_at,
-            "owner": self.owner,
-            "lease_until": self.lease_until,
         }
 
 
@@ -543,6 +542,15 @@ class Link:
     ticket_id: str
     display_id: str
     backend: str
+
+
+T = TypeVar("T")
+
+
+def journaled(cls: type[T], data: Mapping[str, Any]) -> T:
+    """A dataclass rebuilt from what the journal holds, ignoring keys it does not know: in a rolling
+    deploy an older replica reads payloads a newer one wrote."""
+    return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
 
 class LeaseLost(Exception):
@@ -823,11 +831,15 @@ class Storage:
         )
         return sorted(claimed, key=lambda s: (s.next_attempt_at, s.created_at))
 
-    async def renew(self, owner: str, ids: list[str], lease_seconds: float) -> None:
-        """Extend this owner's leases on the submissions it is still working on."""
-        if ids:
-            async with self.engine.connect() as conn:  # an IN list: SQLAlchemy expands it per call
-                await conn.execute(_RENEW, {"holder": owner, "ids": list(ids), "until": time.time() + lease_seconds})
+    async def renew(self, owner: str, ids: list[str], lease_seconds: float) -> tuple[set[str], float]:
+        """Extend this owner's leases on the submissions it is still working on. Returns the ids
+        whose lease was extended (those it no longer holds are missing) and the new expiry."""
+        until = time.time() + lease_seconds
+        if not ids:
+            return set(), until
+        async with self.engine.connect() as conn:  # an IN list: SQLAlchemy expands it per call
+            result = await conn.execute(_RENEW, {"holder": owner, "ids": list(ids), "until": until})
+            return {row[0] for row in result}, until
 
     async def release_others(self, owner: str) -> None:
         """Let go of every lease not held by `owner` (SQLite at start-up: the only serving process
@@ -848,14 +860,15 @@ class Storage:
 
     async def save_submission(self, sub: Submission, *, release: bool = False) -> None:
         """Record the submission's progress. Only its holder may: raises LeaseLost when another
-        process has taken it over. `release`: let go of it (it waits for its next attempt, or is
-        finished)."""
+        process has taken it over. A save never moves the lease (renew does); what happened is
+        recorded even after the lease ran out, as long as nobody took the submission over.
+        `release`: let go of it (it waits for its next attempt, or is finished)."""
         sub.updated_at = time.time()
-        holder = sub.owner
+        params = {"sub_id": sub.id, "holder": sub.owner, **sub._progress()}
+        if not await self._fetch(_RELEASE if release else _SAVE, params):
+            raise LeaseLost(sub.id)
         if release:
             sub.owner, sub.lease_until = None, 0.0
-        if not await self._fetch(_SAVE, {"sub_id": sub.id, "holder": holder, **sub._progress()}):
-            raise LeaseLost(sub.id)
 
     async def tickets_of(self, user_id: str, limit: int = 10) -> list[Submission]:
         """The person's most recent submissions that became tickets."""

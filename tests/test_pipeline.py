@@ -169,6 +169,39 @@ async def test_a_long_backlog_is_worked_in_bounded_batches(tmp_path, slack, serv
     assert serval_state.peak_in_flight["POST /v2/tickets"] <= 4
 
 
+async def test_a_payload_journaled_by_a_newer_replica_is_carried_to_the_end(tmp_path, slack, serval):
+    """Rolling deploys: a newer version journals keys this one does not know (in the payload, its
+    origin, and a ticket it created before it stopped); this one finishes the work and keeps them."""
+    slack_state, serval_state = slack[0], serval[0]
+    settings = make_settings(tmp_path, slack[1], serval[1], **FAST_RETRIES)
+    storage = await Storage(settings.database_path).open()
+    base = {"user_id": "U111", "requester_id": "U111", "view_id": None, "description": "", "values": {},
+            "share": False, "from_a_newer_version": {"x": 1}}
+    fresh, _ = await storage.add_submission(Submission.new("newer-1", {
+        **base, "title": "From the future",
+        "origin": {"source": "command", "channel_id": "C111", "channel_name": "dev", "workspace_id": "T9"},
+    }, None))
+    half, _ = await storage.add_submission(Submission.new("newer-2", {
+        **base, "title": "Half done by a newer one",
+        "origin": {"source": "command", "channel_id": "C111", "channel_name": "dev", "workspace_id": "T9"},
+    }, None))
+    half.ticket = {"id": "t-77", "display_id": "IT-77", "backend": "serval", "url": "https://example.invalid/77"}
+    half.steps_done = {"create"}
+    await storage.save_submission(half)
+    await storage.close()
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    try:
+        await running.bot.tickets.idle(15)
+        assert await running.bot.storage.counts() == {"done": 2}
+        assert [t["name"] for t in serval_state.tickets.values()] == ["From the future"]
+        texts = told_created(slack_state)
+        assert len(texts) == 2 and any("IT-77" in t for t in texts)
+        kept = await running.bot.storage.get_submission(fresh.id)
+        assert kept.payload["origin"]["workspace_id"] == "T9" and kept.payload["from_a_newer_version"] == {"x": 1}
+    finally:
+        await running.close()
+
+
 async def test_what_the_service_decided_survives_a_restart(tmp_path):
     """`gave_up` and `field_errors` live in the payload: a restart must not forget them."""
     storage = await Storage(str(tmp_path / "bot.db")).open()

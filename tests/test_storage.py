@@ -171,6 +171,20 @@ async def test_renew_extends_only_the_owners_leases(storage):
     await storage.renew("me", [], 600)  # nothing to renew
 
 
+async def test_a_save_never_moves_the_lease_and_renew_says_which_it_still_holds(storage):
+    """The holder's copy of the submission is from its claim; saving it after a renewal must not
+    write the claim's expiry back (another replica would take over a live holder's work)."""
+    await add(storage, "slow")
+    [mine] = await storage.claim("me", 1, limit=1)
+    renewed, until = await storage.renew("me", [mine.id, "gone"], 600)
+    assert renewed == {mine.id} and until > time.time() + 500
+    mine.steps_done.add("create")
+    await storage.save_submission(mine)
+    stored = await storage.get_submission(mine.id)
+    assert stored.lease_until == pytest.approx(until) and stored.owner == "me"
+    assert await storage.claim("other", 1, limit=1) == []
+
+
 async def test_release_all_lets_another_process_carry_on(storage):
     for key in ("a", "b"):
         await storage.add_submission(new(key))
