@@ -36,7 +36,7 @@ chaos: $(STAMP)
 	echo "chaos seed $$seed (replay: make chaos CHAOS_SEED=$$seed CHAOS_SUBMISSIONS=$(CHAOS_SUBMISSIONS) CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_LEASE_SECONDS=$(CHAOS_LEASE_SECONDS))"; \
 	CHAOS_SEED=$$seed CHAOS_SUBMISSIONS=$(CHAOS_SUBMISSIONS) CHAOS_SECONDS=$(CHAOS_SECONDS) \
 	CHAOS_LEASE_SECONDS=$(CHAOS_LEASE_SECONDS) \
-	$(BIN)/python -m pytest -q -s --timeout $$(( $(CHAOS_SECONDS) * 2 + 300 )) tests/test_chaos.py
+	$(BIN)/python -m pytest -q -s --timeout $$(( $(CHAOS_SECONDS) * 2 + 300 )) $(PYTEST_ARGS) tests/test_chaos.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
