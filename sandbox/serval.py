@@ -271,10 +271,12 @@ class Fault:
     requests exactly, one outcome each: ok, error, 429, drop (close before any work), lost (do the
     work, then close without answering), slow (sleep `slow_latency` more), not_json (do the work,
     then answer 200 with an HTML page, as a proxy might), no_data (do the work, then answer 200 with
-    `{}`: JSON without `data`). `latency` is added to every matching request."""
+    `{}`: JSON without `data`). `latency` is added to every matching request; with `latency_max`
+    above it, each request's is drawn between the two (from the state's seeded RNG)."""
     error_rate: float = 0.0
     status: int = 503
     latency: float = 0.0
+    latency_max: float = 0.0
     rate_limit_rate: float = 0.0
     retry_after: int = 1
     drop_rate: float = 0.0
@@ -296,6 +298,10 @@ class Fault:
             if rate and rng.random() < rate:
                 return outcome
         return "ok"
+
+    def delay(self, rng: random.Random) -> float:
+        """This request's added latency."""
+        return rng.uniform(self.latency, self.latency_max) if self.latency_max > self.latency else self.latency
 
 
 def _slug(text: str) -> str:
@@ -1041,7 +1047,7 @@ async def _answer(request: web.Request, handler, state: ServalState) -> web.Stre
     resource = getattr(request.match_info.route, "resource", None)
     fault = state.fault_for(request.method, request.path, resource.canonical if resource else None)
     outcome = fault.decide(state.rng) if fault else "ok"
-    delay = state.latency + (fault.latency if fault else 0) + (fault.slow_latency if outcome == "slow" else 0)
+    delay = state.latency + (fault.delay(state.rng) if fault else 0) + (fault.slow_latency if outcome == "slow" else 0)
     if delay > 0:
         await asyncio.sleep(delay)
     if outcome == "drop":

@@ -25,6 +25,10 @@ In tests::
     ...
     await state.wait_for("chat.postMessage")
     await runner.cleanup()
+
+Misbehaviour per method: ``state.rate_limit(method)`` (HTTP 429), ``state.fail(method, error)`` (an
+``ok: false`` answer), ``state.delay(method, 0.5, up_to=4.0)`` (each call answered after a time drawn
+from ``random.Random(seed)``).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import asyncio
 import copy
 import itertools
 import json
+import random
 import re
 import secrets
 import time
@@ -211,8 +216,9 @@ class SlackState:
     """Everything the stand-in knows; tests read and seed it directly."""
 
     def __init__(self, token: str = "xoxb-test", *, strict_triggers: bool = False,
-                 strict_messages: bool = False, trigger_ttl: float = 3.0):
+                 strict_messages: bool = False, trigger_ttl: float = 3.0, seed: int = 0):
         self.token, self.strict_triggers, self.strict_messages = token, strict_triggers, strict_messages
+        self.seed = seed  # latencies drawn by ``delay`` come from random.Random(seed)
         self.trigger_ttl = trigger_ttl
         self.team_id, self.team, self.domain = "T111", "Sandbox", "example"
         self.enterprise_id: str | None = None  # set: the workspace belongs to this Enterprise Grid org
@@ -234,6 +240,8 @@ class SlackState:
         self.replies_max_limit: int | None = None
         self.triggers: dict[str, float | None] = {}  # trigger_id -> issued at (None once used)
         self._failures: dict[str, list[tuple[int, str, int | None]]] = defaultdict(list)
+        self._delays: dict[str, tuple[float, float]] = {}  # method -> (least, most) seconds
+        self.rng = random.Random(self.seed)
         self._seq = itertools.count(1)
         for uid, name, email in [("U111", "alice", "alice@example.com"), ("W111", "alice", "alice@example.com"),
                                  ("U222", "bob", "bob@example.com"), ("W222", "bob", "bob@example.com"),
@@ -376,6 +384,15 @@ class SlackState:
 
     def fail(self, method: str, error: str = "internal_error", times: int = 1) -> None:
         self._failures[method] += [(200, error, None)] * times
+
+    def delay(self, method: str, seconds: float, up_to: float | None = None) -> None:
+        """Answer each call of ``method`` ``seconds`` later; with ``up_to``, after a time drawn
+        between the two for each call (from ``self.rng``). ``delay(method, 0)`` takes it away."""
+        self._delays[method] = (seconds, max(seconds, up_to if up_to is not None else seconds))
+
+    def latency(self, method: str) -> float:
+        least, most = self._delays.get(method, (0.0, 0.0))
+        return self.rng.uniform(least, most) if most > least else least
 
     # inspection ---------------------------------------------------------------
     def calls_to(self, method: str) -> list[dict]:
@@ -786,6 +803,9 @@ async def api(request: web.Request) -> web.Response:
                 raise SlackError("not_allowed_token_type" if token == s.token else "invalid_auth")
         elif token != s.token:
             raise SlackError("invalid_auth")
+        wait = s.latency(method)
+        if wait > 0:
+            await asyncio.sleep(wait)
         if s._failures.get(method):
             status, error, retry_after = s._failures[method].pop(0)
             if retry_after is not None:

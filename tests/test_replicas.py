@@ -25,13 +25,14 @@ REPLICA_ENV = dict(LEASE_SECONDS="5", RETRY_BASE_SECONDS="0.05", RETRY_MAX_SECON
 
 @contextlib.asynccontextmanager
 async def running_replicas(
-    tmp_path: Path, n: int, slack_url: str, serval_url: str, db_url: str
+    tmp_path: Path, n: int, slack_url: str, serval_url: str, db_url: str, **env: str
 ) -> AsyncIterator[tuple[list[BotProcess], list[SlackSender]]]:
-    """`n` bot processes on one database, started, each with a sender of signed Slack requests."""
+    """`n` bot processes on one database, started, each with a sender of signed Slack requests;
+    `env` adds to or overrides REPLICA_ENV."""
     bots = []
     for i in range(n):
         bot = BotProcess(tmp_path, slack_url, serval_url)
-        bot.env.update(DATABASE_URL=db_url, **REPLICA_ENV)
+        bot.env.update(DATABASE_URL=db_url, **{**REPLICA_ENV, **env})
         bot.log_path = tmp_path / f"replica-{i}.log"
         bots.append(bot)
     senders = [SlackSender(b.url, secret=BotProcess.SECRETS["SLACK_SIGNING_SECRET"]) for b in bots]

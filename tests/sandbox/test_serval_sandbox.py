@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 import time
 from pathlib import Path
@@ -382,6 +383,18 @@ async def test_fault_latency_and_slow(sandbox):
     state.faults["GET /v2/teams"] = Fault(next_n=["slow"], slow_latency=0.4)
     with pytest.raises(httpx.ReadTimeout):
         await client.get("/v2/teams", timeout=0.1)
+
+
+async def test_fault_latency_drawn_per_request_from_the_seeded_rng(sandbox):
+    state, client = sandbox
+    state.faults["GET /v2/teams"] = Fault(latency=0.1, latency_max=0.2)
+    started = time.monotonic()
+    assert (await client.get("/v2/teams")).status_code == 200
+    assert time.monotonic() - started >= 0.1
+    fault = Fault(latency=1.0, latency_max=4.0)
+    draws = [fault.delay(random.Random(7)) for _ in range(2)] + [fault.delay(rng := random.Random(8)), fault.delay(rng)]
+    assert draws[0] == draws[1] and len(set(draws[1:])) == 3 and all(1.0 <= d <= 4.0 for d in draws)
+    assert Fault(latency=0.5).delay(random.Random(7)) == 0.5
 
 
 async def test_global_latency(sandbox):

@@ -252,6 +252,22 @@ async def test_fail_once(slack):
     assert (await client.users_info(user="U111"))["ok"]
 
 
+async def test_delay_per_method_is_drawn_from_the_seeded_rng(slack):
+    state, client = slack
+    state.delay("users.info", 0.2, up_to=0.3)
+    started = asyncio.get_running_loop().time()
+    assert (await client.users_info(user="U111"))["ok"]
+    assert asyncio.get_running_loop().time() - started >= 0.2
+    draws = [state.latency("users.info") for _ in range(50)]
+    assert all(0.2 <= d <= 0.3 for d in draws) and len(set(draws)) == 50
+    again = SlackState(seed=state.seed)
+    again.delay("users.info", 0.2, up_to=0.3)
+    assert [again.latency("users.info") for _ in range(51)][1:] == draws  # the first went to the call above
+    assert state.latency("auth.test") == 0.0
+    state.delay("users.info", 0)
+    assert state.latency("users.info") == 0.0
+
+
 async def test_wait_for(slack):
     state, client = slack
 
