@@ -694,6 +694,7 @@ class Process:
             async with asyncio.timeout(STOP_DEADLINE):
                 if running is not None:
                     running.health.stopping = True
+                    running.bot.tickets.drain()  # nothing new is claimed here: other replicas take it
                     if self.inflight.busy:
                         log.info("stopping: waiting for %d request(s) and task(s) in flight", self.inflight.busy)
                         if not await self.inflight.wait_idle(REQUEST_GRACE):

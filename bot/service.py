@@ -279,6 +279,10 @@ class TicketService:
         """Wait until the journal has no unfinished submission (for tests and benchmarks)."""
         await self.worker.idle(timeout)
 
+    def drain(self) -> None:
+        """A stop has begun: claim no more submissions (see `Worker.drain`)."""
+        self.worker.drain()
+
     async def close(self, grace: float = 0.0) -> None:
         """Stop: let running submissions finish for up to `grace` seconds, stop the rest (each
         resumes from its last recorded step), and hand every lease back at once."""
@@ -464,6 +468,7 @@ class TicketService:
         backend = self.backend(sub.payload["origin"].get("backend"))
         if sub.payload.get("from_message") and not sub.payload.get("read"):
             await self._read_message(sub, backend)
+        self._await_earlier_create(sub, backend)
         draft = await self._draft(sub, backend)
         if sub.payload.get("add_to"):
             ticket = journaled(CreatedTicket, sub.payload["add_to"])
@@ -482,6 +487,7 @@ class TicketService:
         if ticket is None:
             earlier = sub.maybe_created
             sub.maybe_created = True  # from here a crash leaves "maybe": the next attempt looks first
+            sub.payload["create_sent_at"] = time.time()  # and, if the crash was this process's, waits
             await self.storage.save_submission(sub)
             self._hold(sub)
             try:
@@ -490,7 +496,23 @@ class TicketService:
                 if not exc.ambiguous:
                     sub.maybe_created = earlier
                 raise
+            finally:  # answered or given up on: nothing of this attempt is on its way any more
+                sub.payload.pop("create_sent_at", None)
         return await self._created(sub, backend, draft, ticket)
+
+    def _await_earlier_create(self, sub: Submission, backend: TicketBackend) -> None:
+        """A create sent by a process that then died or was stopped may still land after this
+        attempt's look-up. It is looked up only once that create cannot be on its way any more
+        (its token request and its create request each within the client's timeout); until then the
+        submission waits in the journal, holding no slot."""
+        sent = sub.payload.get("create_sent_at")
+        wait = sent + 2 * backend.request_timeout + 1.0 - time.time() if sent else 0.0
+        if wait > 0:
+            raise BackendError(
+                f"an earlier attempt's create may still reach {backend.display_name}; looking for it in {wait:.0f} s",
+                transient=True, retry_after=wait,
+            )
+        sub.payload.pop("create_sent_at", None)
 
     async def _created(self, sub: Submission, backend: TicketBackend, draft: TicketDraft, ticket: CreatedTicket) -> bool:
         sub.ticket = asdict(ticket)

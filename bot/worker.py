@@ -152,16 +152,25 @@ class Worker:
                 return
             await asyncio.sleep(0.02)
 
-    async def close(self, grace: float = 0.0, *, also: list[asyncio.Task[None]] | None = None) -> None:
-        """Stop: let running work finish for up to `grace` seconds, stop the rest (each resumes
-        from its last recorded step), and hand every lease back at once. `also`: other tasks of
-        the caller to stop with it."""
+    def drain(self) -> None:
+        """Take no more work: a stop has begun. What runs goes on (its leases still renewed); what
+        is journaled from now on waits in the journal for another process."""
         self._closing = True
+        self._wake.set()
+
+    async def close(self, grace: float = 0.0, *, also: list[asyncio.Task[None]] | None = None) -> None:
+        """Stop: take no more work, let running work finish for up to `grace` seconds (still
+        renewing its leases, so nobody else takes it meanwhile), stop the rest (each resumes from
+        its last recorded step), and hand every lease back at once. `also`: other tasks of the
+        caller to stop with it."""
+        self.drain()
+        renewing = [t for t in self._background if t.get_name() == "journal-leases"]
         for task in self._background:
-            task.cancel()
+            if task not in renewing:
+                task.cancel()
         if grace > 0 and self._running:
             await asyncio.wait(list(self._running.values()), timeout=grace)
-        for task in [*self._running.values(), *(also or [])]:
+        for task in [*renewing, *self._running.values(), *(also or [])]:
             task.cancel()
         stopping = [*self._background, *self._running.values(), *(also or [])]
         if stopping:

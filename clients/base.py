@@ -150,6 +150,8 @@ class TicketBackend:
         Must answer from memory: a modal has to open within Slack's 3 seconds."""
         return await self.form_fields()
 
+    # The longest one request to the system may take (its client's deadline, `*_TIMEOUT`).
+    request_timeout: float = 10.0
     can_match_users: bool = False  # find_user looks people up; False: nobody is ever "unmatched"
     # The system messages the requester directly only when the ticket names them as a user of its
     # own (Serval's slackDm sync): an unmatched requester is told they will get no such messages.

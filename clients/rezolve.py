@@ -224,6 +224,7 @@ class RezolveClient:
     ) -> None:
         if not (client_id and client_secret and tenant_id and realm):
             raise ValueError("Rezolve.ai needs a client id and secret, a tenant id and a realm")
+        self.timeout = timeout  # seconds, for a whole request
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport or AiohttpTransport())
         self.token_url = token_url or keycloak_token_url(base_url, realm)
         self._credentials = {"client_id": client_id, "client_secret": client_secret}
@@ -625,6 +626,7 @@ class RezolveBackend(TicketBackend):
         first_load_wait: float = 2.0,
     ) -> None:
         self.client = client
+        self.request_timeout = client.timeout
         self.team_id = team_id
         self.item_type_id = str(item_type_id)
         self.configured_offer_id = str(offer_id) if offer_id else None

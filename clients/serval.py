@@ -275,6 +275,7 @@ class ServalClient:
     ) -> None:
         if not bearer_token and not (client_id and client_secret):
             raise ValueError("Serval needs a bearer token or a client id and secret")
+        self.timeout = timeout  # seconds, for a whole request
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
@@ -523,6 +524,7 @@ class ServalBackend(TicketBackend):
         catalog_ttl: float = 300.0,
     ) -> None:
         self.client = client
+        self.request_timeout = client.timeout
         self.team_id = team_id
         self.slack_integration_id = slack_integration_id
         self._user_cache_ttl = user_cache_ttl

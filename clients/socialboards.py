@@ -197,6 +197,7 @@ class SocialboardsClient:
     ) -> None:
         if not (client_id and refresh_token):
             raise ValueError("Socialboards needs a client id and a refresh token")
+        self.timeout = timeout  # seconds, for a whole request
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=timeout, transport=transport or AiohttpTransport(), headers={"Accept": "application/json"}
         )
@@ -489,6 +490,7 @@ class SocialboardsBackend(TicketBackend):
         first_load_wait: float = 2.0,
     ) -> None:
         self.client = client
+        self.request_timeout = client.timeout
         self.community = community or None
         self.default_sentiment = default_sentiment
         self._form = KeptFresh(self._load, system=SYSTEM, what="form", every=cache_ttl, first_load_wait=first_load_wait)
