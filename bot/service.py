@@ -851,18 +851,23 @@ class TicketService:
 
     async def _show_queued_later(self, sub: Submission) -> None:
         """After `queued_after` without a ticket, the form says the ticket is queued. The journal
-        is read before and after: another process may create the ticket meanwhile, and its
-        "created" screen may reach Slack before this one; the outcome is then shown again."""
+        is read before and after: the ticket may be created meanwhile (here or by another process)
+        and its "created" screen may reach Slack before this one; the outcome is then shown again.
+        Once it has begun to send, the notice is no longer cancelled (`_stop_queued_notice`): a
+        request already on its way would still land, and only this task can put the outcome back."""
         try:
             await asyncio.sleep(self.queued_after)
             current = await self.storage.get_submission(sub.id)
-            if current and current.status == "pending" and CREATE not in current.steps_done:
-                view_id = sub.payload["view_id"]
-                name = self.backend(sub.payload["origin"].get("backend")).display_name
-                await self._update_view(view_id, views.queued_modal(sub.payload["title"], name))
-                current = await self.storage.get_submission(sub.id)
-                if current and CREATE in current.steps_done:
-                    await self._update_view(view_id, await self._outcome_modal(current))
+            if not (current and current.status == "pending" and CREATE not in current.steps_done):
+                return
+            if self._timers.get(sub.id) is asyncio.current_task():
+                del self._timers[sub.id]
+            view_id = sub.payload["view_id"]
+            name = self.backend(sub.payload["origin"].get("backend")).display_name
+            await self._update_view(view_id, views.queued_modal(sub.payload["title"], name))
+            current = await self.storage.get_submission(sub.id)
+            if current and CREATE in current.steps_done:
+                await self._update_view(view_id, await self._outcome_modal(current))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

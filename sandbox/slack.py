@@ -240,7 +240,7 @@ class SlackState:
         self.replies_max_limit: int | None = None
         self.triggers: dict[str, float | None] = {}  # trigger_id -> issued at (None once used)
         self._failures: dict[str, list[tuple[int, str, int | None]]] = defaultdict(list)
-        self._delays: dict[str, tuple[float, float]] = {}  # method -> (least, most) seconds
+        self._delays: dict[str, tuple[float, float, int | None]] = {}  # method -> (least, most, calls left)
         self.rng = random.Random(self.seed)
         self._seq = itertools.count(1)
         for uid, name, email in [("U111", "alice", "alice@example.com"), ("W111", "alice", "alice@example.com"),
@@ -385,13 +385,19 @@ class SlackState:
     def fail(self, method: str, error: str = "internal_error", times: int = 1) -> None:
         self._failures[method] += [(200, error, None)] * times
 
-    def delay(self, method: str, seconds: float, up_to: float | None = None) -> None:
+    def delay(self, method: str, seconds: float, up_to: float | None = None, *, times: int | None = None) -> None:
         """Answer each call of ``method`` ``seconds`` later; with ``up_to``, after a time drawn
-        between the two for each call (from ``self.rng``). ``delay(method, 0)`` takes it away."""
-        self._delays[method] = (seconds, max(seconds, up_to if up_to is not None else seconds))
+        between the two for each call (from ``self.rng``); with ``times``, only the next that many
+        calls. ``delay(method, 0)`` takes it away."""
+        self._delays[method] = (seconds, max(seconds, up_to if up_to is not None else seconds), times)
 
     def latency(self, method: str) -> float:
-        least, most = self._delays.get(method, (0.0, 0.0))
+        """How long this call of ``method`` waits before it is answered (drawn as it arrives)."""
+        least, most, left = self._delays.get(method, (0.0, 0.0, None))
+        if left is not None:
+            if left <= 0:
+                return 0.0
+            self._delays[method] = (least, most, left - 1)
         return self.rng.uniform(least, most) if most > least else least
 
     # inspection ---------------------------------------------------------------

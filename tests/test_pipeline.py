@@ -5,6 +5,7 @@ silent (issue 11) through the real HTTP endpoint, the fake Slack and the Serval 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 import time
@@ -225,6 +226,29 @@ async def test_a_payload_journaled_by_a_newer_replica_is_carried_to_the_end(tmp_
         kept = await running.bot.storage.get_submission(fresh.id)
         assert kept.payload["origin"]["workspace_id"] == "T9" and kept.payload["from_a_newer_version"] == {"x": 1}
     finally:
+        await running.close()
+
+
+async def test_a_late_queued_screen_never_stays_over_the_outcome(tmp_path, slack, serval):
+    """The "queued" screen is sent, but reaches Slack only after the "created" screen (another
+    replica created the ticket meanwhile, or the network held it): the form still ends showing the
+    ticket, not "queued"."""
+    slack_state, serval_state = slack[0], serval[0]
+    serval_state.faults["POST /v2/tickets"] = Fault(latency=0.6)
+    running, sender = await start(tmp_path, slack, serval, queued_after_seconds=0.2)
+    try:
+        view = await open_modal_with_command(sender, slack_state, "")
+        view_id = slack_state.calls_to("views.open")[-1]["response"]["view"]["id"]
+        slack_state.delay("views.update", 1.5, times=1)  # the first update: the "queued" screen
+        await sender.interactive(submission(view, filled("Slow to land"), view_id=view_id))
+        await eventually(lambda: told_created(slack_state), timeout=10)
+        await eventually(lambda: len(slack_state.calls_to("views.update")) >= 2, timeout=10)
+        await running.bot.tickets.idle(5)
+        await asyncio.sleep(0.3)  # anything still on its way to the form
+        shown = json.dumps(slack_state.views[view_id])
+        assert "Slow to land" in shown and "created" in shown and "queued" not in shown.lower(), shown
+    finally:
+        await sender.aclose()
         await running.close()
 
 

@@ -297,3 +297,12 @@ async def test_unknown_method_and_control_endpoints(slack):
         async with http.post(root + "_sandbox/reset") as r:
             assert (await r.json())["ok"]
     assert state.calls == [] and not state.messages and "U111" in state.users
+
+
+async def test_a_delay_for_the_next_calls_only(slack):
+    state, client = slack
+    state.delay("users.info", 0.3, times=1)
+    started = asyncio.get_running_loop().time()
+    assert (await client.users_info(user="U111"))["ok"]
+    assert asyncio.get_running_loop().time() - started >= 0.3
+    assert state.latency("users.info") == 0.0  # only the next call was slow
