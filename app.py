@@ -56,10 +56,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
 from handlers import shapes
-from bot import checks, metrics
+from bot.ops import checks, metrics
 from bot.core import Bot
-from bot.health import Health
-from bot.logs import TEXT_FORMAT, ContextFilter, formatter, log_context
+from bot.ops.health import Health
+from bot.ops.logs import TEXT_FORMAT, ContextFilter, formatter, log_context
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("app")
@@ -322,7 +322,7 @@ def build_web_app(
         web_app.router.add_post("/slack/events", metrics.slack_endpoint(events))
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_get("/readyz", readyz)
-    # --- /metrics: bot/metrics.py (the metrics module owns what it serves) ---------------------
+    # --- /metrics: bot/ops/metrics.py (the metrics module owns what it serves) ---------------------
     web_app.router.add_get("/metrics", metrics.endpoint(bot))
     return web_app
 
@@ -764,7 +764,7 @@ def check_command() -> int:
         return EXIT_CONFIG
     print(f"✓ settings: read from the environment{' and .env' if Path('.env').exists() else ''}; "
           f"mode {'Socket Mode' if settings.slack_app_token else 'HTTP'}, ticket system {settings.ticket_backend}")
-    from bot.logs import formatter as make_formatter
+    from bot.ops.logs import formatter as make_formatter
 
     redactor = make_formatter("text", settings.secrets())
     results = asyncio.run(checks.run_all(settings))
@@ -777,7 +777,7 @@ def migrate_command() -> int:
     from sqlalchemy.engine import make_url
 
     from bot.settings import ensure_private_dir, load_database_url
-    from bot.storage import migrate
+    from bot.journal.storage import migrate
 
     try:
         url = load_database_url()
@@ -797,7 +797,7 @@ def migrate_command() -> int:
 
 
 def copy_db_command(source: str, target: str) -> int:
-    from bot.copydb import main as copydb
+    from bot.journal.copydb import main as copydb
 
     return copydb([source, target])
 

@@ -7,7 +7,7 @@ bot's checkout on its path):
 
     python -m bench.backlog --database-url sqlite:///tmp/x/backlog.db --n 20000 --tag b1
 
-`bot.storage.Storage` opens (and migrates) the fresh journal; every submission is a
+`bot.journal.storage.Storage` opens (and migrates) the fresh journal; every submission is a
 `Submission.new` whose payload is shaped as `TicketService.submit` builds it for a `/ticket` modal
 (origin {source: command, channel C111 #dev}, user, requester, view_id None, title, description,
 values {}, share False), not held by any process, due now. The first goes in through
@@ -71,7 +71,7 @@ def _columns(sub: Any) -> dict[str, Any]:
 async def write(url: str, n: int, tag: str) -> dict[str, Any]:
     import sqlite3
 
-    from bot.storage import Storage, Submission
+    from bot.journal.storage import Storage, Submission
 
     t0 = time.monotonic()
     if not url.startswith("sqlite:///"):
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--tag", default="bl")
-    p.add_argument("--bot-dir", type=Path, help="import the bot (bot.storage) from this checkout")
+    p.add_argument("--bot-dir", type=Path, help="import the bot (bot.journal.storage) from this checkout")
     a = p.parse_args(argv)
     if a.bot_dir:
         sys.path.insert(0, str(a.bot_dir))

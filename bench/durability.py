@@ -4,14 +4,14 @@
 
        python -m bench.durability --cycles 2000 --dir /tmp/x
 
-   N cycles of one submission's life through the real `bot.storage.Storage` API, as the ticket
+   N cycles of one submission's life through the real `bot.journal.storage.Storage` API, as the ticket
    service writes it: `add_submission` (held by this process, as `submit` journals it), then three
    `save_submission`s (maybe-created before the create call; the ticket and the notify step; the
    final status, releasing the lease). One cycle at a time, so each time is one submission's journal
    cost. Two fresh journals, one per setting, in the same directory, worked in alternating rounds so
    that a change in the machine's speed hits both alike.
 
-   `Storage` has no knob for the setting (bot/storage.py sets `PRAGMA synchronous=FULL` on every
+   `Storage` has no knob for the setting (bot/journal/storage.py sets `PRAGMA synchronous=FULL` on every
    connection it opens), so `bench.sqlite_sync.install` sets it below the Storage, in the sqlite3
    connections themselves (each journal file its value; the Storage's own pragma is rewritten to
    it), and reads it back; a journal whose value read back is not the wanted one stops the run.
@@ -69,7 +69,7 @@ def _payload(i: int) -> dict[str, Any]:
 
 
 async def _open(path: Path, setting: str) -> Any:
-    from bot.storage import Storage
+    from bot.journal.storage import Storage
 
     storage = await Storage(f"sqlite:///{path}").open(serving=True)
     await storage.backlog()  # a first statement: the connection exists
@@ -93,7 +93,7 @@ def _journal_mode(path: Path) -> str:
 
 
 async def _cycle(storage: Any, i: int, owner: str) -> float:
-    from bot.storage import Submission
+    from bot.journal.storage import Submission
 
     t0 = time.perf_counter()
     sub = Submission.new(f"bench-durability-{i}", _payload(i), None)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.durability")
     p.add_argument("--cycles", type=int, default=2000)
     p.add_argument("--dir", type=Path, required=True)
-    p.add_argument("--bot-dir", type=Path, help="import the bot (bot.storage) from this checkout")
+    p.add_argument("--bot-dir", type=Path, help="import the bot (bot.journal.storage) from this checkout")
     a = p.parse_args(argv)
     if a.bot_dir:
         sys.path.insert(0, str(a.bot_dir))

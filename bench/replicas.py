@@ -4,7 +4,7 @@ Rows, each a fresh database and fresh bot process(es), the same sustained run as
 phase (`Harness.sustained`: a warm-up, then `--pg-tickets` submissions over `--ticket-concurrency`
 connections with at most `--ticket-window` unfinished):
 
-* SQLite, 1 replica: the journal as deployed (WAL, synchronous=FULL, set by bot/storage.py);
+* SQLite, 1 replica: the journal as deployed (WAL, synchronous=FULL, set by bot/journal/storage.py);
 * PostgreSQL, 1 replica;
 * PostgreSQL, 2 replicas: two bot processes on the same database, requests split round robin
   (request i to replica i mod 2), as a load balancer would; each works the journal by lease.

@@ -237,7 +237,7 @@ def durability_section(results: dict[str, Any]) -> list[str]:
             "`Storage.save_submission`s (maybe-created; ticket and notify; final status, releasing the lease): the",
             "journal writes of one `/ticket` submission. Two fresh journals side by side, worked in alternating",
             f"rounds; journal_mode={st['journal_mode']}; file system {fs['type']} on {fs['device']} (mounted at",
-            f"{fs['mount']}). `Storage` has no knob for the setting (bot/storage.py sets FULL on every connection),",
+            f"{fs['mount']}). `Storage` has no knob for the setting (bot/journal/storage.py sets FULL on every connection),",
             "so `bench.sqlite_sync` sets it underneath, in each journal's sqlite3 connections (the Storage's own",
             "pragma statement is rewritten to the wanted value), and reads it back: "
             + ", ".join(f"{k} read back {v}" for k, v in (st.get("synchronous_read_back") or {}).items())
@@ -283,7 +283,7 @@ def postgres_section(results: dict[str, Any]) -> list[str]:
         f"A fresh database and fresh bot process(es) per row, {pg['tickets']:,} tickets each after a warm-up, the",
         "sustained run of the *tickets* phase (same connections and window). Two replicas: two bot processes on the",
         "same PostgreSQL database, submissions sent to them in turn (round robin); each claims work from the",
-        "journal by lease. Durability as deployed: SQLite WAL with synchronous=FULL (bot/storage.py); PostgreSQL",
+        "journal by lease. Durability as deployed: SQLite WAL with synchronous=FULL (bot/journal/storage.py); PostgreSQL",
         f"{sv.get('server_version', '?')} (a throwaway cluster by tests/pg.py, restarted with fsync="
         f"{sv.get('fsync', '?')}, synchronous_commit={sv.get('synchronous_commit', '?')}, full_page_writes="
         f"{sv.get('full_page_writes', '?')}, wal_sync_method={sv.get('wal_sync_method', '?')}, shared_buffers="
@@ -316,7 +316,7 @@ def backlog_section(results: dict[str, Any]) -> list[str]:
     return [
         "## Backlog: the bot started on a journal of unfinished submissions", "",
         f"{b['backlog']:,} `/ticket` submissions (payloads as `TicketService.submit` journals them, view_id None,",
-        "no holder, due now) written into a fresh SQLite journal through `bot.storage` (`python -m bench.backlog`),",
+        "no holder, due now) written into a fresh SQLite journal through `bot.journal.storage` (`python -m bench.backlog`),",
         "then a fresh bot process started on it with the Serval sandbox "
         f"({_f(b['serval_latency_ms'], 0)} ms latency) and the fake Slack; no Slack traffic besides. The bot claims",
         f"the backlog in batches (MAX_TICKETS_IN_FLIGHT {b['max_tickets_in_flight']}); each ticket ends with its",

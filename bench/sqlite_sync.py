@@ -1,6 +1,6 @@
 """SQLite's `PRAGMA synchronous` set to another value than the bot's, below the bot (benchmark only).
 
-The bot has no setting for it: bot/storage.py sets synchronous=FULL on every SQLite connection it
+The bot has no setting for it: bot/journal/storage.py sets synchronous=FULL on every SQLite connection it
 opens. `install()` wraps `sqlite3.connect` (which aiosqlite, and so SQLAlchemy's aiosqlite driver,
 calls in its thread): every new connection to a chosen database file (or to any) is of a
 `sqlite3.Connection` subclass that sets the wanted value as soon as it is open and rewrites every

@@ -16,13 +16,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from clients.base import TicketBackend
 from clients.socialboards import SocialboardsBackend
 
-from . import metrics
+from .ops import metrics
 from .backends import make_backends
 from .people import People
 from .routing import Router, RoutingError, load_routing_file
 from .service import TicketService
 from .settings import Settings, SettingsError, ensure_private_dir
-from .storage import Storage
+from .journal.storage import Storage
 
 log = logging.getLogger(__name__)
 

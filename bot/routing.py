@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .storage import Storage
+from .journal.storage import Storage
 
 TYPE_VALUES = {"request": "TICKET_TYPE_REQUEST", "incident": "TICKET_TYPE_INCIDENT"}
 INTAKE_VALUES = ("off", "button", "auto")  # request channels: nothing, a "Create ticket" button, a ticket

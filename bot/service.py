@@ -34,7 +34,7 @@ from clients.base import BackendError, CreatedTicket, FormField, Person, ThreadM
 from . import views
 from .drafts import Form, values_from_json
 from .people import People
-from .storage import Link, Storage, Submission, ThreadTaken, journaled
+from .journal.storage import Link, Storage, Submission, ThreadTaken, journaled
 from .worker import Failure, Step, Worker
 from .views import Origin
 

@@ -58,7 +58,7 @@ def http_url_problem(value: str) -> str | None:
 
 
 def check_database_url(v: str) -> str:
-    from .storage import database_url  # SQLite → aiosqlite, PostgreSQL → asyncpg
+    from .journal.storage import database_url  # SQLite → aiosqlite, PostgreSQL → asyncpg
 
     usage = "must be sqlite:///path/to/file.db (one process) or postgresql://user:password@host:5432/dbname"
     if not v.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+asyncpg://")):

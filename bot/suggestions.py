@@ -27,7 +27,7 @@ from . import views
 from .core import Bot
 from .forms import may_pick_requester, parse_ticket_form
 from .service import slack_error
-from .storage import ThreadTaken
+from .journal.storage import ThreadTaken
 from .views import Origin
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from bot import views
 from bot.core import Bot
 from bot.forms import QuotedMessage, new_ticket_form
 from bot.routing import emoji_name
-from bot.storage import ThreadTaken
+from bot.journal.storage import ThreadTaken
 
 from .common import after_ack, open_view, slack_error, tell
 

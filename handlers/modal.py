@@ -12,7 +12,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from bot import views
 from bot.core import Bot
 from bot.forms import may_pick_requester, parse_ticket_form
-from bot.storage import ThreadTaken
+from bot.journal.storage import ThreadTaken
 
 
 def register(app: AsyncApp, bot: Bot) -> None:

@@ -248,8 +248,8 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 async def storage(db_url):
-    """bot.storage.Storage open on `db_url` (each engine in turn)."""
-    from bot.storage import Storage
+    """bot.journal.storage.Storage open on `db_url` (each engine in turn)."""
+    from bot.journal.storage import Storage
 
     s = await Storage(db_url).open()
     yield s

@@ -15,8 +15,8 @@ import pytest
 
 from app import serve_http, setup_logging
 from bot import views
-from bot.logs import log_context, set_log_context
-from bot.storage import Submission
+from bot.ops.logs import log_context, set_log_context
+from bot.journal.storage import Submission
 from bot.views import Origin
 from clients.base import FormField
 from tests.conftest import make_settings

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from bot.storage import Storage
+from bot.journal.storage import Storage
 from sandbox.serval import Fault
 from tests.conftest import SlackSender, eventually, submission
 from tests.test_reliability import BotProcess, serval_clients, told  # noqa: F401 (fixture)

@@ -200,7 +200,7 @@ def test_the_image_runs_as_a_user_with_the_database_on_a_volume():
 
 @pytest.mark.timeout(300)
 def test_the_package_builds_without_setuptools_warnings(tmp_path):
-    """A new folder of modules or data (bot/migrations/versions, sandbox/static) must not bring back
+    """A new folder of modules or data (bot/journal/migrations/versions, sandbox/static) must not bring back
     "Package ... is absent from the packages configuration"; nor an old-style license field."""
     stage_build_context(tmp_path / "app")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}

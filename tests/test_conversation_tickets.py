@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app import serve_http
-from bot.storage import ThreadTaken
+from bot.journal.storage import ThreadTaken
 from clients.base import CreatedTicket
 from tests.conftest import eventually, make_settings
 from tests.test_ticket_flow import connects, created

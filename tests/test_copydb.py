@@ -1,4 +1,4 @@
-"""bot/copydb.py: an existing SQLite database copied into an empty PostgreSQL database (a real
+"""bot/journal/copydb.py: an existing SQLite database copied into an empty PostgreSQL database (a real
 server, tests/pg.py), so a team can move to several replicas without losing its thread links."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.copydb import CopyRefused, copy_db
-from bot.storage import TABLES, Link, Storage, Submission, ThreadTaken, database_url, schema_revision
+from bot.journal.copydb import CopyRefused, copy_db
+from bot.journal.storage import TABLES, Link, Storage, Submission, ThreadTaken, database_url, schema_revision
 from tests.test_migrations import check_main_data_survived, main_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ async def test_wrong_sources_and_targets_are_refused(tmp_path, pg_url):
 async def test_the_command_line(tmp_path, pg_url):
     source = await filled_sqlite(tmp_path)
     run = lambda: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "bot.copydb", source, pg_url], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "bot.journal.copydb", source, pg_url], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     first = run()
     assert first.returncode == 0, first.stderr

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from app import serve_http
 from bot.core import Bot
-from bot.storage import Storage, submissions
+from bot.journal.storage import Storage, submissions
 from clients.base import CreatedTicket, FormField, TicketBackend, TicketDraft
 from tests.conftest import SlackSender, eventually, make_settings, submission
 from tests.test_pipeline import FAST_RETRIES, told_created

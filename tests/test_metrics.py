@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot import metrics
+from bot.ops import metrics
 from clients.base import BackendError
 from clients.serval import ServalClient
 from sandbox.serval import Fault

@@ -1,4 +1,4 @@
-"""bot/migrations (Alembic), run by bot.storage.migrate at start-up and by `python app.py migrate`:
+"""bot/journal/migrations (Alembic), run by bot.journal.storage.migrate at start-up and by `python app.py migrate`:
 revision 0001 is main's schema before this change, 0002 adds the lease columns and slack_events,
 0003 the requester of each submission (filled from the journal);
 a database made before migrations is stamped and upgraded with nothing lost; replicas starting
@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.storage import Storage, database_url, head_revision, metadata, migrate, schema_revision
+from bot.journal.storage import Storage, database_url, head_revision, metadata, migrate, schema_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "bot" / "migrations"
 
-# The schema on main before this change (`git show d399097:bot/storage.py`), as the bot created it.
+# The schema on main before this change (`git show d399097:bot/journal/storage.py`), as the bot created it.
 MAIN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
     id              TEXT PRIMARY KEY,
@@ -156,7 +156,7 @@ async def test_revision_0001_is_mains_schema_exactly(tmp_path):
 
 
 async def test_head_matches_the_tables_the_queries_use(db_url):
-    """The migrations and bot/storage.py's table definitions describe the same columns, on both engines."""
+    """The migrations and bot/journal/storage.py's table definitions describe the same columns, on both engines."""
     assert await migrate(db_url) == head_revision() == "0003"
     engine = create_async_engine(database_url(db_url))
     try:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from app import serve_http
-from bot.storage import Storage, Submission
+from bot.journal.storage import Storage, Submission
 from clients.base import BackendError, CreatedTicket, TicketBackend, TicketDraft
 from sandbox.serval import Fault
 from tests.conftest import SlackSender, eventually, make_settings, submission
@@ -347,7 +347,7 @@ async def test_an_unmatched_requester_is_told_serval_will_not_dm_them(tmp_path, 
 
 
 async def test_finished_submissions_go_after_the_retention_period_and_links_stay(tmp_path, slack, serval):
-    from bot.storage import Link
+    from bot.journal.storage import Link
 
     settings = make_settings(tmp_path, slack[1], serval[1], journal_retention_days=1)
     storage = await Storage(settings.database_url).open()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.storage import Storage
+from bot.journal.storage import Storage
 from clients.socialboards import SocialboardsClient
 from sandbox.socialboards import CLIENT_ID, REFRESH_TOKEN
 

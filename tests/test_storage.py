@@ -1,4 +1,4 @@
-"""bot/storage.py on both engines: every test here runs once on SQLite and once on a real
+"""bot/journal/storage.py on both engines: every test here runs once on SQLite and once on a real
 PostgreSQL server (tests/pg.py), through the `storage` / `db_url` fixtures in conftest.py."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bot.storage import (
+from bot.journal.storage import (
     LeaseLost,
     Link,
     Storage,
@@ -463,7 +463,7 @@ async def test_an_event_id_is_a_first_delivery_once(storage):
 
 
 async def test_release_others_frees_every_lease_but_ones_own(storage):
-    from bot.storage import Submission
+    from bot.journal.storage import Submission
 
     mine, _ = await storage.add_submission(Submission.new("a", {"user_id": "U1"}, None))
     theirs, _ = await storage.add_submission(Submission.new("b", {"user_id": "U1"}, None))
@@ -475,7 +475,7 @@ async def test_release_others_frees_every_lease_but_ones_own(storage):
 
 
 async def test_stuck_counts_pending_submissions_older_than_the_threshold(storage):
-    from bot.storage import Submission
+    from bot.journal.storage import Submission
 
     old = Submission.new("old", {"user_id": "U1"}, None)
     old.created_at -= 3600

@@ -16,14 +16,14 @@ import pytest
 
 from bot.core import Bot
 from bot.settings import SettingsError
-from bot.storage import DatabaseInUse, Storage, migrate, schema_revision
+from bot.journal.storage import DatabaseInUse, Storage, migrate, schema_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVER = textwrap.dedent(
     """
     import asyncio, sys
-    from bot.storage import Storage
+    from bot.journal.storage import Storage
 
     async def main():
         s = await Storage(sys.argv[1]).open(serving=True)

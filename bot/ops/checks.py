@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import BackendError, TicketBackend
 
-from .settings import Settings
+from ..settings import Settings
 
 # Slack's answers that mean "this token is not (or no longer) valid": retrying cannot help.
 SLACK_REFUSED = {
@@ -260,12 +260,12 @@ async def ticket_system_details(name: str, backend: TicketBackend, settings: Set
 async def run_all(settings: Settings) -> list[Check]:
     """`python app.py check`: the start-up checks and a few more, beside a serving bot if one runs
     (storage opened without serving; no token rotated)."""
-    from .backends import make_backends
-    from .core import slack_client
+    from ..backends import make_backends
+    from ..core import slack_client
     from .logs import REDACTED, URL_PASSWORD
-    from .routing import RoutingError, load_routing_file
-    from .settings import ensure_private_dir
-    from .storage import Storage, head_revision, schema_revision
+    from ..routing import RoutingError, load_routing_file
+    from ..settings import ensure_private_dir
+    from ..journal.storage import Storage, head_revision, schema_revision
 
     out: list[Check] = []
     backends: dict[str, Any] = {}

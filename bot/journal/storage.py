@@ -1,7 +1,7 @@
 """Storage: the submission journal, the thread ↔ ticket links, and the small tables beside them, on
 SQLite (one process, the default) or PostgreSQL (several replicas), through SQLAlchemy Core.
 Every SQL statement the bot runs lives in this module; the schema's history lives in
-`bot/migrations` (Alembic), applied by `migrate` at start-up under a lock.
+`bot/journal/migrations` (Alembic), applied by `migrate` at start-up under a lock.
 
 A submission is written here *before* Slack gets its acknowledgement, then carried through its steps;
 each finished step is recorded so that no step is ever done twice, and unfinished work resumes after
@@ -49,7 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from .settings import SettingsError
+from ..settings import SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ BUSY_TIMEOUT_MS = 5000  # a statement waits this long for SQLite's write lock
 MIGRATION_BUSY_TIMEOUT_MS = 120_000  # a migration waits this long for another one to finish
 PG_MIGRATION_LOCK = 0x7B07_71C6  # pg_advisory_xact_lock key: one migration at a time
 
-# --- the schema as the queries see it (its history: bot/migrations) ------------------------------
+# --- the schema as the queries see it (its history: bot/journal/migrations) ------------------------------
 
 metadata = sa.MetaData()
 _REAL = sa.Double().with_variant(sqlite_dialect.REAL(), "sqlite")
@@ -135,7 +135,7 @@ slack_events = sa.Table(  # Slack event ids already handled (a redelivery is rec
     sa.Column("received_at", _REAL, nullable=False),
     sa.Column("submission_id", sa.Text),
 )
-# Every table, in the order `bot.copydb` copies them.
+# Every table, in the order `bot.journal.copydb` copies them.
 TABLES = (links, routes, people, identities, state, submissions, slack_events)
 
 

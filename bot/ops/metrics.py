@@ -47,7 +47,7 @@ from slack_sdk.http_retry.state import RetryState
 from clients import _http
 
 if TYPE_CHECKING:
-    from .core import Bot
+    from ..core import Bot
 
 log = logging.getLogger(__name__)
 

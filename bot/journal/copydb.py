@@ -1,7 +1,7 @@
 """From SQLite to PostgreSQL: copy the bot's SQLite database into an empty PostgreSQL database, so a
 team that started with one process can run several replicas without losing its thread links.
 
-    python -m bot.copydb sqlite:///./data/tickets.db postgresql://user:password@host:5432/db
+    python -m bot.journal.copydb sqlite:///./data/tickets.db postgresql://user:password@host:5432/db
 
 Stop the bot first: the copy refuses a SQLite file a bot is serving from (what it journaled after
 the copy would be lost). Both databases are brought to the newest schema first (the SQLite file as a
@@ -107,7 +107,7 @@ async def _write_all(url: sa.URL, rows: dict[str, list[dict[str, Any]]]) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.copydb",
+        prog="python -m bot.journal.copydb",
         description="Copy the bot's SQLite database into an empty PostgreSQL database (stop the bot first).",
     )
     parser.add_argument("source", help="sqlite:///path/to/tickets.db")

@@ -1,4 +1,4 @@
-"""Alembic's environment for the bot's schema. The bot runs it programmatically: `bot.storage.migrate`
+"""Alembic's environment for the bot's schema. The bot runs it programmatically: `bot.journal.storage.migrate`
 (at start-up and `python app.py migrate`) opens the connection, takes the migration lock and an
 outer transaction, and hands the connection over in `config.attributes["connection"]`; no
 alembic.ini is needed at run time.
@@ -12,7 +12,7 @@ from alembic import context
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run the bot's migrations with `python app.py migrate` (bot.storage.migrate)")
+    raise RuntimeError("run the bot's migrations with `python app.py migrate` (bot.journal.storage.migrate)")
 
 context.configure(connection=connection, target_metadata=None)
 with context.begin_transaction():

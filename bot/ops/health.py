@@ -30,7 +30,7 @@ from clients.base import BackendError
 from . import checks
 
 if TYPE_CHECKING:
-    from .core import Bot
+    from ..core import Bot
 
 log = logging.getLogger(__name__)
 
