@@ -20,7 +20,7 @@ from .ops import metrics
 from .backends import make_backends
 from .people import People
 from .routing import Router, RoutingError, load_routing_file
-from .service import TicketService
+from .pipeline.service import TicketService
 from .settings import Settings, SettingsError, ensure_private_dir
 from .journal.storage import Storage
 

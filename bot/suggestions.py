@@ -26,7 +26,7 @@ from clients.base import TicketBackend, TicketSummary
 from . import views
 from .core import Bot
 from .forms import may_pick_requester, parse_ticket_form
-from .service import slack_error
+from .pipeline.service import slack_error
 from .journal.storage import ThreadTaken
 from .views import Origin
 

@@ -15,7 +15,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.service import SLACK_NO_ACCESS, slack_error
+from bot.pipeline.service import SLACK_NO_ACCESS, slack_error
 
 log = logging.getLogger("handlers")
 

@@ -12,7 +12,7 @@ more than increment a counter or observe a histogram:
   variable into the listener Bolt starts for the request).
 - `record_ticket_call`, installed as the observer of `clients._http` (clients know nothing of the
   bot): ticket-system calls by back end, method, endpoint template and status, with latency.
-- `retry(step)` and `submission(state)`: one line each in `bot.service`.
+- `retry(step)` and `submission(state)`: one line each in `bot.pipeline`.
 - The journal backlog and the oldest pending submission's age are read from storage when scraped.
 
 Values are per process and cumulative (tests compare before and after). Several bots in one process

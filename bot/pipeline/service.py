@@ -1,5 +1,5 @@
 """The ticket service: intake journals what people ask for (`submit`, `submit_message`; edits and
-Home read the journal), and the durable worker (`bot.worker`: leases, retries, the failure rule)
+Home read the journal), and the durable worker (`bot.pipeline.worker`: leases, retries, the failure rule)
 carries each submission through the ticket steps defined here:
 create → notify the person → complete → reply in Slack → copy the thread's history → connect the
 thread → follow-up notice.
@@ -31,12 +31,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import BackendError, CreatedTicket, FormField, Person, ThreadMessage, TicketBackend, TicketDraft
 
-from . import views
-from .drafts import Form, values_from_json
-from .people import People
-from .journal.storage import Link, Storage, Submission, ThreadTaken, journaled
+from .. import views
+from ..drafts import Form, values_from_json
+from ..people import People
+from ..journal.storage import Link, Storage, Submission, ThreadTaken, journaled
 from .worker import Failure, Step, Worker
-from .views import Origin
+from ..views import Origin
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .ops import metrics
-from .ops.logs import set_log_context
-from .journal.storage import LeaseLost, Storage, Submission
+from ..ops import metrics
+from ..ops.logs import set_log_context
+from ..journal.storage import LeaseLost, Storage, Submission
 
 log = logging.getLogger(__name__)
 
