@@ -109,7 +109,7 @@ class Bot:
             router=router,
         )
         bot = cls(settings, storage, slack, backends, tickets, people, router)
-        tickets.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
+        tickets.ctx.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
         tickets.is_admin = bot.may_configure  # admins may edit any ticket's details
         return bot
 

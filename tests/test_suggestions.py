@@ -102,7 +102,7 @@ async def test_similar_open_tickets_are_offered_under_the_title(sender, slack, s
 
 
 async def test_choosing_one_adds_to_it_instead_of_creating_a_ticket(sender, slack, serval, running, caplog):
-    caplog.set_level(logging.INFO, logger="bot.pipeline.service")
+    caplog.set_level(logging.INFO, logger="bot.pipeline")
     slack_state, (state, _) = slack[0], serval
     both, _ = seed(state)
     await open_modal_with_command(sender, slack_state, "Printer jammed again")

@@ -1,0 +1,98 @@
+"""What every ticket step shares: the journal, Slack, the ticket systems, the lease check, and the
+few Slack calls several steps make (the thread's messages, telling a person, updating a form)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from clients.base import CreatedTicket, TicketBackend
+
+from ..journal.storage import Storage, Submission, journaled
+from ..people import People
+from .failures import SLACK_NO_ACCESS, slack_error
+
+log = logging.getLogger(__name__)
+
+CREATE, NOTIFY, COMPLETE, REPLY, HISTORY, CONNECT, FOLLOWUP = (
+    "create", "notify", "complete", "reply", "history", "connect", "followup"
+)
+# Where a ticket starts from a message in a thread: the thread is reserved, replied in and connected.
+MESSAGE_SOURCES = {"reaction", "mention", "intake"}  # tickets made from a conversation, without a form
+THREAD_SOURCES = {"shortcut"} | MESSAGE_SOURCES
+# Messages that are not part of the conversation copied into a ticket.
+SKIPPED_SUBTYPES = {"channel_join", "channel_leave", "group_join", "group_leave", "bot_message", "thread_broadcast_bot"}
+
+
+def copyable(message: dict[str, Any]) -> bool:
+    """A person's message in the conversation (not a bot's, the app's, or a join)."""
+    return bool(message.get("user")) and not message.get("bot_id") and message.get("subtype") not in SKIPPED_SUBTYPES
+
+
+@dataclass
+class Context:
+    storage: Storage
+    backends: dict[str, TicketBackend]
+    default_backend: str
+    slack: AsyncWebClient  # raises on a 429 (no rate-limit retry handler): the journal retries
+    people: People
+    hold: Callable[[Submission], None]  # the worker's lease check (`Worker.hold`)
+    unmatched_requester: str = "describe"
+    identity_refresh: float = 3600.0
+    may_file_for_others: Callable[[str], Awaitable[bool]] | None = None  # ON_BEHALF_OF
+
+    def backend(self, name: str | None = None) -> TicketBackend:
+        """The named back end; the default one for None or a name no longer configured."""
+        return self.backends.get(name or self.default_backend) or self.backends[self.default_backend]
+
+    def ticket(self, sub: Submission) -> CreatedTicket:
+        assert sub.ticket is not None
+        return journaled(CreatedTicket, sub.ticket)
+
+    async def thread(self, channel_id: str, root: str, *, until: str | None = None) -> list[dict[str, Any]]:
+        """The thread's messages, root first (conversations.replies, every page; up to `until`)."""
+        out: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            args: dict[str, Any] = {"channel": channel_id, "ts": root, "limit": 200}
+            if until:
+                args.update(latest=until, inclusive=True)
+            if cursor:
+                args["cursor"] = cursor
+            resp = await self.slack.conversations_replies(**args)
+            out += resp.get("messages") or []
+            cursor = ((resp.get("response_metadata") or {}).get("next_cursor")) or None
+            if not cursor or not resp.get("has_more", True):
+                return out
+
+    async def tell(self, user_id: str, channel_id: str | None, text: str) -> None:
+        """An ephemeral message where the person is; a DM when the bot cannot post there."""
+        if channel_id:
+            try:
+                await self.slack.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+                return
+            except SlackApiError as exc:
+                if exc.response.get("error") not in SLACK_NO_ACCESS:
+                    raise
+        await self.slack.chat_postMessage(channel=user_id, text=text)
+
+    async def update_view(self, view_id: str, view: dict[str, Any]) -> bool:
+        try:
+            await self.slack.views_update(view_id=view_id, view=view)
+            return True
+        except Exception as exc:  # the modal may be closed already; the message still goes out
+            log.debug("views.update %s: %s", view_id, slack_error(exc))
+            return False
+
+    async def thread_ticket(self, channel_id: str, thread_ts: str) -> tuple[bool, str | None]:
+        """(taken, display id): is this thread linked to a ticket, or about to be?"""
+        link = await self.storage.link_for_thread(channel_id, thread_ts)
+        if link:
+            return True, link.display_id
+        pending = await self.storage.pending_display_for_thread(channel_id, thread_ts)
+        return (True, None) if pending else (False, None)
