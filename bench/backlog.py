@@ -43,7 +43,7 @@ CHUNK = 1000
 
 def payload(tag: str, i: int) -> dict[str, Any]:
     """What `TicketService.submit` journals for a /ticket modal from #dev, without "share"."""
-    from bot.views import Origin
+    from bot.slack.views import Origin
 
     origin = Origin(source="command", channel_id="C111", channel_name="dev")
     return {

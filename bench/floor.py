@@ -31,8 +31,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bench.servers import serve  # the same runner as the harness's servers
 
-SHORTCUT_CALLBACK_ID = "create_ticket"  # bot.views.SHORTCUT_CALLBACK_ID
-MODAL_CALLBACK_ID = "ticket_modal"  # bot.views.MODAL_CALLBACK_ID
+SHORTCUT_CALLBACK_ID = "create_ticket"  # bot.slack.views.SHORTCUT_CALLBACK_ID
+MODAL_CALLBACK_ID = "ticket_modal"  # bot.slack.views.MODAL_CALLBACK_ID
 ONE_FIELD_MODAL: dict[str, Any] = {
     "type": "modal", "callback_id": MODAL_CALLBACK_ID,
     "title": {"type": "plain_text", "text": "New ticket"},

@@ -18,7 +18,7 @@ from clients.socialboards import SocialboardsBackend
 
 from .ops import metrics
 from .backends import make_backends
-from .people import People
+from .slack.people import People
 from .routing import Router, RoutingError, load_routing_file
 from .pipeline.service import TicketService
 from .settings import Settings, SettingsError, ensure_private_dir

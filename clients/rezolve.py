@@ -77,7 +77,7 @@ FIELD_KINDS: dict[str, FieldKind] = {
     "datetime": "date",
     "number": "number",
 }
-# Block ids the bot uses for its own title and description inputs (bot/views.py).
+# Block ids the bot uses for its own title and description inputs (bot/slack/views.py).
 TITLE_KEY, DESCRIPTION_KEY = "title", "description"
 
 

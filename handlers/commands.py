@@ -8,9 +8,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import suggestions, views
+from bot.slack import suggestions, views
 from bot.core import Bot
-from bot.forms import new_ticket_form
+from bot.slack.forms import new_ticket_form
 
 from .common import after_ack, open_view
 from .config import open_channel_config

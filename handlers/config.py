@@ -13,10 +13,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import views
+from bot.slack import views
 from bot.core import Bot
-from bot.drafts import parse_form
-from bot.forms import CONFIG_FIELDS, channel_config_form
+from bot.slack.drafts import parse_form
+from bot.slack.forms import CONFIG_FIELDS, channel_config_form
 from bot.routing import INTAKE_VALUES, RouteEntry, emoji_name
 
 from .common import after_ack, open_view, slack_error, tell

@@ -17,9 +17,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import views
+from bot.slack import views
 from bot.core import Bot
-from bot.edits import TITLE, edit_form, save_edit
+from bot.slack.edits import TITLE, edit_form, save_edit
 
 from .common import after_ack, open_view, slack_error, tell
 

@@ -34,9 +34,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import views
+from bot.slack import views
 from bot.core import Bot
-from bot.forms import QuotedMessage, new_ticket_form
+from bot.slack.forms import QuotedMessage, new_ticket_form
 from bot.routing import emoji_name
 from bot.journal.storage import ThreadTaken
 

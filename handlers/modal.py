@@ -9,9 +9,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from bot import views
+from bot.slack import views
 from bot.core import Bot
-from bot.forms import may_pick_requester, parse_ticket_form
+from bot.slack.forms import may_pick_requester, parse_ticket_form
 from bot.journal.storage import ThreadTaken
 
 

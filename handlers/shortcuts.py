@@ -13,10 +13,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import suggestions, views
+from bot.slack import suggestions, views
 from bot.core import Bot
-from bot.forms import QuotedMessage, new_ticket_form
-from bot.people import Workspace
+from bot.slack.forms import QuotedMessage, new_ticket_form
+from bot.slack.people import Workspace
 
 from .common import after_ack, open_view
 

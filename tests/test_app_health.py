@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from app import serve_http, setup_logging
-from bot import views
+from bot.slack import views
 from bot.ops.logs import log_context, set_log_context
 from bot.journal.storage import Submission
-from bot.views import Origin
+from bot.slack.views import Origin
 from clients.base import FormField
 from tests.conftest import make_settings
 

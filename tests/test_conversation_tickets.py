@@ -135,8 +135,8 @@ async def test_under_on_behalf_of_nobody_the_reactor_is_the_requester(tmp_path, 
 
 
 async def test_add_to_an_existing_ticket_instead_of_creating_one(bot, slack, serval):
-    from bot.drafts import Form
-    from bot.views import Origin
+    from bot.slack.drafts import Form
+    from bot.slack.views import Origin
 
     slack_state, serval_state = slack[0], serval[0]
     message = slack_state.post_user_message("C111", "W111", "Seed ticket")

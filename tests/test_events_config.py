@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot import views
+from bot.slack import views
 from bot.routing import RoutingError, load_routing_file
 from tests.conftest import eventually, select_value, submission, text_value
 from tests.test_events import deliver, event, thread_replies

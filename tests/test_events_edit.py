@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot import views
+from bot.slack import views
 from tests.conftest import date_value, eventually, make_settings, payload, select_value, submission, text_value
 from tests.test_events import deliver, event, thread_replies
 from tests.test_ticket_flow import block

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from bot import views
+from bot.slack import views
 from tests.conftest import eventually, submission
 from tests.test_ticket_flow import filled, open_modal_with_command
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from bot import views
+from bot.slack import views
 from tests.conftest import eventually, select_value, submission
 from tests.test_events import event, thread_replies
 from tests.test_ticket_flow import filled, open_modal_with_command, open_modal_with_shortcut, shortcut

@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from clients.base import CreatedTicket, TicketBackend
 
 from ..journal.storage import Storage, Submission, journaled
-from ..people import People
+from ..slack.people import People
 from .failures import SLACK_NO_ACCESS, slack_error
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from dataclasses import asdict
 
 from clients.base import BackendError, CreatedTicket, ThreadMessage, TicketBackend, TicketDraft
 
-from .. import views
+from ..slack import views
 from ..journal.storage import Link, Submission, journaled
-from ..views import Origin
+from ..slack.views import Origin
 from .context import COMPLETE, CONNECT, FOLLOWUP, HISTORY, REPLY, Context, copyable
 from .queued import QueuedNotices
 from .requesters import Requesters

@@ -9,9 +9,9 @@ from typing import Any
 
 from clients.base import CreatedTicket
 
-from ..drafts import Form
+from ..slack.drafts import Form
 from ..journal.storage import Storage, Submission
-from ..views import Origin
+from ..slack.views import Origin
 from .context import MESSAGE_SOURCES, THREAD_SOURCES
 from .queued import QueuedNotices
 from .worker import Worker

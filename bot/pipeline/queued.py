@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import views
+from ..slack import views
 from ..journal.storage import Submission
 from .context import CREATE, Context
 

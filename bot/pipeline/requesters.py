@@ -11,10 +11,10 @@ from slack_sdk.errors import SlackApiError
 
 from clients.base import BackendError, TicketBackend, TicketDraft
 
-from .. import views
-from ..drafts import values_from_json
+from ..slack import views
+from ..slack.drafts import values_from_json
 from ..journal.storage import Submission, journaled
-from ..views import Origin
+from ..slack.views import Origin
 from .context import Context
 from .failures import failure
 

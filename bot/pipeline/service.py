@@ -24,10 +24,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import BackendError, FormField, TicketBackend
 
-from .. import views
+from ..slack import views
 from ..journal.storage import Storage, Submission, ThreadTaken, journaled
-from ..people import People
-from ..views import Origin
+from ..slack.people import People
+from ..slack.views import Origin
 from .context import Context
 from .create import Complete, Create
 from .failures import SLACK_NO_ACCESS, failure, slack_error

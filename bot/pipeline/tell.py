@@ -8,9 +8,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from .. import views
+from ..slack import views
 from ..journal.storage import Submission, journaled
-from ..views import Origin
+from ..slack.views import Origin
 from .context import MESSAGE_SOURCES, Context
 from .failures import SLACK_NO_ACCESS
 from .worker import Failure

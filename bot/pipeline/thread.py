@@ -7,9 +7,9 @@ import logging
 
 from clients.base import Person, ThreadMessage
 
-from .. import views
+from ..slack import views
 from ..journal.storage import Link, Submission, journaled
-from ..views import Origin
+from ..slack.views import Origin
 from .context import CONNECT, MESSAGE_SOURCES, Context, copyable
 from .requesters import Requesters
 from .worker import Failure

@@ -10,7 +10,7 @@ from typing import Any
 from clients.base import BackendError, FormField
 
 from . import views
-from .core import Bot
+from ..core import Bot
 
 log = logging.getLogger(__name__)
 TITLE = "Edit ticket"

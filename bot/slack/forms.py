@@ -12,7 +12,7 @@ from clients.base import BackendError, FormField
 from clients.serval import CUSTOM_FIELD_PREFIX
 
 from . import views
-from .core import Bot
+from ..core import Bot
 from .drafts import Form, parse_form
 from .views import Origin
 

@@ -24,10 +24,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from clients.base import TicketBackend, TicketSummary
 
 from . import views
-from .core import Bot
+from ..core import Bot
 from .forms import may_pick_requester, parse_ticket_form
-from .pipeline.service import slack_error
-from .journal.storage import ThreadTaken
+from ..pipeline.service import slack_error
+from ..journal.storage import ThreadTaken
 from .views import Origin
 
 log = logging.getLogger(__name__)

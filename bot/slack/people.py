@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import Person
 
-from .journal.storage import Storage
+from ..journal.storage import Storage
 
 log = logging.getLogger(__name__)
 
