@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .journal.url import database_url  # SQLite → aiosqlite, PostgreSQL → asyncpg
+
 
 class SettingsError(Exception):
     """A configuration problem. `problems`: one line per problem, each naming its setting."""
@@ -58,8 +60,6 @@ def http_url_problem(value: str) -> str | None:
 
 
 def check_database_url(v: str) -> str:
-    from .journal.storage import database_url  # SQLite → aiosqlite, PostgreSQL → asyncpg
-
     usage = "must be sqlite:///path/to/file.db (one process) or postgresql://user:password@host:5432/dbname"
     if not v.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+asyncpg://")):
         raise ValueError(usage)

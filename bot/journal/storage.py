@@ -44,12 +44,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
 from ..settings import SettingsError
+from .url import database_url, is_memory, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -142,40 +143,6 @@ TABLES = (links, routes, people, identities, state, submissions, slack_events)
 # --- the database URL, engines, migrations --------------------------------------------------------
 
 
-def database_url(url: str | URL) -> URL:
-    """SQLAlchemy's URL, with its async driver, for a DATABASE_URL: `sqlite:///path` (aiosqlite),
-    `postgresql://user:pass@host:5432/db` as written (asyncpg; `postgres://` too). A bare path is
-    taken for a SQLite file."""
-    if isinstance(url, URL):
-        url = url.render_as_string(hide_password=False)
-    if "://" not in url:
-        return URL.create("sqlite+aiosqlite", database=url or None)
-    try:
-        parsed = make_url(url)
-    except Exception:
-        raise ValueError("DATABASE_URL is not a database URL") from None
-    backend = parsed.drivername.split("+", 1)[0]
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite")
-    if backend in ("postgresql", "postgres"):
-        query = dict(parsed.query)
-        if "sslmode" in query and "ssl" not in query:  # libpq's spelling; asyncpg calls it ssl
-            query["ssl"] = query.pop("sslmode")
-        return parsed.set(drivername="postgresql+asyncpg", query=query)
-    raise ValueError("DATABASE_URL must be sqlite:///path/to/file.db or postgresql://user:password@host:5432/db")
-
-
-def sqlite_file(url: URL) -> str | None:
-    """The SQLite database file of this URL; None for PostgreSQL and for an in-memory database."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    return url.database
-
-
-def _is_memory(url: URL) -> bool:
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-
-
 def _create_private_file(path: str) -> None:
     """The database file, readable by its owner only (it holds what people typed), in a folder
     only its owner may enter."""
@@ -213,7 +180,7 @@ def _engine(url: URL, *, migrations: bool = False) -> AsyncEngine:
             return create_async_engine(url, poolclass=NullPool)
         # Storage runs its statements on its own asyncpg pool; the engine is for the rare rest.
         return create_async_engine(url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=8)
-    memory = _is_memory(url)
+    memory = is_memory(url)
     if memory:
         pool: dict[str, Any] = {"poolclass": StaticPool}  # one connection: the database lives in it
     elif migrations:
@@ -292,7 +259,7 @@ async def migrate(url: str | URL, revision: str = "head") -> str | None:
     the others wait, then find nothing to do. Migrations are additive. Pending work is untouched.
     `revision`: stop at an earlier one (tests)."""
     parsed = database_url(url)
-    if _is_memory(parsed):
+    if is_memory(parsed):
         raise ValueError("an in-memory database is migrated when its Storage opens")
     if path := sqlite_file(parsed):
         await _prepare_sqlite_file(path)
@@ -624,7 +591,7 @@ class Storage:
     def __init__(self, url: str) -> None:
         self.url = database_url(url)
         self.dialect = self.url.get_backend_name()  # "sqlite" | "postgresql"
-        self.path = sqlite_file(self.url) or (":memory:" if _is_memory(self.url) else None)
+        self.path = sqlite_file(self.url) or (":memory:" if is_memory(self.url) else None)
         self._engine: AsyncEngine | None = None
         self._conn: AsyncConnection | None = None  # SQLite: holds this process's connection
         self._sqlite: Any = None  # its aiosqlite connection
@@ -649,12 +616,12 @@ class Storage:
             if serving:
                 self._lock_fd = _lock_serving(file)
         try:
-            if not _is_memory(self.url):
+            if not is_memory(self.url):
                 await migrate(self.url)
             self._engine = _engine(self.url)
             if self.dialect == "sqlite":
                 self._conn = await self._engine.connect()
-                if _is_memory(self.url):
+                if is_memory(self.url):
                     await self._conn.run_sync(_upgrade)
                 self._sqlite = (await self._conn.get_raw_connection()).driver_connection
             else:
