@@ -1,0 +1,84 @@
+"""The schema as the queries see it; its history is `bot/journal/migrations` (Alembic)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+metadata = sa.MetaData()
+_REAL = sa.Double().with_variant(sqlite_dialect.REAL(), "sqlite")
+
+submissions = sa.Table(
+    "submissions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),
+    sa.Column("thread_key", sa.Text, unique=True),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),  # pending | done | failed
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text),
+    sa.Column("steps_done", sa.Text, nullable=False, server_default=""),
+    sa.Column("ticket", sa.Text),  # JSON of the created ticket
+    sa.Column("thread_ts", sa.Text),  # thread connected to the ticket
+    sa.Column("maybe_created", sa.Integer, nullable=False, server_default="0"),  # an attempt may have created it
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", _REAL, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("warnings", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("created_at", _REAL, nullable=False),
+    sa.Column("updated_at", _REAL, nullable=False),
+    sa.Column("owner", sa.Text),  # the process working on it, while its lease lasts
+    sa.Column("lease_until", _REAL, nullable=False, server_default="0"),
+    sa.Column("requester_id", sa.Text),  # the Slack user it is filed for (payload's), once known: Home lists it
+)
+people = sa.Table(  # Slack profiles (users.info), refreshed after a while
+    "people",
+    metadata,
+    sa.Column("slack_user_id", sa.Text, primary_key=True),
+    sa.Column("profile", sa.Text),  # JSON, NULL when Slack does not know the user
+    sa.Column("fetched_at", _REAL, nullable=False),
+)
+identities = sa.Table(  # Slack user → user id in a ticket system
+    "identities",
+    metadata,
+    sa.Column("backend", sa.Text, primary_key=True),
+    sa.Column("slack_user_id", sa.Text, primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("resolved_at", _REAL, nullable=False),
+)
+state = sa.Table(  # small named values, e.g. a rotating refresh token
+    "state",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", _REAL, nullable=False),
+)
+routes = sa.Table(  # what admins set in Slack with /ticket config
+    "routes",
+    metadata,
+    sa.Column("channel_id", sa.Text, primary_key=True),
+    sa.Column("route", sa.Text, nullable=False),  # JSON
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", _REAL, nullable=False),
+)
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("channel_id", sa.Text, primary_key=True),
+    sa.Column("thread_ts", sa.Text, primary_key=True),
+    sa.Column("ticket_id", sa.Text, nullable=False),
+    sa.Column("display_id", sa.Text, nullable=False),
+    sa.Column("backend", sa.Text, nullable=False),
+    sa.Column("submission_id", sa.Text),
+    sa.Column("created_at", _REAL, nullable=False),
+)
+slack_events = sa.Table(  # Slack event ids already handled (a redelivery is recognised)
+    "slack_events",
+    metadata,
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("received_at", _REAL, nullable=False),
+    sa.Column("submission_id", sa.Text),
+)
+# Every table, in the order `bot.journal.copydb` copies them.
+TABLES = (links, routes, people, identities, state, submissions, slack_events)
