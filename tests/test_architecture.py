@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundations: settings, the database URL, logging", ["bot", "bot.settings", "bot.journal.url", "bot.ops", "bot.ops.logs"]),
     ("the journal", ["bot.journal", "bot.journal.*"]),
     ("Slack's building blocks, routes, back ends, metrics",
-     ["bot.slack", "bot.slack.views", "bot.slack.drafts", "bot.slack.people", "bot.routing", "bot.backends",
+     ["bot.slack", "bot.slack.text", "bot.slack.views", "bot.slack.drafts", "bot.slack.people", "bot.routing", "bot.backends",
       "bot.ops.metrics"]),
     ("the pipeline: worker, intake, ticket steps", ["bot.pipeline", "bot.pipeline.*"]),
     ("assembly", ["bot.core"]),
