@@ -11,8 +11,8 @@ import urllib.parse
 
 import pytest
 
-from app import setup_logging
 from clients import secrets as run_time_secrets
+from server.process import setup_logging
 from tests.conftest import eventually, make_settings
 
 SIGNING = "signing-secret-7c1f0e"
