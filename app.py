@@ -1,4 +1,5 @@
-"""Entry point: read settings, check them, build the bot, serve Slack over HTTP or Socket Mode.
+"""The front door: parse the command line, read the settings, then serve Slack over HTTP or Socket Mode
+or run a command. The work is done in server/ (the process, the HTTP server, Socket Mode, the commands).
 
     python app.py                       # Socket Mode when SLACK_APP_TOKEN is set, else HTTP
     python app.py --mode http           # POST /slack/events on HOST:PORT
