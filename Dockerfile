@@ -16,6 +16,7 @@ RUN groupadd --system --gid 10001 ticketbot \
 WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY app.py ./
+COPY server/ server/
 COPY bot/ bot/
 COPY handlers/ handlers/
 COPY clients/ clients/

@@ -1,6 +1,6 @@
 """The floor: a minimal Bolt `AsyncApp` whose listeners only acknowledge, served by the same HTTP
 stack as the bot (aiohttp `web.AppRunner` without access log, Bolt's aiohttp adapter, the same route
-and body limit as `app.build_web_app`) — but none of the bot's own code in front of Bolt, so whatever
+and body limit as `server.http.build_web_app`) — but none of the bot's own code in front of Bolt, so whatever
 the bot adds shows up as the difference.
 
     python -m bench.floor --port 0 --signing-secret S --slack-api-url http://127.0.0.1:N/api/

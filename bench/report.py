@@ -55,8 +55,8 @@ def environment(results: dict[str, Any]) -> dict[str, Any]:
         rev = subprocess.run(["git", "-C", str(bot_dir), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=10)
         if rev.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(bot_dir), "status", "--porcelain", "--", "app.py", "bot",
-                                    "handlers", "clients"], capture_output=True, text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(bot_dir), "status", "--porcelain", "--", "app.py", "server",
+                                    "bot", "handlers", "clients"], capture_output=True, text=True, timeout=10).stdout.strip()
             code = f"commit {rev.stdout.strip()}" + (" with uncommitted changes to the bot" if dirty else "")
         else:
             code = f"{bot_dir} (not a git checkout)"

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from app import Running, serve_http
 from bot.settings import Settings
 from sandbox import serval as serval_sandbox
 from sandbox import slack as slack_sandbox
+from server.http import Running, serve_http
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SIGNING_SECRET = "test-signing-secret-0123456789"

@@ -13,12 +13,13 @@ import time
 import httpx
 import pytest
 
-from app import serve_http, setup_logging
 from bot.slack import views
 from bot.ops.logs import log_context, set_log_context
 from bot.journal.storage import Submission
 from bot.slack.views import Origin
 from clients.base import FormField
+from server.http import serve_http
+from server.process import setup_logging
 from tests.conftest import make_settings
 
 

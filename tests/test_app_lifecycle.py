@@ -379,7 +379,7 @@ async def test_the_task_factory_takes_the_keyword_arguments_newer_pythons_pass()
     """Python 3.13.3 calls a task factory as `factory(loop, coro, **kwargs)` with `name=` and `context=`
     (3.14 adds `eager_start=`); the installed factory takes them, names the task and still counts a
     task started while a Slack request is handled, so the graceful stop waits for it."""
-    from app import InFlight
+    from server.bolt import InFlight
 
     inflight = InFlight()
     inflight.install()

@@ -1,4 +1,4 @@
-"""Dependencies point one way — handlers → bot → clients — and the stand-ins stay independent:
+"""Dependencies point one way — app.py → server → handlers → bot → clients — and the stand-ins stay independent:
 `sandbox/` never imports the bot or its clients (a fake that shares the client's models agrees with
 its mistakes), and production code never imports `sandbox/`."""
 
@@ -12,10 +12,11 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 RULES = {  # package → top-level packages it must not import
-    "clients": {"bot", "handlers", "sandbox", "app", "slack_bolt", "slack_sdk"},
-    "bot": {"handlers", "sandbox", "app"},
-    "handlers": {"clients", "sandbox", "app"},
-    "sandbox": {"bot", "handlers", "clients", "app"},
+    "clients": {"bot", "handlers", "server", "sandbox", "app", "slack_bolt", "slack_sdk"},
+    "bot": {"handlers", "server", "sandbox", "app"},
+    "handlers": {"clients", "server", "sandbox", "app"},
+    "server": {"sandbox", "app"},
+    "sandbox": {"bot", "handlers", "clients", "server", "app"},
 }
 
 

@@ -11,12 +11,12 @@ from typing import Any, AsyncIterator
 import httpx
 import pytest
 
-from app import serve_http
 from bot.backends import make_backends
 from bot.core import Bot
 from bot.settings import SettingsError, load_settings
 from clients.rezolve import RezolveBackend, RezolveClient
 from sandbox.rezolve import F_DESCRIPTION, F_NEEDED_BY, F_NUMBER, F_SUMMARY, F_SYSTEM, F_URGENCY, TENANT_ID
+from server.http import serve_http
 from tests.conftest import (
     BOT_TOKEN,
     SIGNING_SECRET,

@@ -12,12 +12,12 @@ from typing import Any, AsyncIterator
 import httpx
 import pytest
 
-from app import serve_http
 from bot.backends import make_backends
 from bot.core import Bot
 from bot.settings import SettingsError, load_settings
 from clients.socialboards import SocialboardsBackend, SocialboardsClient
 from sandbox.socialboards import CLIENT_ID, REFRESH_TOKEN
+from server.http import serve_http
 from tests.conftest import (
     BOT_TOKEN,
     SIGNING_SECRET,

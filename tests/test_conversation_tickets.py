@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app import serve_http
 from bot.journal.storage import ThreadTaken
 from clients.base import CreatedTicket
+from server.http import serve_http
 from tests.conftest import eventually, make_settings
 from tests.test_ticket_flow import connects, created
 

@@ -137,7 +137,7 @@ async def test_a_refused_value_is_a_warning_and_the_ticket_is_kept(sender, slack
 
 
 async def test_a_passing_failure_is_retried_from_the_journal(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
 
     slack_state, (state, url) = slack[0], serval
     state.faults["PUT /v2/tickets/{ticket_id}/custom-field-values"] = Fault(next_n=["error", "error"], status=503)
@@ -218,7 +218,7 @@ def test_the_routing_file_takes_the_option(tmp_path):
 
 
 async def test_the_form_never_waits_for_the_field_list(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
 
     slack_state, (state, url) = slack[0], serval
     state.delay("GET /v2/teams/{team_id}/custom-field-options", 3.0)

@@ -167,7 +167,7 @@ async def test_other_reactions_removals_and_the_apps_own_reactions_do_nothing(ru
 
 async def test_the_apps_own_reaction_is_known_from_the_event_before_auth_test_answers(tmp_path, slack, serval):
     """`authorizations` names the bot user even before auth.test has answered."""
-    from app import serve_http
+    from server.http import serve_http
 
     slack_state = slack[0]
     slack_state.rate_limit("auth.test", times=5, retry_after=3)
@@ -282,7 +282,7 @@ async def test_an_alert_without_text_is_filed_with_what_its_attachments_say(runn
 
 
 async def test_the_emoji_is_a_setting_and_a_channel_may_choose_its_own(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
 
     slack_state, serval_state = slack[0], serval[0]
     running = await serve_http(make_settings(tmp_path, slack[1], serval[1], reaction_emoji=":fire:", **FAST),

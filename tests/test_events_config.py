@@ -110,7 +110,7 @@ def test_the_routing_file_takes_intake_and_emoji(tmp_path):
 
 
 async def test_a_routing_file_request_channel(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
     from tests.conftest import SlackSender, make_settings
 
     path = tmp_path / "routing.yml"

@@ -7,8 +7,8 @@ import asyncio
 import sqlite3
 import time
 
-from app import serve_http
 from sandbox.slack_socket import APP_TOKEN, SocketModeServer
+from server.http import serve_http
 from tests.conftest import SlackSender, eventually, make_settings
 from tests.test_events import event, thread_replies
 from tests.test_reliability import BotProcess, serval_clients  # noqa: F401  (fixture)

@@ -175,7 +175,7 @@ async def test_the_shortcut_opens_its_form_without_asking_slack_for_the_link(sen
 
 
 async def test_before_auth_test_answers_the_link_is_added_to_the_open_form(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
     from tests.conftest import SlackSender, make_settings
 
     slack_state, slack_url = slack

@@ -32,7 +32,7 @@ def assert_inert_quote(text: str) -> None:
 
 
 async def test_what_you_typed_survives_backticks_and_stays_inert(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
     from tests.conftest import SlackSender, make_settings
 
     slack_state, slack_url = slack

@@ -13,10 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app import serve_http
 from bot.core import Bot
 from bot.journal.storage import Storage, submissions
 from clients.base import CreatedTicket, FormField, TicketBackend, TicketDraft
+from server.http import serve_http
 from tests.conftest import SlackSender, eventually, make_settings, submission
 from tests.test_pipeline import FAST_RETRIES, told_created
 from tests.test_ticket_flow import filled, open_modal_with_command

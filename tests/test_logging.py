@@ -11,8 +11,8 @@ import urllib.parse
 
 import pytest
 
-from app import setup_logging
 from clients import secrets as run_time_secrets
+from server.process import setup_logging
 from tests.conftest import eventually, make_settings
 
 SIGNING = "signing-secret-7c1f0e"
@@ -125,7 +125,7 @@ def test_an_uncaught_exception_is_logged_through_the_redaction(captured):
 
 async def test_a_failing_request_logs_no_secret_at_debug_level(captured, tmp_path, slack, serval):
     """The real bot at DEBUG: a request whose handling raises logs a traceback, without a secret."""
-    from app import serve_http
+    from server.http import serve_http
     from tests.conftest import SlackSender
 
     slack_state, slack_url = slack

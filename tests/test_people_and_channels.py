@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from app import serve_http
 from bot.routing import RoutingError, load_routing_file
 from sandbox.serval import Fault
+from server.http import serve_http
 from tests.conftest import SlackSender, eventually, make_settings, select_value, submission
 from tests.test_ticket_flow import block, created, filled, open_modal_with_command, open_modal_with_shortcut, shortcut
 

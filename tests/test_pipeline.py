@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from app import serve_http
 from bot.journal.storage import Storage, Submission
 from clients.base import BackendError, CreatedTicket, TicketBackend, TicketDraft
 from sandbox.serval import Fault
+from server.http import serve_http
 from tests.conftest import SlackSender, eventually, make_settings, submission
 from tests.test_ticket_flow import created, filled, open_modal_with_command, open_modal_with_shortcut, shortcut
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app import serve_http
 from sandbox.serval import Fault
+from server.http import serve_http
 from tests.conftest import (
     BOT_TOKEN,
     SERVAL_TOKEN,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app import serve_http
+from server.http import serve_http
 from tests.conftest import eventually, make_settings
 from tests.test_backend_rezolve import rezolve_settings
 from tests.test_backend_socialboards import socialboards_settings

@@ -88,7 +88,7 @@ async def test_an_unsigned_or_stale_malformed_body_is_401_and_never_parsed(sende
 async def test_the_first_request_is_acknowledged_without_waiting_for_auth_test(tmp_path, slack, serval):
     """Bolt asks auth.test on the first request, before any listener can ack; the bot answers it
     from what it asked in the background."""
-    from app import serve_http
+    from server.http import serve_http
     from tests.conftest import SlackSender, make_settings
 
     slack_state, slack_url = slack

@@ -209,7 +209,7 @@ async def test_a_team_change_during_the_look_up_wins_and_the_look_up_runs_again(
 
 
 async def test_off_by_setting(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
 
     slack_state, (state, url) = slack[0], serval
     seed(state)

@@ -365,7 +365,7 @@ async def test_documented_submission_fixtures_are_accepted(sender, slack, serval
 
 
 async def test_serval_refusal_is_reported_with_what_was_typed(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
     from tests.conftest import SlackSender, make_settings
 
     slack_state, slack_url = slack
@@ -387,7 +387,7 @@ async def test_serval_refusal_is_reported_with_what_was_typed(tmp_path, slack, s
 
 
 async def test_serval_outage_is_queued_then_reported(tmp_path, slack, serval):
-    from app import serve_http
+    from server.http import serve_http
     from sandbox.serval import Fault
     from tests.conftest import SlackSender, make_settings
 
