@@ -1,0 +1,193 @@
+"""Socialboards's `TicketBackend`, through its client (see the package's docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+
+from .._refresh import KeptFresh
+from ..base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft
+
+from .models import (
+    CATEGORY, SENTIMENT, TAGS,
+    CUSTOM_PREFIX, Category, CreateTicketRequest, Creator, CustomFieldValue, INBOX_URL,
+    LIST_MAX_PAGES, LIST_PAGE, ListTicketsRequest, MAX_OPTIONS, SENTIMENTS, SYSTEM, Sentiment, log,
+)
+from .client import (
+    SocialboardsClient,
+)
+
+# --- the back end -------------------------------------------------------------------------------
+
+
+def split_tags(text: Any) -> list[str]:
+    if isinstance(text, (list, tuple)):
+        items = [str(t) for t in text]
+    else:
+        items = str(text or "").replace(";", ",").split(",")
+    seen: list[str] = []
+    for item in items:
+        tag = " ".join(item.split())
+        if tag and tag not in seen:
+            seen.append(tag)
+    return seen
+
+
+class SocialboardsBackend(TicketBackend):
+    """Socialboards behind the bot's back-end interface.
+
+    The form adds a category select (root categories and their subcategories), a sentiment select and
+    tags, plus any visible custom fields. It is answered from memory: loaded on first use or by
+    `start()`, refreshed every `cache_ttl` seconds in the background, the last good one kept when a
+    refresh fails. The ticket's creator is the requester's Slack profile (name, e-mail, image).
+    """
+
+    name = "socialboards"
+    display_name = SYSTEM
+
+    def __init__(
+        self,
+        client: SocialboardsClient,
+        *,
+        community: str | None = None,
+        default_sentiment: str = "question",
+        cache_ttl: float = 300.0,
+        first_load_wait: float = 2.0,
+    ) -> None:
+        self.client = client
+        self.request_timeout = client.timeout
+        self.community = community or None
+        self.default_sentiment = default_sentiment
+        self._form = KeptFresh(self._load, system=SYSTEM, what="form", every=cache_ttl, first_load_wait=first_load_wait)
+
+    async def start(self) -> None:
+        """Load the form in the background and keep it fresh, so a modal never waits on Socialboards."""
+        self._form.start()
+
+    async def refresh(self) -> None:
+        await self._form.refresh()
+
+    async def form_fields(self) -> list[FormField]:
+        """From memory once loaded; the first call loads (and raises if it cannot)."""
+        return await self._form.get()
+
+    async def _load(self) -> list[FormField]:
+        roots = [c for c in await self.client.root_categories() if not c.isHidden]
+        children = await asyncio.gather(*(self.client.subcategories(c.id) for c in roots))
+        options: list[Option] = []
+        for root, subs in zip(roots, children):
+            if root.canBeChosen:
+                options.append(Option(str(root.id), root.name))
+            options += [Option(str(s.id), f"{root.name} › {s.name}") for s in subs if not s.isHidden and s.canBeChosen]
+        fields: list[FormField] = []
+        if options:
+            fields.append(FormField(id=CATEGORY, label="Category", kind="select", options=tuple(options[:MAX_OPTIONS])))
+        fields.append(
+            FormField(
+                id=SENTIMENT,
+                label="Sentiment",
+                kind="select",
+                required=True,
+                options=tuple(Option(v, label) for v, label in SENTIMENTS),
+                default=self.default_sentiment,
+            )
+        )
+        fields.append(FormField(id=TAGS, label="Tags", kind="text", hint="Separate tags with commas, e.g. billing, vpn",
+                                max_length=500))
+        fields += await self._custom_form_fields()
+        return fields
+
+    async def _custom_form_fields(self) -> list[FormField]:
+        try:
+            defs = await self.client.custom_fields()
+        except BackendError as exc:
+            if exc.transient:
+                raise
+            log.info("Socialboards custom fields are not available (%s); the form leaves them out", exc.message)
+            return []
+        fields = []
+        for d in defs:
+            if d.isHidden:
+                continue
+            default = str(d.defaultValue) if d.defaultValue not in (None, "") else None
+            values = [p.value for p in sorted(d.possibleValues, key=lambda p: p.order or 0)]
+            if values:
+                fields.append(FormField(
+                    id=f"{CUSTOM_PREFIX}{d.id}", label=d.name, kind="select", required=d.isRequired,
+                    options=tuple(Option(v, v) for v in values[:MAX_OPTIONS]),
+                    default=default if default in values else None,
+                ))
+            else:
+                fields.append(FormField(id=f"{CUSTOM_PREFIX}{d.id}", label=d.name, kind="text",
+                                        required=d.isRequired, default=default))
+        return fields
+
+    def creator_for(self, draft: TicketDraft) -> Creator:
+        person = next((p for p in (draft.requester, draft.submitter) if p and p.email), None)
+        if person is None:
+            raise BackendError(
+                f"{SYSTEM} needs the requester's e-mail address, and Slack did not share it "
+                "(the bot needs the users:read.email scope, and the person an e-mail in their profile)"
+            )
+        return Creator(name=person.name or None, email=person.email or "", image=person.image_url or None)
+
+    def request_for(self, draft: TicketDraft) -> CreateTicketRequest:
+        custom = [
+            CustomFieldValue(id=int(key.removeprefix(CUSTOM_PREFIX)), value=str(value))
+            for key, value in draft.values.items()
+            if key.startswith(CUSTOM_PREFIX) and key.removeprefix(CUSTOM_PREFIX).isdigit() and value not in (None, "")
+        ]
+        category = draft.value(CATEGORY)
+        category = category if category is not None and str(category).isdigit() else None
+        tags = split_tags(draft.value(TAGS, ""))
+        return CreateTicketRequest(
+            title=draft.title,
+            message=draft.description or draft.title,
+            isHtml=False,
+            creator=self.creator_for(draft),
+            categoryId=int(category) if category is not None else None,
+            sentiment=draft.value(SENTIMENT, self.default_sentiment),
+            sourceName=draft.source_name or "Slack",
+            tags=tags or None,
+            customFields=custom or None,
+        )
+
+    def _created(self, ticket_id: int) -> CreatedTicket:
+        url = f"{INBOX_URL}/{self.community}/tickets?ticketId={ticket_id}" if self.community else None
+        return CreatedTicket(id=str(ticket_id), display_id=str(ticket_id), backend=self.name, url=url)
+
+    async def create_ticket(self, draft: TicketDraft) -> CreatedTicket:
+        return self._created(await self.client.create_ticket(self.request_for(draft)))
+
+    async def find_ticket(self, draft: TicketDraft, since: dt.datetime) -> CreatedTicket | None:
+        """The ticket whose message carries the draft's reference, created since `since` (minus a margin
+        for clock skew), looking at most LIST_PAGE * LIST_MAX_PAGES tickets."""
+        start = since.astimezone(dt.timezone.utc) - dt.timedelta(minutes=5)
+        for page in range(LIST_MAX_PAGES):
+            tickets = await self.client.list_tickets(
+                ListTicketsRequest(from_=start.isoformat(), skip=page * LIST_PAGE, take=LIST_PAGE)
+            )
+            for ticket in tickets:
+                if draft.reference in (ticket.message or "") or draft.reference in (ticket.htmlMessage or ""):
+                    return self._created(ticket.id)
+            if len(tickets) < LIST_PAGE:
+                return None
+        return None
+
+    async def find_user(self, email: str) -> str | None:
+        """Socialboards has no user list to match: a ticket's creator is whoever its e-mail says, and any
+        address is accepted. The address itself is the identity."""
+        return email.strip().lower() or None
+
+    async def ticket_status(self, ticket: CreatedTicket) -> str | None:
+        if not ticket.id.isdigit():
+            return None
+        found = await self.client.list_tickets(ListTicketsRequest(ticketIds=[int(ticket.id)], take=1))
+        status = found[0].status if found else None
+        return status.replace("_", " ").capitalize() if status else None
+
+    async def aclose(self) -> None:
+        await self._form.aclose()
+        await self.client.aclose()
