@@ -351,9 +351,13 @@ async def check(plan: Plan, out: Outcome, bots: list[BotProcess], slack_state: A
     assert not duplicated, f"{len(duplicated)} submissions became more than one ticket: {duplicated}"
     assert set(names()) <= {s.title for s in plan.sent}
     announced = told(slack_state)
-    # at least once; twice only when a replica died between Slack taking the notice and the
-    # journal recording it (docs/reliability.md, known limitations)
-    assert all(1 <= announced[t] <= 2 for t in acked), {t: announced[t] for t in acked if announced[t] != 1}
+    # At least once. Again only when a replica was killed between Slack taking the notice and the
+    # journal recording it (docs/reliability.md, known limitations): never without a SIGKILL, and
+    # no more repeats than kills (each interrupts the few notices on their way at that moment; a
+    # long run can hit one submission twice).
+    repeats = {t: announced[t] - 1 for t in acked if announced[t] > 1}
+    assert all(announced[t] >= 1 for t in acked), [t for t in acked if not announced[t]]
+    assert sum(repeats.values()) <= out.signals.get("SIGKILL", 0), repeats
     by_name = {t["name"]: (i, t) for i, t in serval_state.tickets.items()}
     linked = Counter(c["externalTicketId"] for cs in serval_state.connections.values() for c in cs)
     assert max(linked.values(), default=1) == 1, [e for e, n in linked.items() if n > 1]
