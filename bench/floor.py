@@ -9,10 +9,10 @@ Same listeners as the bot (the slash command, the `create_ticket` message shortc
 `ticket_modal` view submission), same AsyncApp options, same Web API client target (Bolt calls
 auth.test once, on the first request). Prints its base URL.
 
-`--views-open`: the second floor. Its `/ticket` listener acknowledges, then calls `views.open` with a
-fixed one-field modal (`ONE_FIELD_MODAL`): the least any Bolt bot does for this command. Its Web API
-client is set up as any careful bot's (and as the bot's): one keep-alive aiohttp session for every
-call, and slack_sdk's debug formatting off (its logger at WARNING).
+`--views-open`: the views.open floor. Its `/ticket` and message-shortcut listeners acknowledge, then
+call `views.open` with a fixed one-field modal (`ONE_FIELD_MODAL`): the least any Bolt bot does for
+these requests. Its Web API client is set up as any careful bot's (and as the bot's): one keep-alive
+aiohttp session for every call, and slack_sdk's debug formatting off (its logger at WARNING).
 """
 
 from __future__ import annotations
@@ -54,15 +54,20 @@ def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/
             await ack()
             await client.views_open(trigger_id=body["trigger_id"], view=ONE_FIELD_MODAL)
 
+        @bolt.message_shortcut(SHORTCUT_CALLBACK_ID)
+        async def create_ticket_shortcut_open(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+            await ack()
+            await client.views_open(trigger_id=body["trigger_id"], view=ONE_FIELD_MODAL)
+
     else:
 
         @bolt.command(command)
         async def ticket_command(ack: AsyncAck) -> None:
             await ack()
 
-    @bolt.message_shortcut(SHORTCUT_CALLBACK_ID)
-    async def create_ticket_shortcut(ack: AsyncAck) -> None:
-        await ack()
+        @bolt.message_shortcut(SHORTCUT_CALLBACK_ID)
+        async def create_ticket_shortcut(ack: AsyncAck) -> None:
+            await ack()
 
     @bolt.view_submission(MODAL_CALLBACK_ID)
     async def ticket_modal_submitted(ack: AsyncAck) -> None:
@@ -100,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slack-api-url", required=True)
     parser.add_argument("--token", default="xoxb-bench")
     parser.add_argument("--views-open", action="store_true",
-                        help="second floor: /ticket acknowledges, then calls views.open with a one-field modal")
+                        help="the views.open floor: /ticket and the message shortcut acknowledge, then call views.open"
+                             " with a one-field modal")
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # slack_sdk formats every request for its debug log unless its logger's own level is set.
