@@ -52,7 +52,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
-from bot import checks, metrics
+from bot import background, checks, metrics
 from bot.core import Bot
 from bot.health import Health
 from bot.logs import TEXT_FORMAT, ContextFilter, formatter, log_context
@@ -230,7 +230,8 @@ class InFlight:
         token = self._current.set(self)
         self.requests += 1
         try:
-            yield
+            with background.foreground():  # no background work starts while a request is answered
+                yield
         finally:
             self.requests -= 1
             self._current.reset(token)

@@ -218,3 +218,20 @@ async def test_off_by_setting(tmp_path, slack, serval):
     finally:
         await sender.aclose()
         await running.close()
+
+
+async def test_the_look_up_waits_until_nobody_waits_for_a_form(sender, slack, serval):
+    """The look-up after one person's form never delays another's: it starts once the bot has
+    answered everyone waiting (here Bob, whose form Slack lets open only after a second)."""
+    slack_state, (state, _) = slack[0], serval
+    seed(state)
+    slack_state.rate_limit("views.open", retry_after=1)  # Bob's first views.open: wait 1 s and try again
+    r = await sender.command("VPN drops", user_id="U222", trigger_id="bob.1")
+    assert r.status_code == 200
+    await slack_state.wait_for("views.open")  # refused: Bob waits for his form
+    await open_modal_with_command(sender, slack_state, "Printer jammed again", trigger_id="alice.1")
+    update = await offered(slack_state)  # Alice's suggestions
+    bob = [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == "bob.1" and not c["error"]]
+    assert bob and bob[0]["at"] < update["at"]  # Bob's form opened first
+    assert update["args"]["view_id"] == next(c for c in slack_state.calls_to("views.open")
+                                             if c["args"]["trigger_id"] == "alice.1")["response"]["view"]["id"]
