@@ -236,7 +236,7 @@ async def add_to_ticket(bot: Bot, client: AsyncWebClient, body: dict[str, Any]) 
     except Exception as exc:  # changed meanwhile (a double click): the journal adds once anyway
         log.info("form %s not replaced before adding to %s: %s", view_id, ticket.display_id, slack_error(exc))
     try:
-        await bot.tickets.submit(
+        sub = await bot.tickets.submit(
             dedupe_key=f"add:{view_id}:{ticket.id}",
             origin=origin,
             form=form,
@@ -245,6 +245,7 @@ async def add_to_ticket(bot: Bot, client: AsyncWebClient, body: dict[str, Any]) 
             requester_id=requester,
             add_to=ticket,
         )
+        bot.threads.note(sub.thread_key)  # linked to that ticket now (the shortcut's hint)
     except ThreadTaken as taken:
         try:
             await client.views_update(view_id=view_id, view=views.already_linked_modal(taken.display_id))

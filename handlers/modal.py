@@ -36,7 +36,7 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return
         view_id = view.get("id")
         try:
-            await bot.tickets.submit(
+            sub = await bot.tickets.submit(
                 # A view submitted twice (double click, replay) has the same id and hash; after the
                 # bot updates the form (errors to fix), its hash changes and a new submission counts.
                 dedupe_key=f"view:{view_id}:{view.get('hash') or ''}" if view_id else f"hash:{view.get('hash')}:{user_id}",
@@ -47,6 +47,9 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 requester_id=requester,
             )
         except ThreadTaken as taken:
+            if origin.channel_id and origin.thread_ts:
+                bot.threads.note(bot.threads.key(origin.channel_id, origin.thread_ts))
             await ack(response_action="update", view=views.already_linked_modal(taken.display_id))
             return
+        bot.threads.note(sub.thread_key)  # taken now: the next shortcut on it is answered before its form
         await ack(response_action="update", view=views.progress_modal(form.title))

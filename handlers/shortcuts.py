@@ -18,7 +18,7 @@ from bot.core import Bot
 from bot.forms import QuotedMessage, new_ticket_form
 from bot.people import Workspace
 
-from .common import after_ack, open_view
+from .common import after_ack, open_view, slack_error
 
 log = logging.getLogger(__name__)
 LINK_LATER_WAIT = 5.0  # how long an open form waits for auth.test to add the message's link
@@ -53,15 +53,37 @@ def register(app: AsyncApp, bot: Bot) -> None:
                                          channel_name=channel.get("name"), thread_ts=root, message=quoted,
                                          message_ts=ts)
 
+        async def thread_taken(opened: dict[str, Any] | None = None) -> bool:
+            """Is the thread linked to a ticket, or about to be? Then the person is told so: instead
+            of the form, or (`opened`) in its place, unless they changed it meanwhile (`hash`;
+            submitting it is refused all the same)."""
+            key = bot.threads.key(channel_id, root)
+            taken, display_id = await bot.tickets.thread_ticket(channel_id, root)
+            if not taken:
+                bot.threads.forget(key)
+                return False
+            bot.threads.note(key)
+            notice = views.already_linked_modal(display_id)
+            if opened is None:
+                await open_view(client, trigger_id, notice, user_id=user_id, channel_id=channel_id)
+            else:
+                try:
+                    await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=notice)
+                except Exception as exc:
+                    log.info("form %s stays open on a taken thread: %s", opened["id"], slack_error(exc))
+            return True
+
         async def open_form() -> None:
-            if channel_id and root:
-                taken, display_id = await bot.tickets.thread_ticket(channel_id, root)
-                if taken:
-                    await open_view(client, trigger_id, views.already_linked_modal(display_id),
-                                    user_id=user_id, channel_id=channel_id)
+            # Threads taken here are looked up before the form, any other after it opened (bot.threads).
+            check_after = bool(channel_id and root)
+            if check_after and bot.threads.key(channel_id, root) in bot.threads:
+                check_after = False
+                if await thread_taken():
                     return
             workspace = bot.people.known_workspace
             opened = await open_view(client, trigger_id, await form(link(workspace)), user_id=user_id, channel_id=channel_id)
+            if check_after and opened and opened.get("id") and await thread_taken(opened):
+                return
             if opened and opened.get("id") and workspace is None and channel_id and ts:
                 opened = await add_link_later(opened) or opened
             await suggestions.offer(bot, client, opened, user_id=user_id)  # after the form is open
