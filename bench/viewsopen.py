@@ -144,6 +144,7 @@ async def run(h: "Harness") -> dict[str, Any]:
     try:
         await h.prime([bot, floor])
         await seed_serval(h)
+        profs = [h.start_profiler(bot, "bot-views-open"), h.start_profiler(floor, "floor-views-open")]  # --profile
         cells = []
         for kind in KINDS:
             for c in cfg.vo_levels:
@@ -159,6 +160,8 @@ async def run(h: "Harness") -> dict[str, Any]:
                       f" {x['floor']['views_open_ms']['p99']:6.1f} ms ({x['views_open_ratio']['p99']:.2f}×);"
                       f" CPU ms/request {x['bot']['cpu_ms_per_request']:.2f} / {x['floor']['cpu_ms_per_request']:.2f}"
                       f"; views.update {x['bot']['views_update']}; errors {x['bot']['errors']}/{x['floor']['errors']}")
+        for prof in profs:
+            h.stop_profiler(prof)
         res: dict[str, Any] = {"levels": cfg.vo_levels, "rounds": cfg.vo_rounds, "requests": cfg.vo_requests,
                                "bot_env": dict(cfg.bot_env), "cells": cells}
         res["targets"] = targets(res)
