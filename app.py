@@ -52,7 +52,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
-from bot import background, checks, metrics
+from bot import background, checks, heap, metrics
 from bot.core import Bot
 from bot.health import Health
 from bot.logs import TEXT_FORMAT, ContextFilter, formatter, log_context
@@ -655,6 +655,7 @@ class Process:
             self.socket = socket_mode(running, settings.slack_app_token.get_secret_value(), on_refused=self.refuse)
             health.slack_state = lambda: self.socket.state if self.socket else "closed"
             self.socket.start()
+        heap.settle()  # start-up's objects out of the garbage collector's way (bot/heap.py)
         health.started = True
         if self.mode == "socket":
             log.info("started; connecting to Slack in Socket Mode")
