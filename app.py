@@ -72,6 +72,9 @@ STOP_DEADLINE = 8.5
 HARD_DEADLINE = 9.5
 
 
+SLACK_SDK_WEB_LOGGERS = ("slack_sdk.web.async_base_client", "slack_sdk.web.async_client")
+
+
 def setup_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
     """One handler on the root logger, writing to `stream` (stderr) through the redacting formatter:
     text lines, or one JSON object per line with LOG_FORMAT=json."""
@@ -84,7 +87,9 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> logging.H
     # slack_sdk decides whether to format each request and response for its debug log by its
     # logger's own level (`logger.level <= DEBUG`), which is NOTSET (0) unless set: without this,
     # every Web API call formats its whole request and response for a debug line nobody reads.
-    logging.getLogger("slack_sdk.web.async_client").setLevel(settings.log_level)
+    # The clients log as `slack_sdk.web.async_base_client` (the module that creates the logger).
+    for name in SLACK_SDK_WEB_LOGGERS:
+        logging.getLogger(name).setLevel(settings.log_level)
     # aiosqlite's DEBUG lines carry SQL parameters (refresh tokens, payloads): never below INFO.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
     # Below DEBUG, libraries' routine lines say nothing an operator acts on: a line per HTTP call

@@ -109,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                              " with a one-field modal")
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    # slack_sdk formats every request for its debug log unless its logger's own level is set.
-    logging.getLogger("slack_sdk.web.async_client").setLevel(logging.WARNING)
+    # slack_sdk formats every request for its debug log unless its logger's own level is set; its
+    # clients log as slack_sdk.web.async_base_client.
+    for name in ("slack_sdk.web.async_base_client", "slack_sdk.web.async_client"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     app = build(opts.signing_secret, opts.slack_api_url, opts.token, views_open=opts.views_open)
     asyncio.run(serve(app, opts.host, opts.port, ""))
     return 0

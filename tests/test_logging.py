@@ -11,7 +11,7 @@ import urllib.parse
 
 import pytest
 
-from app import setup_logging
+from app import SLACK_SDK_WEB_LOGGERS, setup_logging
 from clients import secrets as run_time_secrets
 from tests.conftest import eventually, make_settings
 
@@ -25,7 +25,7 @@ def captured(tmp_path):
     """Logging set up as app.py does at LOG_LEVEL=DEBUG, into a string; restored afterwards."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, sys.excepthook,
-             {name: logging.getLogger(name).level for name in ("aiosqlite", "slack_sdk.web.async_client")})
+             {name: logging.getLogger(name).level for name in ("aiosqlite", *SLACK_SDK_WEB_LOGGERS)})
     settings = make_settings(
         tmp_path, "http://127.0.0.1:9/api/", "http://127.0.0.1:9", log_level="DEBUG",
         slack_bot_token=BOT, slack_signing_secret=SIGNING, serval_bearer_token="serval-static-token-55",
@@ -124,3 +124,38 @@ async def test_a_failing_request_logs_no_secret_at_debug_level(captured, tmp_pat
     text = captured.getvalue()
     assert "Traceback" in text and "cannot load the form with [redacted] / [redacted]" in text
     assert BOT not in text and SIGNING not in text
+
+
+class Spy(str):
+    """A text that counts how often it is formatted with repr(), as a log line formats a dict."""
+
+    formatted = 0
+
+    def __repr__(self) -> str:
+        Spy.formatted += 1
+        return str.__repr__(self)
+
+
+async def test_above_debug_a_web_api_call_is_not_formatted_for_a_debug_line(tmp_path, slack):
+    """slack_sdk formats each request and answer for its debug log unless the level of the logger its
+    clients use is set: at LOG_LEVEL=INFO, a views.open is not formatted (whatever its size)."""
+    from bot.core import slack_client
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.excepthook,
+             {name: logging.getLogger(name).level for name in ("aiosqlite", *SLACK_SDK_WEB_LOGGERS)})
+    try:
+        settings = make_settings(tmp_path, slack[1], "http://127.0.0.1:9", log_level="INFO")
+        setup_logging(settings, io.StringIO())
+        client = slack_client(settings)
+        view = {"type": "modal", "title": {"type": "plain_text", "text": Spy("New ticket")},
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": Spy("Printer")}}]}
+        Spy.formatted = 0
+        resp = await client.views_open(trigger_id="1.2.3", view=view)
+        assert resp["ok"] and slack[0].calls_to("views.open")
+        assert Spy.formatted == 0
+    finally:
+        root.handlers[:], level, sys.excepthook, levels = saved
+        root.setLevel(level)
+        for name, lvl in levels.items():
+            logging.getLogger(name).setLevel(lvl)
