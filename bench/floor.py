@@ -10,17 +10,22 @@ Same listeners as the bot (the slash command, the `create_ticket` message shortc
 auth.test once, on the first request). Prints its base URL.
 
 `--views-open`: the views.open floor. Its `/ticket` and message-shortcut listeners acknowledge, then
-call `views.open` with a fixed one-field modal (`ONE_FIELD_MODAL`): the least any Bolt bot does for
-these requests. Its Web API client is set up as any careful bot's (and as the bot's): one keep-alive
-aiohttp session for every call, and slack_sdk's debug formatting off (its logger at WARNING).
+call `views.open` with a fixed modal: the least any Bolt bot does for these requests. The modal is
+a one-field one (`ONE_FIELD_MODAL`), or with `--modal-file` one per listener (JSON: {"command": view,
+"shortcut": view}; the bench's views_open phase gives it the forms the bot opens, so that the fake
+Slack does the same work for the floor's calls as for the bot's). Its Web API client is set up as
+any careful bot's (and as the bot's): one keep-alive aiohttp session for every call, and
+slack_sdk's debug formatting off (its loggers at WARNING).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -43,7 +48,9 @@ ONE_FIELD_MODAL: dict[str, Any] = {
 
 
 def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/ticket",
-          views_open: bool = False) -> web.Application:
+          views_open: bool = False, modals: dict[str, dict[str, Any]] | None = None) -> web.Application:
+    command_modal = (modals or {}).get("command") or ONE_FIELD_MODAL
+    shortcut_modal = (modals or {}).get("shortcut") or ONE_FIELD_MODAL
     client = AsyncWebClient(token=token, base_url=slack_api_url, timeout=10)
     bolt = AsyncApp(client=client, signing_secret=signing_secret, raise_error_for_unhandled_request=False)
 
@@ -52,12 +59,12 @@ def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/
         @bolt.command(command)
         async def ticket_command_open(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
             await ack()
-            await client.views_open(trigger_id=body["trigger_id"], view=ONE_FIELD_MODAL)
+            await client.views_open(trigger_id=body["trigger_id"], view=command_modal)
 
         @bolt.message_shortcut(SHORTCUT_CALLBACK_ID)
         async def create_ticket_shortcut_open(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
             await ack()
-            await client.views_open(trigger_id=body["trigger_id"], view=ONE_FIELD_MODAL)
+            await client.views_open(trigger_id=body["trigger_id"], view=shortcut_modal)
 
     else:
 
@@ -107,13 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views-open", action="store_true",
                         help="the views.open floor: /ticket and the message shortcut acknowledge, then call views.open"
                              " with a one-field modal")
+    parser.add_argument("--modal-file", help='with --views-open: JSON {"command": view, "shortcut": view} to open')
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # slack_sdk formats every request for its debug log unless its logger's own level is set; its
     # clients log as slack_sdk.web.async_base_client.
     for name in ("slack_sdk.web.async_base_client", "slack_sdk.web.async_client"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    app = build(opts.signing_secret, opts.slack_api_url, opts.token, views_open=opts.views_open)
+    modals = json.loads(Path(opts.modal_file).read_text()) if opts.modal_file else None
+    app = build(opts.signing_secret, opts.slack_api_url, opts.token, views_open=opts.views_open, modals=modals)
     asyncio.run(serve(app, opts.host, opts.port, ""))
     return 0
 

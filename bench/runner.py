@@ -166,12 +166,15 @@ class Harness:
         self.slack.read_url()
         self.serval.read_url()
 
-    def start_floor(self, views_open: bool = False, *, wait: bool = True) -> Proc:
-        """The floor (ack only) or, with `views_open`, the second floor (ack, then views.open).
-        `wait=False`: return at once; `ready(proc)` waits until it serves."""
+    def start_floor(self, views_open: bool = False, *, wait: bool = True, modal_file: Path | None = None) -> Proc:
+        """The floor (ack only) or, with `views_open`, the second floor (ack, then views.open; of the
+        modals in `modal_file`, else of a one-field modal). `wait=False`: return at once;
+        `ready(proc)` waits until it serves."""
         assert self.slack is not None
         argv = [sys.executable, "-m", "bench.floor", "--signing-secret", SIGNING_SECRET,
                 "--slack-api-url", self.slack.url, "--token", BOT_TOKEN] + (["--views-open"] if views_open else [])
+        if modal_file is not None:
+            argv += ["--modal-file", str(modal_file)]
         floor = self._spawn("floor2" if views_open else "floor", argv, cpus=self.sut_cpus, env=self._module_env())
         if wait:
             self.ready(floor)
@@ -233,9 +236,8 @@ class Harness:
             if r.status != 200:
                 raise RuntimeError(f"Serval sandbox warm-up failed: {r.status} {await r.text()}")
         floors = {self.floor, self.floor2}
-        for proc in (self.bot, self.floor, self.floor2) if procs is None else procs:
-            if proc is None:
-                continue
+        procs = [p for p in ((self.bot, self.floor, self.floor2) if procs is None else procs) if p is not None]
+        for proc in procs:
             tag = self.tag("p")
             view_ids = await self.open_views(1)
             for kind in slackreq.KINDS:
@@ -249,7 +251,8 @@ class Harness:
                     opened = [c for c in state["calls"] if c["method"] == "views.open" and c["status"] == 200]
                     view = opened[0]["args"]["view"] if opened else None
                     self.template = json.loads(view) if isinstance(view, str) else view
-        if not await self.wait_count(self.slack, EPHEMERAL, 1, timeout=30):
+        bots = [p for p in procs if p not in floors]
+        if bots and not await self.wait_count(self.slack, EPHEMERAL, len(bots), timeout=30):
             raise RuntimeError("the bot did not confirm the warm-up ticket; see its log")
         await asyncio.sleep(0.2)
         await self.reset_fakes()

@@ -7,7 +7,9 @@ the `views.open` carrying the request's `trigger_id` reaching the fake Slack) of
 * the bot with its **default settings** (LOG_LEVEL=INFO, SUGGEST_SIMILAR on, …; only the addresses
   and credentials are set, plus any ``--bot-env``), a fresh process on its own SQLite journal, and
 * the views.open floor: ``python -m bench.floor --views-open``, a bare Bolt `AsyncApp` on the same
-  HTTP stack whose two listeners ack, then `views.open` a fixed one-field modal,
+  HTTP stack whose two listeners ack, then `views.open` a fixed modal: the very form the bot opens
+  for that request (captured from the bot once, before the rounds), so that the fake Slack, which
+  shares the machine, does the same work for the floor's `views.open` as for the bot's,
 
 both against the same fake Slack Web API, in alternating rounds (bot, floor, bot, floor, …;
 ``--vo-rounds`` rounds of ``--vo-requests`` requests per server, each after an unrecorded warm-up of
@@ -23,6 +25,7 @@ similar-ticket look-up and `views.update`: the most work a form leads to.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -70,12 +73,13 @@ async def one_round(h: "Harness", proc: "Proc", kind: str, c: int, n: int) -> di
     def mark() -> None:
         marks["other"], marks["t"] = h.harness_cpu()["other"], time.monotonic()
 
-    cpu0 = proc.cpu()
+    cpu0, slack0 = proc.cpu(), h.slack.cpu()
     samples = await load.closed_loop(proc.url + "/slack/events", reqs, c, warm, on_measure=mark)
     other_end, t_end = h.harness_cpu()["other"], time.monotonic()
     drained = await h.wait_count(h.slack, "views.open", n + w, timeout=30 + (n + w) / 25)
     await h.wait_idle(proc)
     cpu = proc.cpu() - cpu0  # warm-up, requests and the work they led to, until idle
+    slack_cpu = h.slack.cpu() - slack0
     calls = await h.calls(h.slack)
     ok = [s for s in samples if s.status == 200]
     wall = t_end - marks["t"]
@@ -89,6 +93,7 @@ async def one_round(h: "Harness", proc: "Proc", kind: str, c: int, n: int) -> di
         "views_update": sum(1 for call in calls if call[0] == "views.update"),
         "views_update_in_round": sum(1 for call in calls if call[0] == "views.update" and call[1] <= t_end),
         "cpu_ms_per_request": cpu / (n + w) * 1000,
+        "fake_slack_cpu_ms_per_request": slack_cpu / (n + w) * 1000,
         "req_per_s": len(samples) / wall if wall > 0 else 0.0,
         "other_cpu_util": (other_end - marks["other"]) / wall if wall > 0 else 0.0,  # not ours: a contended round
     }
@@ -113,7 +118,8 @@ def cell(kind: str, c: int, rounds: dict[str, list[dict[str, Any]]]) -> dict[str
             "cpu_ms_per_request": sum(r["cpu_ms_per_request"] for r in runs) / len(runs),
             "req_per_s": sum(r["req_per_s"] for r in runs) / len(runs),
             "other_cpu_util": max(r["other_cpu_util"] for r in runs),
-            "round_p99_ms": {m: [_p99(r[m]) * 1000 for r in runs] for m in ("ack", "views_open")},
+            "round_p99_ms": {m: [_p99(r[m]) for r in runs] for m in ("ack", "views_open")},
+            "fake_slack_cpu_ms_per_request": sum(r["fake_slack_cpu_ms_per_request"] for r in runs) / len(runs),
         }
     for m, key in (("ack", "ack_ms"), ("views_open", "views_open_ms")):
         b, f = out["bot"][key], out["floor"][key]
@@ -137,14 +143,35 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+async def bot_forms(h: "Harness", bot: "Proc") -> dict[str, dict[str, Any]]:
+    """The forms the bot opens for `/ticket` and for the shortcut, as it sent them to views.open."""
+    await h._post(h._root(h.slack) + "/_bench/reset")
+    forms: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        tag = h.tag("f")
+        await load.closed_loop(bot.url + "/slack/events", [h.signer.sign(slackreq.build(kind, tag, 0))], 1)
+        if not await h.wait_count(h.slack, "views.open", len(forms) + 1, timeout=30):
+            raise RuntimeError(f"the bot opened no form for {kind}; see its log")
+        state = await h._get(h._root(h.slack) + "/_sandbox/state")
+        view = next(c["args"]["view"] for c in state["calls"]
+                    if c["method"] == "views.open" and c["args"].get("trigger_id") == slackreq.trigger_id(tag, 0))
+        forms[kind] = json.loads(view) if isinstance(view, str) else view
+    await h.wait_idle(bot)
+    return forms
+
+
 async def run(h: "Harness") -> dict[str, Any]:
     cfg = h.cfg
-    floor = h.start_floor(views_open=True, wait=False)
-    bot = h.start_bot("bot-default", current=False, wait=False, default_settings=True)
-    for proc in (floor, bot):
-        h.ready(proc)
+    bot = h.start_bot("bot-default", current=False, default_settings=True)
+    floor = None
     try:
-        await h.prime([bot, floor])
+        await h.prime([bot])
+        # The floor opens the very forms the bot opens, so that the fake Slack (which shares the
+        # machine) does the same work for both: the difference is the bot's own.
+        forms = h.workdir / "bot-forms.json"
+        forms.write_text(json.dumps(await bot_forms(h, bot)))
+        floor = h.start_floor(views_open=True, modal_file=forms)
+        await h.prime([floor])
         await seed_serval(h)
         profs = [h.start_profiler(bot, "bot-views-open"), h.start_profiler(floor, "floor-views-open")]  # --profile
         cells = []
@@ -161,6 +188,7 @@ async def run(h: "Harness") -> dict[str, Any]:
                       f" → views.open p99 bot {x['bot']['views_open_ms']['p99']:6.1f} floor"
                       f" {x['floor']['views_open_ms']['p99']:6.1f} ms ({x['views_open_ratio']['p99']:.2f}×);"
                       f" CPU ms/request {x['bot']['cpu_ms_per_request']:.2f} / {x['floor']['cpu_ms_per_request']:.2f}"
+                      f" (fake Slack {x['bot']['fake_slack_cpu_ms_per_request']:.2f} / {x['floor']['fake_slack_cpu_ms_per_request']:.2f})"
                       f"; views.update {x['bot']['views_update']} ({x['bot']['views_update_in_round']} before the round's last ack); errors {x['bot']['errors']}/{x['floor']['errors']}")
         for prof in profs:
             h.stop_profiler(prof)
@@ -170,6 +198,7 @@ async def run(h: "Harness") -> dict[str, Any]:
         return res
     finally:
         bot.stop()
-        floor.stop()
-        if h.floor2 is floor:
-            h.floor2 = None
+        if floor is not None:
+            floor.stop()
+            if h.floor2 is floor:
+                h.floor2 = None
