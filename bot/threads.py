@@ -1,9 +1,9 @@
 """Threads this process knows to be taken: a submission was journaled for them here, or the
 database said so. The message shortcut asks the database before its form opens only for these (to
 show "already linked to ticket …" instead of a form, as always); for any other thread it opens the
-form first and asks afterwards, swapping the notice in when another process (a replica, or this one
-before a restart) took the thread meanwhile. A thread's look-up thus never delays the form of a
-thread nobody took, which is nearly every one.
+form first and asks once nobody waits on the bot (`bot.background`), swapping the notice in when
+another process (a replica, or this one before a restart) took the thread. A thread's look-up thus
+never delays a form of a thread nobody took, which is nearly every one, nor anyone else's form.
 
 The set is a hint, never the answer: a known thread is checked in the database before the form (a
 submission that failed frees its thread again), and the database's unique keys decide in the end.

@@ -13,12 +13,12 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import suggestions, views
+from bot import background, suggestions, views
 from bot.core import Bot
 from bot.forms import QuotedMessage, new_ticket_form
 from bot.people import Workspace
 
-from .common import after_ack, open_view, slack_error
+from .common import after_ack, open_view, slack_error, tell
 
 log = logging.getLogger(__name__)
 LINK_LATER_WAIT = 5.0  # how long an open form waits for auth.test to add the message's link
@@ -74,7 +74,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return True
 
         async def open_form() -> None:
-            # Threads taken here are looked up before the form, any other after it opened (bot.threads).
+            # Threads taken here are looked up before the form, any other once it opened and nobody
+            # waits on the bot (bot/threads.py, bot/background.py).
             check_after = bool(channel_id and root)
             if check_after and bot.threads.key(channel_id, root) in bot.threads:
                 check_after = False
@@ -82,11 +83,24 @@ def register(app: AsyncApp, bot: Bot) -> None:
                     return
             workspace = bot.people.known_workspace
             opened = await open_view(client, trigger_id, await form(link(workspace)), user_id=user_id, channel_id=channel_id)
-            if check_after and opened and opened.get("id") and await thread_taken(opened):
-                return
             if opened and opened.get("id") and workspace is None and channel_id and ts:
                 opened = await add_link_later(opened) or opened
-            await suggestions.offer(bot, client, opened, user_id=user_id)  # after the form is open
+            if not (check_after and opened and opened.get("id")):
+                await suggestions.offer(bot, client, opened, user_id=user_id)  # after the form is open
+                return
+
+            async def check_then_offer(opened: dict[str, Any] = opened) -> None:
+                try:
+                    if await thread_taken(opened):
+                        return
+                except Exception:
+                    log.exception("could not look up the thread of form %s", opened.get("id"))
+                    await tell(client, user_id, channel_id, ":warning: Something went wrong and I could not check "
+                               "whether this thread has a ticket already; submitting the form will tell.")
+                    return
+                await suggestions.offer(bot, client, opened, user_id=user_id)
+
+            background.later(check_then_offer)  # once nobody waits on the bot (bot/background.py)
 
         async def add_link_later(opened: dict[str, Any]) -> dict[str, Any] | None:
             """The form opened without the message's link: add it once auth.test answers. Slack keeps
