@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import contextvars
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +33,18 @@ Job = Callable[[], Awaitable[None]]
 _waiting = 0  # people waiting on this process: requests being answered, listeners after their ack
 
 
-@contextlib.contextmanager
-def foreground() -> Iterator[None]:
-    """Around work someone waits for: background jobs do not start meanwhile."""
-    global _waiting
-    _waiting += 1
-    try:
-        yield
-    finally:
+class foreground:  # noqa: N801 (used as a context manager, like contextlib's)
+    """Around work someone waits for: background jobs do not start meanwhile. (A class rather than
+    a generator: it runs twice on every request.)"""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _waiting
+        _waiting += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _waiting
         _waiting -= 1
         if _waiting == 0:
             for queue in list(_queues.values()):
