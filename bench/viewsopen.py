@@ -71,11 +71,11 @@ async def one_round(h: "Harness", proc: "Proc", kind: str, c: int, n: int) -> di
     marks: dict[str, float] = {}
 
     def mark() -> None:
-        marks["other"], marks["t"] = h.harness_cpu()["other"], time.monotonic()
+        marks["other"], marks["cpu"], marks["t"] = h.harness_cpu()["other"], proc.cpu(), time.monotonic()
 
     cpu0, slack0 = proc.cpu(), h.slack.cpu()
     samples = await load.closed_loop(proc.url + "/slack/events", reqs, c, warm, on_measure=mark)
-    other_end, t_end = h.harness_cpu()["other"], time.monotonic()
+    other_end, cpu_end, t_end = h.harness_cpu()["other"], proc.cpu(), time.monotonic()
     drained = await h.wait_count(h.slack, "views.open", n + w, timeout=30 + (n + w) / 25)
     await h.wait_idle(proc)
     cpu = proc.cpu() - cpu0  # warm-up, requests and the work they led to, until idle
@@ -93,6 +93,7 @@ async def one_round(h: "Harness", proc: "Proc", kind: str, c: int, n: int) -> di
         "views_update": sum(1 for call in calls if call[0] == "views.update"),
         "views_update_in_round": sum(1 for call in calls if call[0] == "views.update" and call[1] <= t_end),
         "cpu_ms_per_request": cpu / (n + w) * 1000,
+        "cpu_ms_per_request_in_round": (cpu_end - marks["cpu"]) / max(1, len(samples)) * 1000,  # until the last ack
         "fake_slack_cpu_ms_per_request": slack_cpu / (n + w) * 1000,
         "req_per_s": len(samples) / wall if wall > 0 else 0.0,
         "other_cpu_util": (other_end - marks["other"]) / wall if wall > 0 else 0.0,  # not ours: a contended round
@@ -116,6 +117,7 @@ def cell(kind: str, c: int, rounds: dict[str, list[dict[str, Any]]]) -> dict[str
             "views_update": sum(r["views_update"] for r in runs),
             "views_update_in_round": sum(r["views_update_in_round"] for r in runs),
             "cpu_ms_per_request": sum(r["cpu_ms_per_request"] for r in runs) / len(runs),
+            "cpu_ms_per_request_in_round": sum(r["cpu_ms_per_request_in_round"] for r in runs) / len(runs),
             "req_per_s": sum(r["req_per_s"] for r in runs) / len(runs),
             "other_cpu_util": max(r["other_cpu_util"] for r in runs),
             "round_p99_ms": {m: [_p99(r[m]) for r in runs] for m in ("ack", "views_open")},
@@ -187,7 +189,8 @@ async def run(h: "Harness") -> dict[str, Any]:
                       f" {x['floor']['ack_ms']['p99']:6.1f} ms ({x['ack_ratio']['p99']:.2f}×);"
                       f" → views.open p99 bot {x['bot']['views_open_ms']['p99']:6.1f} floor"
                       f" {x['floor']['views_open_ms']['p99']:6.1f} ms ({x['views_open_ratio']['p99']:.2f}×);"
-                      f" CPU ms/request {x['bot']['cpu_ms_per_request']:.2f} / {x['floor']['cpu_ms_per_request']:.2f}"
+                      f" CPU ms/request {x['bot']['cpu_ms_per_request_in_round']:.2f} / {x['floor']['cpu_ms_per_request_in_round']:.2f}"
+                      f" in the round, {x['bot']['cpu_ms_per_request']:.2f} / {x['floor']['cpu_ms_per_request']:.2f} in all"
                       f" (fake Slack {x['bot']['fake_slack_cpu_ms_per_request']:.2f} / {x['floor']['fake_slack_cpu_ms_per_request']:.2f})"
                       f"; views.update {x['bot']['views_update']} ({x['bot']['views_update_in_round']} before the round's last ack); errors {x['bot']['errors']}/{x['floor']['errors']}")
         for prof in profs:
