@@ -444,7 +444,7 @@ def render(results: dict[str, Any]) -> str:
     w(f"Run finished {results.get('finished_at', '?')} in {_f(results.get('duration_s', 0), 0)} s.")
     w("")
     w("```")
-    w("make bench                                   # everything below, ~8-10 min; writes this file")
+    w("make bench                                   # everything below, ~11-14 min; only a full run writes this file")
     w(".venv/bin/python -m bench --quick --out /tmp/b.md   # smoke run (what the test suite runs)")
     w(".venv/bin/python -m bench --concurrency 1,10,50 --serval-latency-ms 50 --tickets 10000 --out docs/benchmarks.md")
     w(".venv/bin/python -m bench --phases tickets --tickets 3000 --profile bench/out/profile  # py-spy the bot")

@@ -6,9 +6,9 @@ event loop like their acknowledgements and `views.open` calls, and a Serval sear
 `views.update` per form costs as much CPU as the form itself. So such work goes into a bounded
 queue (`later`), and a few workers start a job only while nobody waits on the bot: no Slack request
 is being answered (`app.InFlight.request`) and no listener is in its work after the ack
-(`handlers.common.after_ack`: opening a form, saving). A job that could not start within
-`START_WAIT` seconds is dropped (stale: the person has been typing for a while), and when the queue
-is full the oldest job goes.
+(`handlers.common.after_ack`: opening a form, saving), and waits again (`turn`) before each of its
+costly steps. A job that could not start within `START_WAIT` seconds is dropped (stale: the person
+has been typing for a while), and when the queue is full the oldest job goes.
 
 When the bot is not busy, which is nearly always, a job starts at once.
 """
@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
-WORKERS = 4  # jobs running at once, at most
+WORKERS = 4  # jobs under way at once, at most (each takes its costly steps one `turn` at a time)
 QUEUE_MAX = 500  # jobs waiting, at most: the oldest goes first
 START_WAIT = 5.0  # seconds a job may wait for a quiet moment; later it is dropped
 
@@ -109,10 +109,30 @@ class Queue:
 _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Queue] = weakref.WeakKeyDictionary()
 
 
-def later(job: Job, on_drop: Callable[[], None] | None = None) -> None:
-    """Run `job` once nobody waits on the bot, or never (`on_drop` is called then)."""
+async def turn(limit: float = START_WAIT) -> bool:
+    """In a job, before its next costly step: wait until nobody waits on the bot (True), for at
+    most `limit` seconds (False: still busy; the job had better give up). A job started in a quiet
+    moment thus takes one step at a time between other people's requests, never a whole burst."""
+    if quiet():
+        return True
+    queue = _queue()
+    queue.quiet.clear()
+    try:
+        async with asyncio.timeout(limit):
+            await queue.quiet.wait()
+    except TimeoutError:
+        return quiet()
+    return True
+
+
+def _queue() -> Queue:
     loop = asyncio.get_running_loop()
     queue = _queues.get(loop)
     if queue is None:
         queue = _queues[loop] = Queue()
-    queue.put(job, on_drop)
+    return queue
+
+
+def later(job: Job, on_drop: Callable[[], None] | None = None) -> None:
+    """Run `job` once nobody waits on the bot, or never (`on_drop` is called then)."""
+    _queue().put(job, on_drop)

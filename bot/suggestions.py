@@ -126,6 +126,8 @@ async def similar(bot: Bot, view: dict[str, Any], user_id: str) -> list[TicketSu
     if requester is None:
         return []
     team = form_team(view, origin)
+    if not await background.turn():  # the search, between other people's requests
+        return []
     return await backend.similar_open_tickets(
         title, requester_id=requester, values={"team_id": team} if team else {}, limit=LIMIT
     )
@@ -189,7 +191,7 @@ async def _offer_once(bot: Bot, client: AsyncWebClient, view: dict[str, Any], us
         except Exception as exc:
             log.info("no similar tickets for form %s: %s", view_id, getattr(exc, "message", None) or repr(exc))
             return
-        if not found:
+        if not found or not await background.turn():  # the update too (a large view: JSON both ways)
             return
         try:
             resp = await client.views_update(view_id=view_id, hash=view.get("hash"), view=views.with_suggestions(view, found))
