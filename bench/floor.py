@@ -9,18 +9,23 @@ Same listeners as the bot (the slash command, the `create_ticket` message shortc
 `ticket_modal` view submission), same AsyncApp options, same Web API client target (Bolt calls
 auth.test once, on the first request). Prints its base URL.
 
-`--views-open`: the second floor. Its `/ticket` listener acknowledges, then calls `views.open` with a
-fixed one-field modal (`ONE_FIELD_MODAL`): the least any Bolt bot does for this command. Its Web API
-client is set up as any careful bot's (and as the bot's): one keep-alive aiohttp session for every
-call, and slack_sdk's debug formatting off (its logger at WARNING).
+`--views-open`: the views.open floor. Its `/ticket` and message-shortcut listeners acknowledge, then
+call `views.open` with a fixed modal: the least any Bolt bot does for these requests. The modal is
+a one-field one (`ONE_FIELD_MODAL`), or with `--modal-file` one per listener (JSON: {"command": view,
+"shortcut": view}; the bench's views_open phase gives it the forms the bot opens, so that the fake
+Slack does the same work for the floor's calls as for the bot's). Its Web API client is set up as
+any careful bot's (and as the bot's): one keep-alive aiohttp session for every call, and
+slack_sdk's debug formatting off (its loggers at WARNING).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -43,7 +48,9 @@ ONE_FIELD_MODAL: dict[str, Any] = {
 
 
 def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/ticket",
-          views_open: bool = False) -> web.Application:
+          views_open: bool = False, modals: dict[str, dict[str, Any]] | None = None) -> web.Application:
+    command_modal = (modals or {}).get("command") or ONE_FIELD_MODAL
+    shortcut_modal = (modals or {}).get("shortcut") or ONE_FIELD_MODAL
     client = AsyncWebClient(token=token, base_url=slack_api_url, timeout=10)
     bolt = AsyncApp(client=client, signing_secret=signing_secret, raise_error_for_unhandled_request=False)
 
@@ -52,7 +59,12 @@ def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/
         @bolt.command(command)
         async def ticket_command_open(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
             await ack()
-            await client.views_open(trigger_id=body["trigger_id"], view=ONE_FIELD_MODAL)
+            await client.views_open(trigger_id=body["trigger_id"], view=command_modal)
+
+        @bolt.message_shortcut(SHORTCUT_CALLBACK_ID)
+        async def create_ticket_shortcut_open(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+            await ack()
+            await client.views_open(trigger_id=body["trigger_id"], view=shortcut_modal)
 
     else:
 
@@ -60,9 +72,9 @@ def build(signing_secret: str, slack_api_url: str, token: str, command: str = "/
         async def ticket_command(ack: AsyncAck) -> None:
             await ack()
 
-    @bolt.message_shortcut(SHORTCUT_CALLBACK_ID)
-    async def create_ticket_shortcut(ack: AsyncAck) -> None:
-        await ack()
+        @bolt.message_shortcut(SHORTCUT_CALLBACK_ID)
+        async def create_ticket_shortcut(ack: AsyncAck) -> None:
+            await ack()
 
     @bolt.view_submission(MODAL_CALLBACK_ID)
     async def ticket_modal_submitted(ack: AsyncAck) -> None:
@@ -100,12 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slack-api-url", required=True)
     parser.add_argument("--token", default="xoxb-bench")
     parser.add_argument("--views-open", action="store_true",
-                        help="second floor: /ticket acknowledges, then calls views.open with a one-field modal")
+                        help="the views.open floor: /ticket and the message shortcut acknowledge, then call views.open"
+                             " with a one-field modal")
+    parser.add_argument("--modal-file", help='with --views-open: JSON {"command": view, "shortcut": view} to open')
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    # slack_sdk formats every request for its debug log unless its logger's own level is set.
-    logging.getLogger("slack_sdk.web.async_client").setLevel(logging.WARNING)
-    app = build(opts.signing_secret, opts.slack_api_url, opts.token, views_open=opts.views_open)
+    # slack_sdk formats every request for its debug log unless its logger's own level is set; its
+    # clients log as slack_sdk.web.async_base_client.
+    for name in ("slack_sdk.web.async_base_client", "slack_sdk.web.async_client"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    modals = json.loads(Path(opts.modal_file).read_text()) if opts.modal_file else None
+    app = build(opts.signing_secret, opts.slack_api_url, opts.token, views_open=opts.views_open, modals=modals)
     asyncio.run(serve(app, opts.host, opts.port, ""))
     return 0
 

@@ -118,7 +118,78 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         rows.append((f"peak RSS < 150 MB after {t['tickets']:,} tickets", f"{_f(t['peak_rss_mb'])} MB",
                      t["peak_rss_mb"] < PEAK_RSS_MB))
     rows += _new_targets(results)
+    return views_open_targets(results) + rows
+
+
+def _measure_name(kind: str, measure: str) -> str:
+    return f"{KIND_NAMES[kind]} ack" if measure == "ack" else f"{KIND_NAMES[kind]} → `views.open`"
+
+
+def views_open_targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """Issue 19's targets: the bot on its default settings against the views.open floor."""
+    from .viewsopen import TARGETS, targets as vo_targets
+
+    vo = results.get("views_open")
+    rows: list[tuple[str, str, bool | None]] = []
+    measured = {(r["kind"], r["measure"], r["concurrency"]): r for r in vo_targets(vo)} if vo else {}
+    for kind, measure, c in TARGETS:
+        name = f"{_measure_name(kind, measure)} p99 at {c} concurrent ≤ 1.3 × the views.open floor's (default settings)"
+        r = measured.get((kind, measure, c))
+        if not r or "ratio" not in r:
+            rows.append((name, "not measured", None))
+            continue
+        rounds = r["rounds"]
+        spread = f"; per round {_f(min(rounds), 2)}–{_f(max(rounds), 2)} ×" if rounds else ""
+        rows.append((name, f"{_f(r['ratio'], 2)} × ({_f(r['bot_ms'])} vs {_f(r['floor_ms'])} ms{spread})", r["met"]))
     return rows
+
+
+def views_open_section(results: dict[str, Any]) -> list[str]:
+    vo = results.get("views_open")
+    if not vo:
+        return []
+    env = ", ".join(f"{k}={v}" for k, v in sorted((vo.get("bot_env") or {}).items()))
+    out = ["## What Slack users feel: the bot against the views.open floor", "",
+           "The bot with its default settings (LOG_LEVEL=INFO, SUGGEST_SIMILAR on" + (f"; here also {env}" if env else "")
+           + "), a fresh process, beside the *views.open floor*: a bare Bolt `AsyncApp` on the same HTTP stack whose",
+           "`/ticket` and message-shortcut listeners ack, then `views.open` a fixed modal: the very form the bot opens",
+           "for that request, captured once (`python -m bench.floor --views-open --modal-file`), so that the fake Slack",
+           "does the same work for both; both against the same fake Slack. Closed loop, alternating",
+           f"rounds (bot, floor, bot, floor, …): {vo['rounds']} rounds of {vo['requests']} requests per server at each",
+           "level, each round after a warm-up on the same connections and ended once every `views.open` arrived and",
+           "the server was idle. The Serval sandbox holds similar open tickets for both requesters, so every bot form",
+           "also gets its similar-ticket look-up and `views.update` (*updates*). Ack: ms at the load generator;",
+           "*→ views.open*: request sent → its `views.open` reaching the fake Slack. Percentiles pool all rounds;",
+           "ratio = bot ÷ floor, with the range of the per-round p99 ratios. CPU: the server's CPU ms per request,",
+           "*in the round* until its last ack, *in all* until the server was idle again (the look-ups that waited",
+           "for a quiet moment included). *Not ours*: the most CPU other processes on the machine used in a round.", ""]
+    for kind in ("command", "shortcut"):
+        cells = [x for x in vo["cells"] if x["kind"] == kind]
+        if not cells:
+            continue
+        out += [f"### {KIND_NAMES[kind]}", "",
+                "| concurrency | bot ack p50 | p99 | floor ack p50 | p99 | ack ratio p50 | p99 (per round) | "
+                "bot → views.open p50 | p99 | floor → views.open p50 | p99 | views.open ratio p50 | p99 (per round) | "
+                "CPU ms in the round bot / floor | in all | updates (in the round) | errors (bot/floor) | not ours |",
+                "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+        for x in cells:
+            b, f = x["bot"], x["floor"]
+
+            def rr(m: str) -> str:
+                rounds = x[f"{m}_round_ratios"]
+                return f"**{_f(x[f'{m}_ratio']['p99'], 2)}** ({_f(min(rounds), 2)}–{_f(max(rounds), 2)})" if rounds else "–"
+
+            other = max(b.get("other_cpu_util", 0.0), f.get("other_cpu_util", 0.0))
+            out.append(f"| {x['concurrency']} | {_f(b['ack_ms']['p50'])} | {_f(b['ack_ms']['p99'])} | "
+                       f"{_f(f['ack_ms']['p50'])} | {_f(f['ack_ms']['p99'])} | {_f(x['ack_ratio']['p50'], 2)} | {rr('ack')} | "
+                       f"{_f(b['views_open_ms']['p50'])} | {_f(b['views_open_ms']['p99'])} | {_f(f['views_open_ms']['p50'])} | "
+                       f"{_f(f['views_open_ms']['p99'])} | {_f(x['views_open_ratio']['p50'], 2)} | {rr('views_open')} | "
+                       f"{_f(b['cpu_ms_per_request_in_round'], 2)} / {_f(f['cpu_ms_per_request_in_round'], 2)} | "
+                       f"{_f(b['cpu_ms_per_request'], 2)} / {_f(f['cpu_ms_per_request'], 2)} | "
+                       f"{b['views_update']} ({b['views_update_in_round']}) | "
+                       f"{b['errors']}/{f['errors']} | {max(0.0, other):.0%} |")
+        out.append("")
+    return out
 
 
 def _new_targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
@@ -373,7 +444,7 @@ def render(results: dict[str, Any]) -> str:
     w(f"Run finished {results.get('finished_at', '?')} in {_f(results.get('duration_s', 0), 0)} s.")
     w("")
     w("```")
-    w("make bench                                   # everything below, ~8-10 min; writes this file")
+    w("make bench                                   # everything below, ~11-14 min; only a full run writes this file")
     w(".venv/bin/python -m bench --quick --out /tmp/b.md   # smoke run (what the test suite runs)")
     w(".venv/bin/python -m bench --concurrency 1,10,50 --serval-latency-ms 50 --tickets 10000 --out docs/benchmarks.md")
     w(".venv/bin/python -m bench --phases tickets --tickets 3000 --profile bench/out/profile  # py-spy the bot")
@@ -384,6 +455,7 @@ def render(results: dict[str, Any]) -> str:
     w(".venv/bin/python -m bench --phases durability --durability-cycles 2000 --durability-tickets 2000")
     w(".venv/bin/python -m bench --phases postgres --pg-tickets 3000     # needs /usr/lib/postgresql/*/bin")
     w(".venv/bin/python -m bench --phases floor2 --concurrency 1,10,50,100  # /ticket: floor, second floor, bot")
+    w(".venv/bin/python -m bench --phases views_open --vo-rounds 2 --vo-requests 100  # the bot vs the views.open floor")
     w("```")
     w("")
     w(f"Phases in this run: {', '.join(cfg.get('phases') or ())}.")
@@ -414,6 +486,9 @@ def render(results: dict[str, Any]) -> str:
     if "durability" in cfg.get("phases", ()):
         w(f"| durability | {cfg.get('durability_cycles', 0):,} submissions through `Storage` and "
           f"{cfg.get('durability_tickets', 0):,} tickets through the bot, per synchronous setting |")
+    if "views_open" in cfg.get("phases", ()):
+        w(f"| views_open phase | {', '.join(map(str, cfg.get('vo_levels') or []))} concurrent; {cfg.get('vo_rounds')} alternating"
+          f" rounds of {cfg.get('vo_requests')} requests per server; the bot on its default settings (LOG_LEVEL=INFO) |")
     if "postgres" in cfg.get("phases", ()):
         w(f"| PostgreSQL rows | {cfg.get('pg_tickets', 0):,} tickets per row, same connections and window as the sustained run |")
     w(f"| sustained run | {cfg['tickets']:,} submissions over {cfg['ticket_concurrency']} connections, at most {cfg['ticket_window']} tickets unfinished, fresh bot process |")
@@ -459,6 +534,7 @@ def render(results: dict[str, Any]) -> str:
               f"{_f(ba['p99'])} | {_f(ratio50, 2)} | {_f(ratio, 2)} | {_f(ACK_RATIO * fa['p99'] + ACK_SLACK_MS)} | {_f(f['req_per_s'], 0)} | "
               f"{_f(b['req_per_s'], 0)} | {f['cpu_util']:.0%} | {b['cpu_util']:.0%} | {f['errors']}/{b['errors']} |")
         w("")
+    out += views_open_section(results)
     out += floors_section(results)
     if any(_cells(results, "bot", k) for k in ("command", "shortcut")):
         w("## `trigger_id` budget: request sent → `views.open` reaches the fake Slack")

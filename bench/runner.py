@@ -30,6 +30,11 @@ Bolt app whose ``/ticket`` listener acknowledges and then calls ``views.open`` w
 the report gives the bot's ratio to both floors. The shortcut → ``views.open`` against ``/ticket`` →
 ``views.open`` p99 ratio comes from phase 1's cells.
 
+Phase "views_open" (`bench.viewsopen`, issue 19): `/ticket` and the message shortcut, ack and
+request → ``views.open``, of a bot on its default settings (LOG_LEVEL=INFO) beside the views.open
+floor (``python -m bench.floor --views-open``: both listeners ack, then open a fixed modal), in
+alternating rounds at 10, 50 and 100 concurrent; the ratios to the floor are issue 19's targets.
+
 Phase "durability" (`bench.durability`): SQLite synchronous=FULL against NORMAL, through the
 Storage API (its own process) and through the whole bot (a sustained run on each setting).
 
@@ -67,7 +72,7 @@ from typing import Any
 
 import aiohttp
 
-from . import backlog, durability, load, replicas, slackreq
+from . import backlog, durability, load, replicas, slackreq, viewsopen
 from .procs import Proc, cpu_seconds, free_port, ours_seconds, stop_started, system_busy_seconds
 from .stats import summary
 
@@ -79,7 +84,7 @@ EPHEMERAL = "chat.postEphemeral"
 CREATE = "POST /v2/tickets"
 
 
-PHASES = ("ack", "floor2", "tickets", "durability", "postgres", "backlog")
+PHASES = ("ack", "floor2", "views_open", "tickets", "durability", "postgres", "backlog")
 
 
 @dataclass
@@ -108,6 +113,9 @@ class Config:
     from_json: Path | None = None
     bot_dir: Path = REPO  # where app.py is: a patched copy of the repo can be measured the same way
     bot_env: dict[str, str] = field(default_factory=dict)  # settings for the bot (e.g. SUGGEST_SIMILAR=false)
+    vo_levels: list[int] = field(default_factory=lambda: [10, 50, 100])  # phase "views_open"
+    vo_rounds: int = 3  # alternating rounds per server (bot, floor, bot, floor, ...)
+    vo_requests: int = 200  # requests per round
 
     def n_requests(self, c: int) -> int:
         return self.requests or max(300, 5 * c)
@@ -158,12 +166,15 @@ class Harness:
         self.slack.read_url()
         self.serval.read_url()
 
-    def start_floor(self, views_open: bool = False, *, wait: bool = True) -> Proc:
-        """The floor (ack only) or, with `views_open`, the second floor (ack, then views.open).
-        `wait=False`: return at once; `ready(proc)` waits until it serves."""
+    def start_floor(self, views_open: bool = False, *, wait: bool = True, modal_file: Path | None = None) -> Proc:
+        """The floor (ack only) or, with `views_open`, the second floor (ack, then views.open; of the
+        modals in `modal_file`, else of a one-field modal). `wait=False`: return at once;
+        `ready(proc)` waits until it serves."""
         assert self.slack is not None
         argv = [sys.executable, "-m", "bench.floor", "--signing-secret", SIGNING_SECRET,
                 "--slack-api-url", self.slack.url, "--token", BOT_TOKEN] + (["--views-open"] if views_open else [])
+        if modal_file is not None:
+            argv += ["--modal-file", str(modal_file)]
         floor = self._spawn("floor2" if views_open else "floor", argv, cpus=self.sut_cpus, env=self._module_env())
         if wait:
             self.ready(floor)
@@ -182,11 +193,12 @@ class Harness:
         return proc
 
     def start_bot(self, name: str, *, database_url: str | None = None, prefix_argv: list[str] | None = None,
-                  current: bool = True, wait: bool = True) -> Proc:
+                  current: bool = True, wait: bool = True, default_settings: bool = False) -> Proc:
         """A bot process on its own SQLite journal `<workdir>/<name>.db` unless `database_url` says
         otherwise. `prefix_argv`: run app.py through this (e.g. bench.sqlite_sync). `current`: it
         becomes the bot of the acknowledgement runs (`self.bot`). `wait=False`: return at once
-        (start several together), then `ready(proc)`."""
+        (start several together), then `ready(proc)`. `default_settings`: LOG_LEVEL as the bot's
+        default (INFO) instead of WARNING."""
         assert self.slack is not None and self.serval is not None
         from bot.settings import Settings
 
@@ -199,8 +211,10 @@ class Harness:
             SERVAL_BASE_URL=self.serval.url, SERVAL_BEARER_TOKEN=SERVAL_TOKEN, SERVAL_TEAM_ID="team-it",
             SERVAL_SLACK_INTEGRATION_ID="integ-slack-1",
             DATABASE_URL=database_url or f"sqlite:///{self.workdir}/{name}.db",
-            HOST="127.0.0.1", PORT=str(port), LOG_LEVEL="WARNING",
+            HOST="127.0.0.1", PORT=str(port),
         )
+        if not default_settings:
+            env["LOG_LEVEL"] = "WARNING"
         env.update(self.cfg.bot_env)
         bot = self._spawn(name, [*(prefix_argv or [sys.executable]), str(self.cfg.bot_dir / "app.py"), "--mode", "http"],
                           cpus=self.sut_cpus, env=env)
@@ -211,32 +225,34 @@ class Harness:
             self.bot = bot
         return bot
 
-    async def prime(self) -> None:
+    async def prime(self, procs: list[Proc | None] | None = None) -> None:
         """First-use costs out of the way: the Serval sandbox compiles its JSON schemas on its first
-        create; the bot calls auth.test, users.info and Serval's user list once, then caches them."""
+        create; the bot calls auth.test, users.info and Serval's user list once, then caches them.
+        `procs`: the servers to prime (default: the bot, the floor, the second floor; a bot first)."""
         assert self.serval is not None and self.http is not None
         await self.reset_fakes()
         async with self.http.post(self.serval.url + "/v2/tickets", headers={"Authorization": f"Bearer {SERVAL_TOKEN}"},
                                   json={"teamId": "team-it", "name": "warm-up"}) as r:
             if r.status != 200:
                 raise RuntimeError(f"Serval sandbox warm-up failed: {r.status} {await r.text()}")
-        for proc in (self.bot, self.floor, self.floor2):
-            if proc is None:
-                continue
+        floors = {self.floor, self.floor2}
+        procs = [p for p in ((self.bot, self.floor, self.floor2) if procs is None else procs) if p is not None]
+        for proc in procs:
             tag = self.tag("p")
             view_ids = await self.open_views(1)
-            for kind in (("command",) if proc is self.floor2 else slackreq.KINDS):  # floor2 serves /ticket only
+            for kind in slackreq.KINDS:
                 body = slackreq.build(kind, tag, 0, view_ids[0], self.template)
                 sample = (await load.closed_loop(proc.url + "/slack/events", [self.signer.sign(body)], 1))[0]
                 if sample.status != 200:
                     raise RuntimeError(f"{proc.name} answered {kind} with {sample.status}: {sample.body[:300]!r}")
-                if kind == "command" and proc is self.bot:
+                if kind == "command" and proc not in floors:
                     await self.wait_count(self.slack, "views.open", 1, timeout=30)
                     state = await self._get(self._root(self.slack) + "/_sandbox/state")
                     opened = [c for c in state["calls"] if c["method"] == "views.open" and c["status"] == 200]
                     view = opened[0]["args"]["view"] if opened else None
                     self.template = json.loads(view) if isinstance(view, str) else view
-        if not await self.wait_count(self.slack, EPHEMERAL, 1, timeout=30):
+        bots = [p for p in procs if p not in floors]
+        if bots and not await self.wait_count(self.slack, EPHEMERAL, len(bots), timeout=30):
             raise RuntimeError("the bot did not confirm the warm-up ticket; see its log")
         await asyncio.sleep(0.2)
         await self.reset_fakes()
@@ -580,6 +596,10 @@ async def run(cfg: Config, workdir: Path, log: Any) -> dict[str, Any]:
             h.floor2.stop()
         if h.bot:
             h.bot.stop()
+        if "views_open" in cfg.phases:
+            log(f"views_open: /ticket and the shortcut, the bot on its default settings against the views.open floor,"
+                f" {cfg.vo_rounds} alternating rounds of {cfg.vo_requests} requests per server at {cfg.vo_levels}…")
+            results["views_open"] = await viewsopen.run(h)
         if "tickets" in cfg.phases:
             log(f"tickets: {cfg.tickets} submissions, {cfg.ticket_concurrency} connections, window {cfg.ticket_window}…")
             results["tickets"] = t = await h.ticket_run()
@@ -638,19 +658,25 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--bot-dir", type=Path, help="run app.py from this directory (e.g. a patched copy of the repo)")
     p.add_argument("--bot-env", action="append", default=[], metavar="SETTING=VALUE",
                    help="a setting for the bot processes, e.g. SUGGEST_SIMILAR=false (repeatable)")
+    p.add_argument("--vo-concurrency", help="views_open phase: comma-separated levels (default 10,50,100)")
+    p.add_argument("--vo-rounds", type=int, help="views_open phase: alternating rounds per server (default 3)")
+    p.add_argument("--vo-requests", type=int, help="views_open phase: requests per round (default 200)")
     a = p.parse_args(argv)
     cfg = Config()
     if a.quick:
         cfg = Config(levels=[1, 2], requests=6, warmup=2, serval_latency_ms=0.0, tickets=20,
                      ticket_concurrency=2, ticket_window=4, paced_levels=[1, 2], paced_tickets=5, quick=True,
                      backlog=100, durability_cycles=20, durability_tickets=10, pg_tickets=10,
-                     out=REPO / "bench" / "out" / "quick.md")
+                     vo_levels=[2], vo_rounds=2, vo_requests=6, out=REPO / "bench" / "out" / "quick.md")
     if a.concurrency:
         cfg.levels = [int(x) for x in a.concurrency.split(",") if x.strip()]
     if a.kinds:
         cfg.kinds = [k for k in slackreq.KINDS if k in a.kinds.split(",")]
+    if a.vo_concurrency:
+        cfg.vo_levels = [int(x) for x in a.vo_concurrency.split(",") if x.strip()]
     for name in ("requests", "warmup", "serval_latency_ms", "tickets", "ticket_concurrency", "ticket_window",
-                 "out", "json_out", "backlog", "durability_cycles", "durability_tickets", "pg_tickets"):
+                 "out", "json_out", "backlog", "durability_cycles", "durability_tickets", "pg_tickets",
+                 "vo_rounds", "vo_requests"):
         if getattr(a, name) is not None:
             setattr(cfg, name, getattr(a, name))
     cfg.pin, cfg.keep, cfg.profile = a.pin, a.keep, a.profile
@@ -673,22 +699,75 @@ def parse_args(argv: list[str] | None) -> Config:
     return cfg
 
 
+PUBLISHED = REPO / "docs" / "benchmarks.md"  # the committed report: from a full run only
+SIZES = ("tickets", "paced_tickets", "backlog", "durability_cycles", "durability_tickets", "pg_tickets",
+         "vo_rounds", "vo_requests")  # a run below these defaults is partial
+
+
+def partial(config: dict[str, Any]) -> str | None:
+    """Why a run with this (JSON) config may not become docs/benchmarks.md; None for a full run:
+    every phase, the default settings of the bot, every target's level, the default sizes."""
+    full = Config()
+    if config.get("quick"):
+        return "a --quick smoke run"
+    missing = [x for x in PHASES if x not in (config.get("phases") or ())]
+    if missing:
+        return f"a partial run (phases missing: {', '.join(missing)})"
+    if config.get("bot_env"):
+        return f"a run with settings other than the bot's defaults ({', '.join(sorted(config['bot_env']))})"
+    if Path(config.get("bot_dir") or REPO).resolve() != REPO.resolve():
+        return f"a run of another checkout ({config.get('bot_dir')})"
+    for name, wanted in (("levels", full.levels), ("vo_levels", full.vo_levels), ("paced_levels", full.paced_levels)):
+        lacking = sorted(set(wanted) - set(config.get(name) or ()))
+        if lacking:
+            return f"a partial run ({name} without {', '.join(map(str, lacking))})"
+    small = [n for n in SIZES if (config.get(n) if config.get(n) is not None else 0) < getattr(full, n)]
+    if config.get("requests") and config["requests"] < 300:
+        small.append("requests")
+    if small:
+        return f"a partial run (smaller than the defaults: {', '.join(small)})"
+    return None
+
+
+def report_path(out: Path, config: dict[str, Any]) -> tuple[Path, str | None]:
+    """Where the report goes: `out`, unless that is docs/benchmarks.md and the run is not a full
+    one (`partial`): then bench/out/, with the reason."""
+    why = partial(config)
+    if why is None or out.resolve() != PUBLISHED.resolve():
+        return out, None
+    other = REPO / "bench" / "out" / ("quick.md" if config.get("quick") else "partial.md")
+    return other, f"not writing {PUBLISHED.relative_to(REPO)} from {why}: only a full `make bench` writes it"
+
+
+def write_report(out: Path, results: dict[str, Any], log: Any) -> Path:
+    from . import report
+
+    path, refused = report_path(out, results.get("config") or {})
+    if refused:
+        log(f"bench: {refused}; the report goes to {path} instead")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.render(results))
+    log(f"bench: wrote {path}")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import report
 
     cfg = parse_args(argv)
-    if cfg.from_json:  # only render the report again (e.g. after editing bench/findings.md)
-        results = json.loads(cfg.from_json.read_text())
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(report.render(results))
-        print(f"bench: wrote {cfg.out} from {cfg.from_json}")
-        return 0
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
 
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    if cfg.from_json:  # only render the report again (e.g. after editing bench/findings.md)
+        results = json.loads(cfg.from_json.read_text())
+        write_report(cfg.out, results, log)
+        return 0
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     log(f"bench: work directory {workdir}")
+    why = partial({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()})
+    if why and cfg.out.resolve() == PUBLISHED.resolve():
+        log(f"bench: {why}, so {PUBLISHED.relative_to(REPO)} stays as it is")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         results = asyncio.run(run(cfg, workdir, log))
@@ -698,9 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_started()
     results["environment"] = report.environment(results)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    cfg.out.write_text(report.render(results))
-    log(f"bench: wrote {cfg.out}")
+    write_report(cfg.out, results, log)
     json_out = cfg.json_out or (REPO / "bench" / "out" / ("quick.json" if cfg.quick else "results.json"))
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(results, indent=1, default=str))

@@ -4,7 +4,7 @@ back end and the ticket service."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -23,6 +23,7 @@ from .routing import Router, RoutingError, load_routing_file
 from .pipeline.service import TicketService
 from .settings import Settings, SettingsError, ensure_private_dir
 from .journal.storage import Storage
+from .journal.threads import Threads
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Bot:
     tickets: TicketService
     people: People
     router: Router
+    threads: Threads = field(default_factory=Threads)  # threads known to be taken (the shortcut's hint)
 
     @classmethod
     async def open(cls, settings: Settings, *, backends: dict[str, TicketBackend] | None = None) -> "Bot":

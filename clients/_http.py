@@ -10,9 +10,11 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
+from urllib.request import proxy_bypass
 
 import aiohttp
+import aiohttp.helpers
 import httpx
 
 from .base import BackendError
@@ -169,6 +171,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, limit: int = 100) -> None:
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def _proxy(self, url: httpx.URL) -> tuple[Any, Any]:
+        """(proxy URL, proxy auth) from HTTP(S)_PROXY / NO_PROXY for this scheme and host, as
+        httpx (and aiohttp's `trust_env`) would take them; looked up once per scheme and host.
+        aiohttp's own `trust_env` would also read ~/.netrc before every request (in a thread), and
+        a netrc entry for the ticket system's host clashed with the client's Authorization header."""
+        key = (url.scheme, url.host)
+        found = self._proxies.get(key)
+        if found is None:
+            info = None if url.host and proxy_bypass(url.host) else aiohttp.helpers.proxies_from_env().get(url.scheme)
+            found = self._proxies[key] = (info.proxy, info.proxy_auth) if info else (None, None)
+        return found
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -176,7 +191,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=aiohttp.TCPConnector(limit=self._limit),
                 auto_decompress=False,  # httpx decodes the body by its Content-Encoding
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-                trust_env=True,  # HTTPS_PROXY / NO_PROXY, as httpx would honour them
+                trust_env=False,  # proxies from the environment: `_proxy`, per request
             )
         return self._session
 
@@ -209,10 +224,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in ("host", "content-length")]
         body = await request.aread()
+        proxy, proxy_auth = self._proxy(request.url)
         try:
             async with self._client().request(
                 request.method, str(request.url), headers=headers, data=body or None,
-                timeout=timeout, allow_redirects=False,
+                timeout=timeout, allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth,
             ) as r:
                 content = await r.read()
                 return httpx.Response(r.status, headers=list(r.raw_headers), content=content, request=request)

@@ -15,6 +15,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import background
 from bot.pipeline.service import SLACK_NO_ACCESS, slack_error
 
 log = logging.getLogger("handlers")
@@ -70,9 +71,11 @@ async def open_view(client: AsyncWebClient, trigger_id: str, view: dict[str, Any
 
 async def after_ack(work: Callable[[], Awaitable[None]], client: AsyncWebClient, *, user_id: str | None,
                     channel_id: str | None, what: str = "do that") -> None:
-    """Run a listener's work after its ack; an unexpected error is logged and the person told."""
+    """Run a listener's work after its ack; an unexpected error is logged and the person told.
+    Someone waits for it: no background work starts meanwhile (`bot.background`)."""
     try:
-        await work()
+        with background.foreground():
+            await work()
     except Exception:
         log.exception("listener failed after its ack (user %s)", user_id)
         await tell(client, user_id, channel_id,

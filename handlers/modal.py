@@ -47,10 +47,13 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 requester_id=requester,
             )
         except ThreadTaken as taken:
+            if origin.channel_id and origin.thread_ts:
+                bot.threads.note(bot.threads.key(origin.channel_id, origin.thread_ts))
             await ack(response_action="update", view=views.already_linked_modal(taken.display_id))
             return
         if stored.ticket:  # a repeat of a submission whose ticket exists: its outcome, not "Creating…"
             await ack(response_action="update",
                       view=views.created_modal(stored.ticket["display_id"], stored.payload["title"]))
             return
+        bot.threads.note(stored.thread_key)  # taken now: the next shortcut on it is answered before its form
         await ack(response_action="update", view=views.progress_modal(form.title))

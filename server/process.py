@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.core import Bot
-from bot.ops import checks
+from bot.ops import checks, heap
 from bot.ops.health import Health
 from bot.ops.logs import ContextFilter, formatter
 from bot.settings import Settings, SettingsError
@@ -173,6 +173,7 @@ class Process:
             self.socket = socket_mode(running, settings.slack_app_token.get_secret_value(), on_refused=self.refuse)
             health.slack_state = lambda: self.socket.state if self.socket else "closed"
             self.socket.start()
+        heap.settle()  # start-up's objects out of the garbage collector's way (bot/ops/heap.py)
         health.started = True
         if self.mode == "socket":
             log.info("started; connecting to Slack in Socket Mode")

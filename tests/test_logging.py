@@ -159,3 +159,38 @@ async def test_slack_sdk_retry_notes_stay_out_of_the_info_log(captured_info, tmp
     with pytest.raises(Exception):
         await client.chat_postMessage(channel="C1", text="hello")
     assert "retry handler" not in captured_info.getvalue()
+
+
+class Spy(str):
+    """A text that counts how often it is formatted with repr(), as a log line formats a dict."""
+
+    formatted = 0
+
+    def __repr__(self) -> str:
+        Spy.formatted += 1
+        return str.__repr__(self)
+
+
+async def test_above_debug_a_web_api_call_is_not_formatted_for_a_debug_line(tmp_path, slack):
+    """slack_sdk formats each request and answer for its debug log unless the level of the logger its
+    clients use is set: at LOG_LEVEL=INFO, a views.open is not formatted (whatever its size)."""
+    from bot.core import slack_client
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.excepthook,
+             {name: logging.getLogger(name).level for name in LIBRARIES})
+    try:
+        settings = make_settings(tmp_path, slack[1], "http://127.0.0.1:9", log_level="INFO")
+        setup_logging(settings, io.StringIO())
+        client = slack_client(settings)
+        view = {"type": "modal", "title": {"type": "plain_text", "text": Spy("New ticket")},
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": Spy("Printer")}}]}
+        Spy.formatted = 0
+        resp = await client.views_open(trigger_id="1.2.3", view=view)
+        assert resp["ok"] and slack[0].calls_to("views.open")
+        assert Spy.formatted == 0
+    finally:
+        root.handlers[:], level, sys.excepthook, levels = saved
+        root.setLevel(level)
+        for name, lvl in levels.items():
+            logging.getLogger(name).setLevel(lvl)

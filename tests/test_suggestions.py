@@ -222,3 +222,36 @@ async def test_off_by_setting(tmp_path, slack, serval):
     finally:
         await sender.aclose()
         await running.close()
+
+
+async def test_the_look_up_waits_until_nobody_waits_for_a_form(sender, slack, serval):
+    """The look-up after one person's form never delays another's: it starts once the bot has
+    answered everyone waiting (here Bob, whose form Slack lets open only after a second)."""
+    slack_state, (state, _) = slack[0], serval
+    seed(state)
+    slack_state.rate_limit("views.open", retry_after=1)  # Bob's first views.open: wait 1 s and try again
+    r = await sender.command("VPN drops", user_id="U222", trigger_id="bob.1")
+    assert r.status_code == 200
+    await slack_state.wait_for("views.open")  # refused: Bob waits for his form
+    await open_modal_with_command(sender, slack_state, "Printer jammed again", trigger_id="alice.1")
+    update = await offered(slack_state)  # Alice's suggestions
+    bob = [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == "bob.1" and not c["error"]]
+    assert bob and bob[0]["at"] < update["at"]  # Bob's form opened first
+    assert update["args"]["view_id"] == next(c for c in slack_state.calls_to("views.open")
+                                             if c["args"]["trigger_id"] == "alice.1")["response"]["view"]["id"]
+
+
+async def test_a_look_up_under_way_waits_before_updating_while_someone_waits_for_a_form(sender, slack, serval):
+    """A look-up that started in a quiet moment takes its next step (the form's update) only once
+    nobody waits on the bot: Bob's form, asked for while Alice's search ran, opens first."""
+    slack_state, (state, _) = slack[0], serval
+    seed(state)
+    state.delay("POST /v2/tickets/search", 0.5)
+    await open_modal_with_command(sender, slack_state, "Printer jammed again", trigger_id="alice.1")
+    await eventually(lambda: state.in_flight["POST /v2/tickets/search"] > 0)  # Alice's look-up is searching
+    slack_state.rate_limit("views.open", retry_after=1)  # Bob's first views.open: wait 1 s and try again
+    r = await sender.command("VPN drops", user_id="U222", trigger_id="bob.1")
+    assert r.status_code == 200
+    update = await offered(slack_state)  # Alice's suggestions
+    bob = [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == "bob.1" and not c["error"]]
+    assert bob and bob[0]["at"] < update["at"]  # Bob's form opened first

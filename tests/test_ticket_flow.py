@@ -279,6 +279,47 @@ async def test_second_shortcut_on_a_linked_thread_creates_nothing(sender, slack,
     assert len(created(serval[0])) == 1
 
 
+async def test_a_thread_taken_before_a_restart_gets_the_notice_in_place_of_the_form(settings, slack, serval):
+    """The shortcut asks the database before its form only about threads this process knows are
+    taken; any other thread gets the form at once, and when the thread turns out to be taken (by
+    another replica, or by this one before a restart), the notice replaces the form."""
+    from server.http import serve_http
+
+    slack_state, _ = slack
+    first = await serve_http(settings, host="127.0.0.1", port=0)
+    sender = SlackSender(first.url)
+    try:
+        view = await open_modal_with_shortcut(sender, slack_state, shortcut())
+        await sender.interactive(submission(view, filled("First")))
+        await eventually(lambda: connects(serval[0]))
+        await first.bot.tickets.idle(5)
+    finally:
+        await sender.aclose()
+        await first.close()
+    friendly = next(iter(serval[0].tickets.values()))["friendlyIdentifier"]
+
+    again = await serve_http(settings, host="127.0.0.1", port=0)  # the same journal, nothing in memory
+    sender = SlackSender(again.url)
+    try:
+        body = shortcut("message_shortcut.DERIVED.thread_reply.json")
+        await open_modal_with_shortcut(sender, slack_state, body)
+        opened = next(c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == body["trigger_id"])
+        form = opened["response"]["view"]
+        assert form["callback_id"] == "ticket_modal"  # the form first
+        swapped = await eventually(lambda: [c for c in slack_state.calls_to("views.update")
+                                            if c["args"]["view_id"] == form["id"]])
+        assert swapped[0]["args"]["hash"] == form["hash"] and not swapped[0]["error"]
+        assert f"already linked to ticket *{friendly}*" in json.dumps(slack_state.views[form["id"]])
+        # known now: the next shortcut on the thread gets the notice instead of a form, as always
+        third = await open_modal_with_shortcut(sender, slack_state, shortcut())
+        assert f"already linked to ticket *{friendly}*" in json.dumps(third)
+        assert third.get("callback_id") != "ticket_modal"
+        assert len(created(serval[0])) == 1
+    finally:
+        await sender.aclose()
+        await again.close()
+
+
 async def test_two_modals_on_one_thread_make_one_ticket(sender, slack, serval):
     slack_state, _ = slack
     first = await open_modal_with_shortcut(sender, slack_state, shortcut())

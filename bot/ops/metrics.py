@@ -20,13 +20,12 @@ Values are per process and cumulative (tests compare before and after). Several 
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -188,24 +187,30 @@ def slack_surface(data: object) -> None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@contextlib.contextmanager
-def slack_request(surface: str = "unknown") -> Iterator[Callable[[int], None]]:
+class slack_request:  # noqa: N801 (used as a context manager, like contextlib's)
     """One Slack request (over HTTP or Socket Mode), counted by surface and outcome and timed to its
-    acknowledgement; call the yielded function with the answer's status. The arrival is visible,
-    through a context variable, to the listener tasks Bolt starts while dispatching."""
-    arrival = Arrival(time.perf_counter())
-    arrival.surface = surface
-    token = _ARRIVAL.set(arrival)
-    outcome = ["error"]
+    acknowledgement; call the function `with` yields with the answer's status. The arrival is
+    visible, through a context variable, to the listener tasks Bolt starts while dispatching.
+    A class rather than a generator: it runs on every request (~2 µs less)."""
 
-    def answered(status: int) -> None:
-        outcome[0] = f"{status // 100}xx"
+    __slots__ = ("arrival", "outcome", "token")
 
-    try:
-        yield answered
-    finally:
-        _ARRIVAL.reset(token)
-        _child(SLACK_REQUESTS, arrival.surface, outcome[0]).inc()
+    def __init__(self, surface: str = "unknown") -> None:
+        self.arrival = Arrival(time.perf_counter())
+        self.arrival.surface = surface
+        self.outcome = "error"
+
+    def __enter__(self) -> Callable[[int], None]:
+        self.token = _ARRIVAL.set(self.arrival)
+        return self.answered
+
+    def answered(self, status: int) -> None:
+        self.outcome = f"{status // 100}xx"
+
+    def __exit__(self, *exc: object) -> None:
+        _ARRIVAL.reset(self.token)
+        arrival = self.arrival
+        _child(SLACK_REQUESTS, arrival.surface, self.outcome).inc()
         _child(ACK_SECONDS, arrival.surface).observe(time.perf_counter() - arrival.started)
 
 

@@ -1,8 +1,9 @@
 """"You already have a ticket about this": the requester's similar open tickets, offered in the
 ticket form, and adding to one of them instead of creating a new ticket.
 
-The look-up never delays the form. It starts once `views.open` has answered and reads what it needs
-from the opened view (title, team, requester); when it finds something, `views.update` adds the
+The look-up never delays the form, nor anyone else's: it is scheduled once `views.open` has answered
+(`bot.background`: it starts when nobody waits on the bot, or is dropped when it could not start in
+time) and reads what it needs from the opened view (title, team, requester); when it finds something, `views.update` adds the
 suggestions under the title, keeping every other block as it was (block_id and action_id included)
 so Slack keeps what the person typed meanwhile. The update passes the view's `hash`: when the form
 changed meanwhile (a team change), that change wins and the look-up runs again, once, on the new
@@ -24,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from clients.base import TicketBackend, TicketSummary
 
 from . import views
+from .. import background
 from ..core import Bot
 from .forms import may_pick_requester, parse_ticket_form
 from ..pipeline.service import slack_error
@@ -39,7 +41,7 @@ KEEP_VIEWS = 2000  # views remembered (the last known version of each)
 ROUNDS = 3  # look-ups for one form at most (the first, and after team changes)
 
 _latest: OrderedDict[str, dict[str, Any]] = OrderedDict()  # view id -> its last known version
-_running: set[str] = set()  # view ids with a look-up under way
+_running: set[str] = set()  # view ids with a look-up scheduled or under way
 _again: set[str] = set()  # view ids changed while their look-up ran: look again when it ends
 
 
@@ -125,6 +127,8 @@ async def similar(bot: Bot, view: dict[str, Any], user_id: str) -> list[TicketSu
     if requester is None:
         return []
     team = form_team(view, origin)
+    if not await background.turn():  # the search, between other people's requests
+        return []
     return await backend.similar_open_tickets(
         title, requester_id=requester, values={"team_id": team} if team else {}, limit=LIMIT
     )
@@ -143,10 +147,11 @@ async def _newer(view_id: str, old_hash: str | None) -> dict[str, Any] | None:
 
 
 async def offer(bot: Bot, client: AsyncWebClient, view: dict[str, Any] | None, *, user_id: str) -> None:
-    """Look for similar open tickets and add them to the open form `view` (Slack's answer to
-    views.open or views.update, with its id and hash). Never raises: the form works without them.
-    Called again for a form whose look-up is under way, it makes that look-up run once more
-    when it ends, on the newest version of the form."""
+    """Schedule the look-up for similar open tickets, to be added to the open form `view` (Slack's
+    answer to views.open or views.update, with its id and hash), and return at once. The look-up
+    never raises: the form works without them. Called again for a form whose look-up is scheduled
+    or under way, it makes that look-up run once more when it ends, on the newest version of the
+    form."""
     if not view or not view.get("id") or not bot.settings.suggest_similar:
         return
     view_id = view["id"]
@@ -155,16 +160,28 @@ async def offer(bot: Bot, client: AsyncWebClient, view: dict[str, Any] | None, *
         _again.add(view_id)
         return
     _running.add(view_id)
-    try:
-        for _ in range(ROUNDS):
-            _again.discard(view_id)
-            await _offer_once(bot, client, view, user_id)
-            if view_id not in _again:
-                return
-            view = _latest.get(view_id) or view
-    finally:
+
+    def dropped() -> None:
         _running.discard(view_id)
         _again.discard(view_id)
+
+    async def look() -> None:
+        try:
+            await _offer_rounds(bot, client, _latest.get(view_id) or view, user_id)
+        finally:
+            dropped()
+
+    background.later(look, on_drop=dropped)
+
+
+async def _offer_rounds(bot: Bot, client: AsyncWebClient, view: dict[str, Any], user_id: str) -> None:
+    view_id = view["id"]
+    for _ in range(ROUNDS):
+        _again.discard(view_id)
+        await _offer_once(bot, client, view, user_id)
+        if view_id not in _again:
+            return
+        view = _latest.get(view_id) or view
 
 
 async def _offer_once(bot: Bot, client: AsyncWebClient, view: dict[str, Any], user_id: str) -> None:
@@ -175,7 +192,7 @@ async def _offer_once(bot: Bot, client: AsyncWebClient, view: dict[str, Any], us
         except Exception as exc:
             log.info("no similar tickets for form %s: %s", view_id, getattr(exc, "message", None) or repr(exc))
             return
-        if not found:
+        if not found or not await background.turn():  # the update too (a large view: JSON both ways)
             return
         try:
             resp = await client.views_update(view_id=view_id, hash=view.get("hash"), view=views.with_suggestions(view, found))
@@ -222,7 +239,7 @@ async def add_to_ticket(bot: Bot, client: AsyncWebClient, body: dict[str, Any]) 
     except Exception as exc:  # changed meanwhile (a double click): the journal adds once anyway
         log.info("form %s not replaced before adding to %s: %s", view_id, ticket.display_id, slack_error(exc))
     try:
-        await bot.tickets.submit(
+        sub = await bot.tickets.submit(
             dedupe_key=f"add:{view_id}:{ticket.id}",
             origin=origin,
             form=form,
@@ -231,6 +248,7 @@ async def add_to_ticket(bot: Bot, client: AsyncWebClient, body: dict[str, Any]) 
             requester_id=requester,
             add_to=ticket,
         )
+        bot.threads.note(sub.thread_key)  # linked to that ticket now (the shortcut's hint)
     except ThreadTaken as taken:
         try:
             await client.views_update(view_id=view_id, view=views.already_linked_modal(taken.display_id))

@@ -1,0 +1,151 @@
+"""Work no one is waiting for (the similar-ticket look-up after a form opened), kept out of the way
+of the people who are.
+
+asyncio has no priorities: a look-up started beside a burst of `/ticket`s takes its turns on the
+event loop like their acknowledgements and `views.open` calls, and a Serval search plus a
+`views.update` per form costs as much CPU as the form itself. So such work goes into a bounded
+queue (`later`), and a few workers start a job only while nobody waits on the bot: no Slack request
+is being answered (`server.bolt.InFlight.request`) and no listener is in its work after the ack
+(`handlers.common.after_ack`: opening a form, saving), and waits again (`turn`) before each of its
+costly steps; two steps of background work start at least STEP_GAP apart, so that a request coming
+meanwhile waits for one step at most, never for a burst of them. A job that could not start within
+`START_WAIT` seconds is dropped (stale: the person has been typing for a while), and when the queue
+is full the oldest job goes.
+
+When the bot is not busy, which is nearly always, a job starts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+WORKERS = 4  # jobs under way at once, at most (each takes its costly steps one `turn` at a time)
+QUEUE_MAX = 500  # jobs waiting, at most: the oldest goes first
+START_WAIT = 5.0  # seconds a job may wait for a quiet moment; later it is dropped
+STEP_GAP = 0.002  # seconds between two costly steps of background work, at least
+
+Job = Callable[[], Awaitable[None]]
+
+_waiting = 0  # people waiting on this process: requests being answered, listeners after their ack
+
+
+class foreground:  # noqa: N801 (used as a context manager, like contextlib's)
+    """Around work someone waits for: background jobs do not start meanwhile. (A class rather than
+    a generator: it runs twice on every request.)"""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _waiting
+        _waiting += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _waiting
+        _waiting -= 1
+        if _waiting == 0:
+            for queue in list(_queues.values()):
+                queue.quiet.set()
+
+
+def quiet() -> bool:
+    return _waiting == 0
+
+
+class Queue:
+    """The jobs of one event loop, FIFO, each with its deadline to start and what to do if dropped."""
+
+    def __init__(self) -> None:
+        self.jobs: collections.deque[tuple[float, Job, Callable[[], None] | None]] = collections.deque()
+        self.workers = 0
+        self.dropped = 0
+        self.quiet = asyncio.Event()  # set when the last person waiting was answered
+        self.next_step = 0.0  # loop time before which no other step starts
+
+    def put(self, job: Job, on_drop: Callable[[], None] | None) -> None:
+        loop = asyncio.get_running_loop()
+        if len(self.jobs) >= QUEUE_MAX:
+            self._drop(self.jobs.popleft())
+        self.jobs.append((loop.time() + START_WAIT, job, on_drop))
+        if self.workers < WORKERS:
+            self.workers += 1
+            # A context of its own: the worker is nobody's request (not counted in flight, not
+            # waited for when the bot stops) and carries no request's log context.
+            loop.create_task(self._work(), name="background work", context=contextvars.Context())
+
+    def _drop(self, item: tuple[float, Job, Callable[[], None] | None]) -> None:
+        self.dropped += 1
+        log.debug("dropped background work that could not start in time (%d so far)", self.dropped)
+        if item[2] is not None:
+            item[2]()
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.jobs:
+                deadline = self.jobs[0][0]
+                if loop.time() >= deadline:  # stale: the person has waited long enough
+                    self._drop(self.jobs.popleft())
+                    continue
+                if not await self.turn(deadline):
+                    continue  # the first job is stale by now: look again
+                if not self.jobs:  # another worker took the last one meanwhile
+                    break
+                _deadline, job, _on_drop = self.jobs.popleft()
+                try:
+                    await job()
+                except Exception:  # a job's failure is its own; the worker goes on
+                    log.exception("background work failed")
+        finally:
+            self.workers -= 1
+
+    async def turn(self, deadline: float) -> bool:
+        """Wait until nobody waits on the bot and no other background step started within
+        STEP_GAP (True), or until `deadline` (loop time; False)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                return False
+            if not quiet():
+                self.quiet.clear()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self.quiet.wait()
+                except TimeoutError:
+                    return False
+            elif now < self.next_step:  # another step just started: requests that come meanwhile first
+                await asyncio.sleep(self.next_step - now)
+            else:
+                self.next_step = now + STEP_GAP
+                return True
+
+
+_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Queue] = weakref.WeakKeyDictionary()
+
+
+async def turn(limit: float = START_WAIT) -> bool:
+    """In a job, before its next costly step: wait until nobody waits on the bot and no other
+    background step just started (True), for at most `limit` seconds (False: still busy; the job
+    had better give up). Background work thus takes one step at a time between other people's
+    requests, never a burst."""
+    return await _queue().turn(asyncio.get_running_loop().time() + limit)
+
+
+def _queue() -> Queue:
+    loop = asyncio.get_running_loop()
+    queue = _queues.get(loop)
+    if queue is None:
+        queue = _queues[loop] = Queue()
+    return queue
+
+
+def later(job: Job, on_drop: Callable[[], None] | None = None) -> None:
+    """Run `job` once nobody waits on the bot, or never (`on_drop` is called then)."""
+    _queue().put(job, on_drop)
