@@ -446,7 +446,7 @@ def render(results: dict[str, Any]) -> str:
     w("```")
     w("make bench                                   # everything below, ~11-14 min; only a full run writes this file")
     w(".venv/bin/python -m bench --quick --out /tmp/b.md   # smoke run (what the test suite runs)")
-    w(".venv/bin/python -m bench --concurrency 1,10,50 --serval-latency-ms 50 --tickets 10000 --out docs/benchmarks.md")
+    w(".venv/bin/python -m bench --concurrency 1,10,50 --serval-latency-ms 50 --tickets 10000 --out /tmp/b.md")
     w(".venv/bin/python -m bench --phases tickets --tickets 3000 --profile bench/out/profile  # py-spy the bot")
     w(".venv/bin/python -m bench.pyspy_summary bench/out/profile/bot-tickets.txt")
     w(".venv/bin/python -m bench --bot-dir /tmp/patched-copy ...   # measure a patched copy of the bot")

@@ -7,10 +7,8 @@ event loop like their acknowledgements and `views.open` calls, and a Serval sear
 queue (`later`), and a few workers start a job only while nobody waits on the bot: no Slack request
 is being answered (`server.bolt.InFlight.request`) and no listener is in its work after the ack
 (`handlers.common.after_ack`: opening a form, saving), and waits again (`turn`) before each of its
-costly steps; two steps of background work start at least STEP_GAP apart, so that a request coming
-meanwhile waits for one step at most, never for a burst of them. A job that could not start within
-`START_WAIT` seconds is dropped (stale: the person has been typing for a while), and when the queue
-is full the oldest job goes.
+costly steps. A job that could not start within `START_WAIT` seconds is dropped (stale: the person
+has been typing for a while), and when the queue is full the oldest job goes.
 
 When the bot is not busy, which is nearly always, a job starts at once.
 """
@@ -29,7 +27,6 @@ log = logging.getLogger(__name__)
 WORKERS = 4  # jobs under way at once, at most (each takes its costly steps one `turn` at a time)
 QUEUE_MAX = 500  # jobs waiting, at most: the oldest goes first
 START_WAIT = 5.0  # seconds a job may wait for a quiet moment; later it is dropped
-STEP_GAP = 0.002  # seconds between two costly steps of background work, at least
 
 Job = Callable[[], Awaitable[None]]
 
@@ -66,7 +63,6 @@ class Queue:
         self.workers = 0
         self.dropped = 0
         self.quiet = asyncio.Event()  # set when the last person waiting was answered
-        self.next_step = 0.0  # loop time before which no other step starts
 
     def put(self, job: Job, on_drop: Callable[[], None] | None) -> None:
         loop = asyncio.get_running_loop()
@@ -89,15 +85,19 @@ class Queue:
         loop = asyncio.get_running_loop()
         try:
             while self.jobs:
-                deadline = self.jobs[0][0]
+                deadline, job, on_drop = self.jobs[0]
                 if loop.time() >= deadline:  # stale: the person has waited long enough
                     self._drop(self.jobs.popleft())
                     continue
-                if not await self.turn(deadline):
-                    continue  # the first job is stale by now: look again
-                if not self.jobs:  # another worker took the last one meanwhile
-                    break
-                _deadline, job, _on_drop = self.jobs.popleft()
+                if not quiet():
+                    self.quiet.clear()
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            await self.quiet.wait()
+                    except TimeoutError:
+                        pass
+                    continue  # quiet now, or the first job is stale: look again
+                self.jobs.popleft()
                 try:
                     await job()
                 except Exception:  # a job's failure is its own; the worker goes on
@@ -105,37 +105,24 @@ class Queue:
         finally:
             self.workers -= 1
 
-    async def turn(self, deadline: float) -> bool:
-        """Wait until nobody waits on the bot and no other background step started within
-        STEP_GAP (True), or until `deadline` (loop time; False)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            now = loop.time()
-            if now >= deadline:
-                return False
-            if not quiet():
-                self.quiet.clear()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await self.quiet.wait()
-                except TimeoutError:
-                    return False
-            elif now < self.next_step:  # another step just started: requests that come meanwhile first
-                await asyncio.sleep(self.next_step - now)
-            else:
-                self.next_step = now + STEP_GAP
-                return True
-
 
 _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Queue] = weakref.WeakKeyDictionary()
 
 
 async def turn(limit: float = START_WAIT) -> bool:
-    """In a job, before its next costly step: wait until nobody waits on the bot and no other
-    background step just started (True), for at most `limit` seconds (False: still busy; the job
-    had better give up). Background work thus takes one step at a time between other people's
-    requests, never a burst."""
-    return await _queue().turn(asyncio.get_running_loop().time() + limit)
+    """In a job, before its next costly step: wait until nobody waits on the bot (True), for at
+    most `limit` seconds (False: still busy; the job had better give up). A job started in a quiet
+    moment thus takes one step at a time between other people's requests, never a whole burst."""
+    if quiet():
+        return True
+    queue = _queue()
+    queue.quiet.clear()
+    try:
+        async with asyncio.timeout(limit):
+            await queue.quiet.wait()
+    except TimeoutError:
+        return quiet()
+    return True
 
 
 def _queue() -> Queue:
