@@ -205,7 +205,7 @@ def test_storm_runs_open_loop_and_every_submission_becomes_one_ticket(tmp_path: 
     r = json.loads(raw.read_text())
     assert r["commands"] == r["submissions"] == 20 and r["drained"]
     assert r["acknowledged"] == r["tickets_created"] == r["titles_created"] == r["tickets_notified"] == 20
-    assert r["titles_duplicated"] == 0 and r["views_open"]["matched"] == 20
+    assert r["titles_duplicated"] == r["notices_duplicated"] == 0 and r["views_open"]["matched"] == 20
     for kind in ("command", "submission"):
         assert not r["non_200"][kind]
         _summary_ok(r["ack_ms"][kind], 20)
