@@ -1,5 +1,6 @@
 """The benchmark still runs end to end (`python -m bench --quick`): a tiny load, 0 ms Serval latency,
-every phase (ack, floor2, views_open, tickets, durability, postgres, backlog).
+every phase (ack, floor2, views_open, tickets, durability, postgres, backlog); and the open-loop storm
+(`python -m bench.storm`, issue 19 item 3) at a tiny size.
 
 docs/benchmarks.md is the published report: only a full run writes it (a quick or partial run
 writes elsewhere and says so), and the committed one lists every phase.
@@ -188,3 +189,24 @@ def test_quick_benchmark_run_produces_complete_results(tmp_path: Path) -> None:
     assert f"bench: wrote {REPO / 'bench' / 'out' / 'partial.md'}" in proc.stdout, proc.stdout
     assert _phases_listed((REPO / "bench" / "out" / "partial.md").read_text()) == ["ack"]
 
+
+@pytest.mark.timeout(60)
+def test_storm_runs_open_loop_and_every_submission_becomes_one_ticket(tmp_path: Path) -> None:
+    """`python -m bench.storm` at a tiny size: every request answered, every acknowledged
+    submission exactly one ticket at Serval and one confirmation, every /ticket its form."""
+    raw = tmp_path / "storm.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.storm", "--rate", "50", "--commands", "20", "--submissions", "20",
+         "--serval-latency-ms", "20", "--json", str(raw)],
+        cwd=REPO, capture_output=True, text=True, timeout=55,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "fully served" in proc.stdout
+    r = json.loads(raw.read_text())
+    assert r["commands"] == r["submissions"] == 20 and r["drained"]
+    assert r["acknowledged"] == r["tickets_created"] == r["titles_created"] == r["tickets_notified"] == 20
+    assert r["titles_duplicated"] == r["notices_duplicated"] == 0 and r["views_open"]["matched"] == 20
+    for kind in ("command", "submission"):
+        assert not r["non_200"][kind]
+        _summary_ok(r["ack_ms"][kind], 20)
+    assert math.isfinite(r["drain_s"]) and r["peak_rss_mb"] > 0
