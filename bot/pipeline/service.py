@@ -101,7 +101,7 @@ class TicketService:
         self.notices = QueuedNotices(ctx, notify.outcome_modal, queued_after)
         steps = [Create(ctx, who, self.notices), notify, Complete(ctx, who), Reply(ctx), History(ctx, who),
                  Connect(ctx), Followup(ctx)]
-        self.worker.steps = [Step(s.name, s.run, getattr(s, "failed", notify.failed)) for s in steps]
+        self.worker.steps = [Step(s.name, s.run, s.failed) for s in steps]
         self.intake = Intake(storage, self.worker, self.notices, router)
 
     # --- what handlers call ------------------------------------------------------------------

@@ -107,6 +107,7 @@ class Notify:
 
 class Followup:
     name = "followup"
+    failed = Notify.failed  # a follow-up that cannot be sent is logged like a notice that could not
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
