@@ -95,7 +95,8 @@ class Worker:
         self._reserved = 0  # slots taken by work being journaled right now
         self._wake = asyncio.Event()
         self._more_waiting = True  # the journal may hold due work this process has not claimed
-        self._background: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []  # the claim, renewal and retention loops
+        self._renewals: asyncio.Task[None] | None = None  # the renewal loop, which a stop keeps to the end
         self._closing = False
 
     # --- what intake and the process call ------------------------------------------------------
@@ -134,9 +135,10 @@ class Worker:
                 # One serving process per SQLite file (the file lock makes sure): leases left in
                 # it belong to a process that died, and are taken over at once, not after expiry.
                 await self.storage.release_others(self.owner)
+            self._renewals = asyncio.create_task(self._renew_loop(), name="journal-leases")
             self._background = [
                 asyncio.create_task(self._claim_loop(), name="journal-claims"),
-                asyncio.create_task(self._renew_loop(), name="journal-leases"),
+                self._renewals,
                 asyncio.create_task(self._purge_loop(), name="journal-retention"),
             ]
         pending, _oldest = await self.storage.backlog()
@@ -164,20 +166,19 @@ class Worker:
         its last recorded step), and hand every lease back at once. `also`: other tasks of the
         caller to stop with it."""
         self.drain()
-        renewing = [t for t in self._background if t.get_name() == "journal-leases"]
         for task in self._background:
-            if task not in renewing:
+            if task is not self._renewals:
                 task.cancel()
         if grace > 0 and self._running:
             await asyncio.wait(list(self._running.values()), timeout=grace)
-        for task in [*renewing, *self._running.values(), *(also or [])]:
+        for task in [*self._background, *self._running.values(), *(also or [])]:
             task.cancel()
         stopping = [*self._background, *self._running.values(), *(also or [])]
         if stopping:
             _done, stuck = await asyncio.wait(stopping, timeout=5.0)
             if stuck:
                 log.warning("%d task(s) did not stop within 5 s", len(stuck))
-        self._background = []
+        self._background, self._renewals = [], None
         try:
             await self.storage.release_all(self.owner)
         except Exception as exc:  # the leases then run out on their own
