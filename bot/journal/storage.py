@@ -204,8 +204,8 @@ T = TypeVar("T")
 
 
 def journaled(cls: type[T], data: Mapping[str, Any]) -> T:
-    """A dataclass rebuilt from what the journal holds, ignoring keys it does not know: in a rolling
-    deploy an older replica reads payloads a newer one wrote."""
+    """A dataclass rebuilt from what was stored (the journal, a form's private_metadata), ignoring
+    keys it does not know: in a rolling deploy an older replica reads what a newer one wrote."""
     return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})  # type: ignore[attr-defined]
 
 
@@ -222,14 +222,8 @@ class ThreadTaken(Exception):
 
 
 class Storage(Records):
-    """`Storage(DATABASE_URL)`: `sqlite:///path/to/file.db`, `postgresql://user:pass@host:5432/db`
-    (or a bare SQLite path, or `:memory:`).
-
-    Each statement is built with SQLAlchemy Core (above), compiled once per dialect, and run by the
-    driver directly: on SQLite through this process's one aiosqlite connection (one hop to its
-    thread per statement), on PostgreSQL through an asyncpg pool (prepared statements, autocommit).
-    SQLAlchemy's engine (`engine`) serves migrations and tools. Errors come out as SQLAlchemy's
-    (`IntegrityError` for a unique key, `OperationalError` for the rest)."""
+    """`Storage(DATABASE_URL)`: the journal and the thread links, beside the small tables
+    (`Records`), on the database connection (`Database`, where URLs and errors are described)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)

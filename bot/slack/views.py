@@ -28,6 +28,7 @@ from slack_sdk.models.views import View
 
 from clients.base import CreatedTicket, FormField, TicketSummary
 
+from ..journal.storage import journaled
 from .text import (  # noqa: F401 (the bot's words, also used through `views`)
     SLACK_TEXT_LIMIT, TITLE_PREFILL_LENGTH,
     escape, escape_warning, plain, shorten, title_from_message, message_from, app_name, message_text, alert_from, description_from_message, quoted, typed_back, help_text, thread_reply_text, shared_ticket_text, created_text, failed_text, not_member_warning, already_ticket_text, followup_text, added_text, linked_reply_text, failed_from_message_text,
@@ -64,8 +65,7 @@ class Origin:
     @classmethod
     def load(cls, raw: str | None) -> "Origin":
         try:
-            data = json.loads(raw or "{}")
-            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+            return journaled(cls, json.loads(raw or "{}"))
         except (ValueError, TypeError):
             return cls(source="command")
 
