@@ -4,6 +4,9 @@ back end and the ticket service."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -16,7 +19,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from clients.base import TicketBackend
 from clients.socialboards import SocialboardsBackend
 
+from .follow.poller import Follower
 from .ops import metrics
+from .slack import views
 from .backends import make_backends
 from .slack.people import People
 from .routing import Router, RoutingError, load_routing_file
@@ -61,6 +66,7 @@ class Bot:
     people: People
     router: Router
     threads: Threads = field(default_factory=Threads)  # threads known to be taken (the shortcut's hint)
+    follower: Follower | None = None  # tickets followed after they are filed (bot.follow)
 
     @classmethod
     async def open(cls, settings: Settings, *, backends: dict[str, TicketBackend] | None = None) -> "Bot":
@@ -86,6 +92,13 @@ class Bot:
         slack = slack_client(settings, session)
         service_slack = slack_client(settings, session, wait_on_rate_limit=False)
         people = People(slack, storage, refresh=settings.people_refresh_seconds)
+        service_people = People(service_slack, storage, refresh=settings.people_refresh_seconds)
+        follower = Follower(
+            storage, backends, service_slack, service_people,
+            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            poll_seconds=settings.status_poll_seconds, track_days=settings.track_days,
+            max_per_minute=settings.status_poll_max_per_minute, notices=settings.status_notices,
+        )
         router = Router(
             storage,
             file_routes,
@@ -98,7 +111,7 @@ class Bot:
             backends,
             service_slack,
             default_backend=settings.ticket_backend,
-            people=People(service_slack, storage, refresh=settings.people_refresh_seconds),
+            people=service_people,
             unmatched_requester=settings.unmatched_requester,
             identity_refresh=settings.people_refresh_seconds,
             queued_after=settings.queued_after_seconds,
@@ -109,8 +122,14 @@ class Bot:
             lease_seconds=settings.lease_seconds,
             retention_seconds=settings.journal_retention_days * 86400,
             router=router,
+            follower=follower,
         )
-        bot = cls(settings, storage, slack, backends, tickets, people, router)
+
+        async def publish_home(user_id: str) -> None:  # a ticket of theirs changed
+            await service_slack.views_publish(user_id=user_id, view=views.home_view(await tickets.recent_tickets(user_id)))
+
+        follower.publish_home = publish_home
+        bot = cls(settings, storage, slack, backends, tickets, people, router, follower=follower)
         tickets.ctx.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
         tickets.is_admin = bot.may_configure  # admins may edit any ticket's details
         return bot
@@ -119,6 +138,8 @@ class Bot:
         for backend in self.backends.values():
             await backend.start()
         await self.tickets.resume()
+        if self.follower is not None:
+            self.follower.start()
 
     async def may_configure(self, user_id: str) -> bool:
         """Admins and owners of this workspace (as `auth.test` names it: an admin of another
@@ -139,6 +160,8 @@ class Bot:
         """Stop: running submissions get up to `grace` seconds to finish (the rest resume from their
         last recorded step, here or on another replica), leases are handed back, then everything
         closes. A part that fails to close does not keep the others open."""
+        if self.follower is not None:
+            await self.follower.close()
         await self.tickets.close(grace=grace)
         for backend in self.backends.values():
             try:

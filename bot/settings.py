@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, ge=1)  # a dead process's submissions are taken over after this
     journal_retention_days: float = Field(default=90.0, ge=0)  # finished submissions and event ids, then deleted
 
+    # After the ticket (docs/after-the-ticket.md)
+    status_notices: Literal["thread", "dm", "off"] = "thread"  # where "resolved" / "cancelled" notices go
+    status_poll_seconds: float = Field(default=60.0, gt=0)  # how often a recently changed ticket is looked at
+    status_poll_max_per_minute: int = Field(default=60, ge=1)  # calls to the ticket system for following, at most
+    track_days: float = Field(default=30.0, gt=0)  # a ticket unchanged this long is no longer followed
+
     # People and channels
     unmatched_requester: Literal["describe", "create", "refuse"] = "describe"
     on_behalf_of: Literal["anyone", "admins", "nobody"] = "anyone"

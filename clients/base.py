@@ -102,6 +102,24 @@ class TicketSummary:
     status: str | None = None
 
 
+@dataclass(frozen=True)
+class TicketState:
+    """What people see of a ticket after it is filed, as the system has it now (the live card).
+    `phase`: "open", "done" (resolved) or "canceled"; `status` is the system's own word for it."""
+
+    status: str | None = None
+    phase: str = "open"
+    assignee: str | None = None
+    priority: str | None = None
+    due_date: str | None = None  # ISO date
+    sla_breach_at: str | None = None  # RFC 3339
+    completed_at: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.phase in ("done", "canceled")
+
+
 class BackendError(Exception):
     """A ticket system refused or failed a call.
 
@@ -219,6 +237,17 @@ class TicketBackend:
     ) -> None:
         """Change a created ticket's title, priority or due date (None: leave as it is)."""
         raise BackendError(f"{self.display_name} tickets cannot be edited from Slack")
+
+    can_follow: bool = False  # ticket_state works: the bot follows its tickets after filing them
+    can_close: bool = False  # set_closed works: *Close ticket* and *Reopen* from Slack
+
+    async def ticket_state(self, ticket: CreatedTicket) -> TicketState:
+        """The ticket as it is now (one bounded call). Raises BackendError (404: it is gone)."""
+        raise BackendError(f"{self.display_name} tickets cannot be followed")
+
+    async def set_closed(self, ticket: CreatedTicket, closed: bool) -> None:
+        """Resolve the ticket (`closed`) or open it again."""
+        raise BackendError(f"{self.display_name} tickets cannot be closed from Slack")
 
     async def similar_open_tickets(
         self, title: str, *, requester_id: str | None, values: dict[str, Any], limit: int = 3

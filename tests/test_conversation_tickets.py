@@ -54,7 +54,8 @@ async def test_a_reacted_message_becomes_a_ticket_announced_in_its_thread(bot, s
     ticket = next(iter(serval_state.tickets.values()))
     assert ticket["friendlyIdentifier"] in reply["args"]["text"]
     buttons = [e for b in reply["args"].get("blocks") or [] if b["type"] == "actions" for e in b["elements"]]
-    assert [b["action_id"] for b in buttons] == ["edit_ticket"]
+    # the reply is the ticket's live card (docs/after-the-ticket.md)
+    assert [b["action_id"] for b in buttons] == ["edit_ticket", "ticket_close", "ticket_comment"]
     assert connects(serval_state)[0]["body"]["externalTicketId"] == f"C111:{message['ts']}"
     # the message's author is the requester (ON_BEHALF_OF=anyone): the description names no one else
     assert not body["description"].startswith("Message from")

@@ -157,7 +157,7 @@ async def test_revision_0001_is_mains_schema_exactly(tmp_path):
 
 async def test_head_matches_the_tables_the_queries_use(db_url):
     """The migrations and bot/journal/storage.py's table definitions describe the same columns, on both engines."""
-    assert await migrate(db_url) == head_revision() == "0003"
+    assert await migrate(db_url) == head_revision() == "0004"
     engine = create_async_engine(database_url(db_url))
     try:
         async with engine.connect() as conn:
@@ -216,13 +216,13 @@ async def test_a_database_with_lease_columns_but_no_migrations_is_upgraded(tmp_p
 
 
 async def test_migrating_twice_changes_nothing(db_url):
-    assert await migrate(db_url) == "0003"
+    assert await migrate(db_url) == "0004"
     s = await Storage(db_url).open()
     try:
         await s.set_state("k", "v")
     finally:
         await s.close()
-    assert await migrate(db_url) == "0003"
+    assert await migrate(db_url) == "0004"
     s = await Storage(db_url).open()
     try:
         assert await s.get_state("k") == "v"
@@ -290,14 +290,14 @@ async def test_0003_fills_the_requester_from_the_journal(db_url):
 
 async def test_replicas_starting_together_migrate_once(db_url):
     results = await asyncio.gather(*(migrate(db_url) for _ in range(4)), return_exceptions=True)
-    assert results == ["0003"] * 4
+    assert results == ["0004"] * 4
     engine = create_async_engine(database_url(db_url))
     try:
         async with engine.connect() as conn:
             versions = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all()
     finally:
         await engine.dispose()
-    assert versions == ["0003"]
+    assert versions == ["0004"]
 
 
 async def test_storages_opening_together_on_a_new_database(db_url):

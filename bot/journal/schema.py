@@ -80,5 +80,37 @@ slack_events = sa.Table(  # Slack event ids already handled (a redelivery is rec
     sa.Column("received_at", _REAL, nullable=False),
     sa.Column("submission_id", sa.Text),
 )
+followed = sa.Table(  # tickets the bot follows after filing them: where their card is, what was last seen
+    "followed",
+    metadata,
+    sa.Column("backend", sa.Text, primary_key=True),
+    sa.Column("ticket_id", sa.Text, primary_key=True),
+    sa.Column("ticket", sa.Text, nullable=False),  # JSON of the created ticket (id, display id, url, extra)
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("submission_id", sa.Text),
+    sa.Column("requester_id", sa.Text),  # Slack user ids: who may close, reopen and comment; whose Home shows it
+    sa.Column("submitter_id", sa.Text),
+    sa.Column("channel_id", sa.Text),  # where notices go: the thread, else a DM
+    sa.Column("thread_ts", sa.Text),
+    sa.Column("card_ts", sa.Text),  # the card, edited with chat.update
+    sa.Column("card", sa.Text),  # JSON: what the card's first lines say and its buttons beside the live ones
+    sa.Column("card_dead", sa.Integer, nullable=False, server_default="0"),  # cannot be edited any more
+    sa.Column("seen", sa.Text),  # JSON of the TicketState last seen (NULL: not looked at yet)
+    sa.Column("closures", sa.Integer, nullable=False, server_default="0"),  # times announced resolved/cancelled
+    sa.Column("closed_by", sa.Text),  # the Slack user who closed it from Slack, named in the notice
+    sa.Column("stopped", sa.Integer, nullable=False, server_default="0"),  # no longer followed
+    sa.Column("next_poll_at", _REAL, nullable=False, server_default="0"),
+    sa.Column("changed_at", _REAL, nullable=False),  # its last change seen (or when followed)
+    sa.Column("created_at", _REAL, nullable=False),
+    sa.Index("followed_due", "stopped", "next_poll_at"),
+    sa.Index("followed_requester", "requester_id"),
+)
+leases = sa.Table(  # named work only one process does at a time (the ticket poller)
+    "leases",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text),
+    sa.Column("lease_until", _REAL, nullable=False, server_default="0"),
+)
 # Every table, in the order `bot.journal.copydb` copies them.
-TABLES = (links, routes, people, identities, state, submissions, slack_events)
+TABLES = (links, routes, people, identities, state, submissions, slack_events, followed, leases)

@@ -36,9 +36,9 @@ from sqlalchemy.exc import IntegrityError
 from .database import (  # noqa: F401 (what the rest of the bot takes from here)
     EMPTY, DatabaseInUse, _dialect_insert, _lock_serving, head_revision, migrate, schema_revision,
 )
-from .records import Records
+from .follows import Followed, Follows  # noqa: F401
 from .schema import (  # noqa: F401
-    TABLES, identities, links, metadata, people, routes, slack_events, state, submissions,
+    TABLES, followed, identities, leases, links, metadata, people, routes, slack_events, state, submissions,
 )
 from .url import database_url, is_memory, sqlite_file  # noqa: F401
 
@@ -221,7 +221,7 @@ class ThreadTaken(Exception):
         self.display_id = display_id
 
 
-class Storage(Records):
+class Storage(Follows):
     """`Storage(DATABASE_URL)`: the journal and the thread links, beside the small tables
     (`Records`), on the database connection (`Database`, where URLs and errors are described)."""
 

@@ -126,6 +126,29 @@ TICKET_CALL_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
+FOLLOWED = Gauge(
+    PREFIX + "tickets_followed",
+    "Tickets the bot follows after filing them (not done for long, not stopped), all processes; read when scraped.",
+    registry=REGISTRY,
+)
+POLL_CALLS = Counter(
+    PREFIX + "status_poll_calls_total",
+    "Calls to a ticket system to follow tickets, by back end and outcome (ok, gone, rate_limited, error, refused).",
+    ["backend", "outcome"],
+    registry=REGISTRY,
+)
+TICKET_CHANGES = Counter(
+    PREFIX + "ticket_changes_total",
+    "Changes seen in followed tickets (status, assignee, priority, due date, SLA), by back end.",
+    ["backend"],
+    registry=REGISTRY,
+)
+STATUS_NOTICES = Counter(
+    PREFIX + "status_notices_total",
+    "Notices that a ticket was resolved or cancelled, by where they went (thread, dm) or failed.",
+    ["where"],
+    registry=REGISTRY,
+)
 
 # Label children by label values: `labels()` takes a lock and builds a key on every call.
 _children: dict[tuple[Any, ...], Any] = {}
@@ -290,6 +313,21 @@ def submission(state: str) -> None:
     _child(SUBMISSIONS, state).inc()
 
 
+# --- following tickets ------------------------------------------------------------------------
+
+
+def poll_call(backend: str, outcome: str) -> None:
+    _child(POLL_CALLS, backend, outcome).inc()
+
+
+def ticket_change(backend: str) -> None:
+    _child(TICKET_CHANGES, backend).inc()
+
+
+def status_notice(where: str) -> None:
+    _child(STATUS_NOTICES, where).inc()
+
+
 # --- ticket systems ---------------------------------------------------------------------------
 
 ID = "{id}"
@@ -350,6 +388,11 @@ def endpoint(bot: "Bot") -> Handler:
 
     async def metrics(_request: web.Request) -> web.Response:
         await read_journal(bot)
+        try:
+            FOLLOWED.set(await bot.storage.following())
+        except Exception as exc:
+            log.debug("metrics: followed tickets unreadable (%s)", type(exc).__name__)
+            FOLLOWED.set(math.nan)
         return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": TEXT_FORMAT})
 
     return metrics

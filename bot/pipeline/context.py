@@ -3,6 +3,7 @@ few Slack calls several steps make (the thread's messages, telling a person, upd
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from clients.base import CreatedTicket, TicketBackend
 
 from ..journal.storage import Storage, Submission, journaled
+from ..slack import cards
 from ..slack.people import People
 from .failures import SLACK_NO_ACCESS, slack_error
 
@@ -53,6 +55,20 @@ class Context:
     def ticket(self, sub: Submission) -> CreatedTicket:
         assert sub.ticket is not None
         return journaled(CreatedTicket, sub.ticket)
+
+    def card(self, ticket: CreatedTicket, headline: str, edit: str | None = None) -> cards.Card | None:
+        """The live card a reply becomes, when the ticket's system lets the bot follow it."""
+        backend = self.backends.get(ticket.backend)
+        if backend is None or not backend.can_follow:
+            return None
+        return cards.Card(headline=headline, key=cards.key(ticket.backend, ticket.id), edit=edit,
+                          can_close=backend.can_close, can_comment=backend.can_add_messages, url=ticket.url)
+
+    @staticmethod
+    def posted_card(sub: Submission, card: cards.Card | None, channel_id: str, ts: str, thread_ts: str) -> None:
+        """Remember where the card is (the follow step records it with the followed ticket)."""
+        if card is not None:
+            sub.payload["card"] = {"channel": channel_id, "ts": ts, "thread_ts": thread_ts, "card": dataclasses.asdict(card)}
 
     async def thread(self, channel_id: str, root: str, *, until: str | None = None) -> list[dict[str, Any]]:
         """The thread's messages, root first (conversations.replies, every page; up to `until`)."""

@@ -3,7 +3,7 @@ durable worker (`worker`: leases, retries, the failure rule) carries each submis
 ticket steps, in this order:
 
 create → notify the person → complete → reply in Slack → copy the thread's history → connect the
-thread → follow-up notice
+thread → follow-up notice → follow the ticket (`bot.follow`, when the back end can)
 
 (`create`, `tell`, `thread`; what they share is in `context`, who a ticket is for in
 `requesters`). Home's ticket list and *Edit details* read the journal and the ticket system here.
@@ -67,6 +67,7 @@ class TicketService:
         router: Any = None,
         may_file_for_others: Callable[[str], Awaitable[bool]] | None = None,
         is_admin: Callable[[str], Awaitable[bool]] | None = None,
+        follower: Any = None,
     ) -> None:
         """`slack` should not sleep on rate limits itself (no rate-limit retry handler): a 429
         becomes a journal retry that frees the submission's slot."""
@@ -101,6 +102,8 @@ class TicketService:
         self.notices = QueuedNotices(ctx, notify.outcome_modal, queued_after)
         steps = [Create(ctx, who, self.notices), notify, Complete(ctx, who), Reply(ctx), History(ctx, who),
                  Connect(ctx), Followup(ctx)]
+        if follower is not None:  # the ticket is followed after it is filed (bot.follow)
+            steps.append(follower)
         self.worker.steps = [Step(s.name, s.run, s.failed) for s in steps]
         self.intake = Intake(storage, self.worker, self.notices, router)
 
@@ -155,15 +158,21 @@ class TicketService:
         """The person's recent tickets, with current status and thread link where they can be had
         quickly (the Home tab must not hang on a slow ticket system)."""
         subs = await self.storage.tickets_of(user_id, limit)
+        # What the poller last saw of followed tickets; the others are asked (briefly)
+        seen = {(f.backend, f.ticket_id): f.seen for f in await self.storage.followed_of(user_id) if f.seen}
 
         async def one(sub: Submission) -> views.HomeTicket:
             ticket = self.ctx.ticket(sub)
             origin = journaled(Origin, sub.payload["origin"])
             status = link = None
-            try:
-                status = await asyncio.wait_for(self.backend(origin.backend).ticket_status(ticket), 2.0)
-            except Exception as exc:
-                log.debug("status of %s: %s", ticket.display_id, exc)
+            known = seen.get((ticket.backend, ticket.id))
+            if known is not None:
+                status = known.get("status") or str(known.get("phase") or "").capitalize() or None
+            else:
+                try:
+                    status = await asyncio.wait_for(self.backend(origin.backend).ticket_status(ticket), 2.0)
+                except Exception as exc:
+                    log.debug("status of %s: %s", ticket.display_id, exc)
             if sub.thread_ts and origin.channel_id:
                 try:
                     resp = await asyncio.wait_for(

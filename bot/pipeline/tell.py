@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from ..slack import views
+from ..slack import cards, views
 from ..journal.storage import Submission, journaled
 from ..slack.views import Origin
 from .context import MESSAGE_SOURCES, Context
@@ -80,8 +80,12 @@ class Notify:
             ticket.display_id, p["title"], p.get("requester_id") or p["user_id"],
             sub.id if backend.can_edit else None, sub.warnings,
         )
+        card = self.ctx.card(ticket, reply["text"], sub.id if backend.can_edit else None)
+        if card is not None:  # the reply is the ticket's live card
+            reply = cards.card_message(card, cards.NEW)
         try:
-            await self.ctx.slack.chat_postMessage(channel=origin.channel_id, thread_ts=origin.thread_ts, **reply)
+            resp = await self.ctx.slack.chat_postMessage(channel=origin.channel_id, thread_ts=origin.thread_ts, **reply)
+            self.ctx.posted_card(sub, card, origin.channel_id, resp["ts"], origin.thread_ts or resp["ts"])
         except SlackApiError as exc:
             if exc.response.get("error") not in SLACK_NO_ACCESS:
                 raise

@@ -7,7 +7,7 @@ import logging
 
 from clients.base import Person, ThreadMessage
 
-from ..slack import views
+from ..slack import cards, views
 from ..journal.storage import Link, Submission, journaled
 from ..slack.views import Origin
 from .context import CONNECT, MESSAGE_SOURCES, Context, copyable
@@ -44,7 +44,11 @@ class Reply:
             kwargs = dict(channel=origin.channel_id, text=views.shared_ticket_text(ticket.display_id, title, user_id))
         else:
             return False  # nothing to post
+        card = self.ctx.card(ticket, kwargs["text"])  # the reply is the ticket's live card
+        if card is not None:
+            kwargs.update(cards.card_message(card, cards.NEW))
         resp = await self.ctx.slack.chat_postMessage(**kwargs)
+        self.ctx.posted_card(sub, card, origin.channel_id, resp["ts"], origin.thread_ts or resp["ts"])
         if origin.source != "shortcut":
             sub.thread_ts = resp["ts"]
             await self.ctx.storage.add_link(

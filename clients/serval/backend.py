@@ -21,6 +21,7 @@ from ..base import (
     TicketBackend,
     TicketDetails,
     TicketDraft,
+    TicketState,
     TicketSummary,
 )
 
@@ -50,6 +51,8 @@ class ServalBackend(TicketBackend):
     dm_sync_needs_requester = True  # the slackDm sync target is sent only for a matched requester
     can_add_messages = True
     can_edit = True
+    can_follow = True
+    can_close = True
 
     def __init__(
         self,
@@ -68,6 +71,7 @@ class ServalBackend(TicketBackend):
         self._user_cache_ttl = user_cache_ttl
         self._user_miss_reload_after = user_miss_reload_after
         self._users_by_email: dict[str, str] = {}
+        self._user_names: dict[str, str] = {}  # user id -> name, for the live card's assignee
         self._users_loaded_at = -1e18
         self._users_loading: asyncio.Task[None] | None = None
         self._search_available = True  # until POST /v2/tickets/search answers 404/405/501
@@ -191,6 +195,8 @@ class ServalBackend(TicketBackend):
     async def _fetch_users(self) -> None:
         users = await self.client.list_users()
         self._users_by_email = {u.email.strip().lower(): u.id for u in users if u.email and not u.deactivatedAt}
+        self._user_names = {u.id: u.name or " ".join(filter(None, (u.firstName, u.lastName))) or u.email or u.id
+                            for u in users}
         self._users_loaded_at = time.monotonic()
 
     async def create_user(self, person: Person) -> str | None:
@@ -279,6 +285,56 @@ class ServalBackend(TicketBackend):
         if team_id not in self.statuses:
             self.statuses[team_id] = await self.client.list_statuses(team_id)
         return next((s.name for s in self.statuses[team_id] if s.id == current.statusId), None)
+
+    async def _team_statuses(self, team_id: str, status_id: str | None = None) -> list[Status]:
+        """The team's statuses from the catalog; asked again when it lacks `status_id` (a status
+        added in Serval since the last refresh)."""
+        known = self.statuses.get(team_id)
+        if known is None or (status_id and all(s.id != status_id for s in known)):
+            known = self.statuses[team_id] = await self.client.list_statuses(team_id)
+        return known
+
+    async def ticket_state(self, ticket: CreatedTicket) -> TicketState:
+        """`GET /v2/tickets/{id}`: its status (and the status's group: `DONE` is done, `CANCELED`
+        canceled, any other open), assignee, priority, due date and SLA breach time. Names come
+        from the cached catalog and user list (asked again only for an id they lack)."""
+        current = await self.client.get_ticket(ticket.id)
+        team_id = current.teamId or ticket.extra.get("teamId") or self.team_id
+        status = next((s for s in await self._team_statuses(team_id, current.statusId) if s.id == current.statusId), None)
+        group = (status.statusGroup or "") if status else ""
+        priority = next((p.priority for p in self.priorities.get(team_id, []) if p.id == current.priorityId), None)
+        assignee = None
+        if current.assignedToUserId:
+            if current.assignedToUserId not in self._user_names and (
+                time.monotonic() - self._users_loaded_at > self._user_miss_reload_after
+            ):
+                try:
+                    await self._load_users()
+                except BackendError as exc:  # the card shows the id until the list can be had
+                    log.info("Serval users cannot be listed now: %s", exc.message)
+            assignee = self._user_names.get(current.assignedToUserId, current.assignedToUserId)
+        due = None
+        if current.dueDate and current.dueDate.year:
+            due = f"{current.dueDate.year:04d}-{current.dueDate.month:02d}-{current.dueDate.day:02d}"
+        return TicketState(
+            status=status.name if status else None,
+            phase={"DONE": "done", "CANCELED": "canceled"}.get(group, "open"),
+            assignee=assignee,
+            priority=priority.capitalize() if priority and priority != "NONE" else None,
+            due_date=due,
+            sla_breach_at=current.slaBreachesAt or None,
+            completed_at=current.completedAt or None,
+        )
+
+    async def set_closed(self, ticket: CreatedTicket, closed: bool) -> None:
+        """`PUT /v2/tickets/{id}` with the team's first status of the `DONE` group (closed) or of
+        the `TODO` group (reopened)."""
+        team_id = ticket.extra.get("teamId") or self.team_id
+        group = "DONE" if closed else "TODO"
+        status = next((s for s in await self._team_statuses(team_id) if s.statusGroup == group), None)
+        if status is None:
+            raise BackendError(f"the Serval team has no status in the {group} group", status=400)
+        await self.client.update_ticket(ticket.id, UpdateTicketRequest(statusId=status.id))
 
     async def find_ticket(self, draft: TicketDraft, since: dt.datetime) -> CreatedTicket | None:
         """The ticket whose description carries the draft's reference, among the team's tickets created

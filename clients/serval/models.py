@@ -88,6 +88,9 @@ class Ticket(_Model):
     createdByUserId: str | None = None
     type: str | None = None
     dueDate: DueDate | None = None
+    assignedToUserId: str | None = None
+    completedAt: str | None = None
+    slaBreachesAt: str | None = None
 
 
 class SlackChannelTarget(BaseModel):
