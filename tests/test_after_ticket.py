@@ -204,6 +204,27 @@ async def test_a_429_from_slack_waits_and_the_change_is_shown_once(sender, slack
     assert "In Progress" in json.dumps(updates(slack_state, ts)[-1]["args"]["blocks"])
 
 
+async def test_the_home_tab_shows_the_status_last_seen_and_is_republished_when_it_changes(sender, slack, serval, running):
+    from tests.test_people_and_channels import send_home_opened
+
+    slack_state, serval_state = slack[0], serval[0]
+    card, ticket = await shared_ticket(sender, slack_state, serval_state, running)
+    await eventually(lambda: updates(slack_state, card["response"]["ts"]), timeout=10)  # looked at once
+    await running.bot.storage.poll_later("serval", ticket["id"], time.time() + 3600)  # the poller leaves it be
+    gets = len(serval_state.requests_to("GET", f"/v2/tickets/{ticket['id']}"))
+    await send_home_opened(sender, "U111")
+    first = await slack_state.wait_for("views.publish")
+    assert "Status: Open" in json.dumps(first[0]["args"]["view"])
+    # the Home tab took the status from what the poller saw, without asking Serval again
+    assert len(serval_state.requests_to("GET", f"/v2/tickets/{ticket['id']}")) == gets
+
+    await agent_changes(serval[1], ticket["id"], statusId="st-it-in-progress")
+    await running.bot.storage.poll_later("serval", ticket["id"], 0)
+    published = await eventually(lambda: [c for c in slack_state.calls_to("views.publish")
+                                          if "Status: In Progress" in json.dumps(c["args"]["view"])], timeout=10)
+    assert published[0]["args"]["user_id"] == "U111"  # nobody had to open Home again
+
+
 # --- two pollers on one database, and the budget ----------------------------------------------------
 
 
