@@ -245,6 +245,18 @@ class TicketBackend:
         """The ticket as it is now (one bounded call). Raises BackendError (404: it is gone)."""
         raise BackendError(f"{self.display_name} tickets cannot be followed")
 
+    state_batch: int = 1  # ticket_states asks about this many tickets in one call
+
+    async def ticket_states(self, tickets: list[CreatedTicket]) -> dict[str, TicketState]:
+        """The state of each ticket (at most `state_batch`) by id, in one call where the system
+        allows; a ticket missing from the answer is gone."""
+        return {t.id: await self.ticket_state(t) for t in tickets}
+
+    def webhook_states(self, body: Any) -> list[tuple[str, TicketState]]:
+        """(ticket id, its state) for each ticket a webhook of the system tells about; [] for an
+        event that is not about a ticket's state. Raises ValueError for a body it cannot read."""
+        raise ValueError(f"{self.display_name} sends no webhooks the bot reads")
+
     async def set_closed(self, ticket: CreatedTicket, closed: bool) -> None:
         """Resolve the ticket (`closed`) or open it again."""
         raise BackendError(f"{self.display_name} tickets cannot be closed from Slack")

@@ -150,28 +150,41 @@ class Follower:
             await asyncio.sleep(self.tick_seconds)
 
     async def tick(self) -> int:
-        """One round: while this process holds the lease, look at the due tickets within the
-        budget. Returns how many were looked at."""
+        """One round: while this process holds the lease, apply what webhooks brought, then look
+        at the due tickets within the budget (a call asks about up to `state_batch` tickets of one
+        system). Returns how many tickets were looked at."""
         self.holds_lease = await self.storage.take_lease(LEASE, self.owner, self.lease_seconds)
         if not self.holds_lease:
             return 0
         left = self.budget.left()
-        if left <= 0:
-            return 0
+        batch = max((b.state_batch for b in self.backends.values() if b.can_follow), default=1)
+        due = await self.storage.due_followed(min(max(left, 0) * batch, 5000) + 100)
         looked = 0
         renewed = time.monotonic()
-        for f in await self.storage.due_followed(left):
-            if self._paused.get(f.backend, 0.0) > time.monotonic():
-                continue
-            if self.budget.left() <= 0:
-                break
+        chunks: dict[str, list[Followed]] = {}
+        for f in due:
             if time.monotonic() - renewed > self.lease_seconds / 3:
                 if not await self.storage.take_lease(LEASE, self.owner, self.lease_seconds):
                     self.holds_lease = False
-                    break
+                    return looked
                 renewed = time.monotonic()
-            await self.look(f)
-            looked += 1
+            if f.pushed is not None:  # a webhook told: no call needed
+                await self.apply(f, journaled(TicketState, f.pushed), time.time())
+                await self.storage.pushed_applied(f.backend, f.ticket_id, f.pushed)
+                looked += 1
+                continue
+            backend = self.backends.get(f.backend)
+            if self._paused.get(f.backend, 0.0) > time.monotonic() or self.budget.left() <= 0:
+                continue
+            chunk = chunks.setdefault(f.backend, [])
+            chunk.append(f)
+            if backend is None or len(chunk) >= backend.state_batch:
+                await self.look(chunks.pop(f.backend))
+                looked += len(chunk)
+        for chunk in chunks.values():
+            if self.budget.left() > 0 and self._paused.get(chunk[0].backend, 0.0) <= time.monotonic():
+                await self.look(chunk)
+                looked += len(chunk)
         return looked
 
     def interval(self, changed_at: float, now: float) -> float:
@@ -180,42 +193,69 @@ class Follower:
             return self.poll_seconds
         return self.poll_seconds * (5 if quiet < 7 * DAY else 15)
 
-    async def look(self, f: Followed) -> None:
-        """Ask the ticket system how the ticket is now (one call) and act on what changed."""
-        backend = self.backends.get(f.backend)
+    async def look(self, fs: Followed | list[Followed]) -> None:
+        """Ask the ticket system how these tickets (of one system) are now, in one call, and act
+        on what changed."""
+        fs = [fs] if isinstance(fs, Followed) else fs
+        backend = self.backends.get(fs[0].backend)
         if backend is None or not backend.can_follow:
-            await self.storage.stop_following(f.backend, f.ticket_id)  # its back end is no longer configured
+            for f in fs:  # its back end is no longer configured
+                await self.storage.stop_following(f.backend, f.ticket_id)
             return
         now = time.time()
         self.budget.spend()
         try:
-            state = await backend.ticket_state(journaled(CreatedTicket, f.ticket))
+            states = await backend.ticket_states([journaled(CreatedTicket, f.ticket) for f in fs])
         except Exception as exc:
-            await self._call_failed(f, backend, exc, now)
+            await self._call_failed(fs, backend, exc, now)
             return
-        metrics.poll_call(f.backend, "ok")
-        self._failures.pop(f.backend, None)
-        await self.apply(f, state, now)
+        metrics.poll_call(backend.name, "ok")
+        self._failures.pop(backend.name, None)
+        for f in fs:
+            state = states.get(f.ticket_id)
+            if state is None:
+                metrics.poll_call(backend.name, "gone")
+                log.info("%s ticket %s is gone; no longer followed", backend.display_name, f.ticket.get("display_id"))
+                await self.storage.stop_following(f.backend, f.ticket_id)
+            else:
+                await self.apply(f, state, now)
 
-    async def _call_failed(self, f: Followed, backend: TicketBackend, exc: Exception, now: float) -> None:
+    async def _call_failed(self, fs: list[Followed], backend: TicketBackend, exc: Exception, now: float) -> None:
         if isinstance(exc, BackendError) and exc.status == 404:
-            metrics.poll_call(f.backend, "gone")
-            log.info("%s ticket %s is gone; no longer followed", backend.display_name, f.ticket.get("display_id"))
-            await self.storage.stop_following(f.backend, f.ticket_id)
+            metrics.poll_call(backend.name, "gone")
+            for f in fs:
+                log.info("%s ticket %s is gone; no longer followed", backend.display_name, f.ticket.get("display_id"))
+                await self.storage.stop_following(f.backend, f.ticket_id)
             return
         why = failure(exc)
         if not why.transient:  # refused: asked again at the ticket's pace, never faster
-            metrics.poll_call(f.backend, "refused")
-            log.warning("%s refused to tell the state of %s: %s", backend.display_name, f.ticket.get("display_id"), why.reason)
-            await self.storage.poll_later(f.backend, f.ticket_id, now + self.interval(f.changed_at, now) * 5)
+            metrics.poll_call(backend.name, "refused")
+            log.warning("%s refused to tell the state of %s: %s", backend.display_name,
+                        ", ".join(str(f.ticket.get("display_id")) for f in fs), why.reason)
+            for f in fs:
+                await self.storage.poll_later(f.backend, f.ticket_id, now + self.interval(f.changed_at, now) * 5)
             return
         limited = isinstance(exc, BackendError) and exc.status == 429
-        metrics.poll_call(f.backend, "rate_limited" if limited else "error")
-        failures = self._failures[f.backend] = self._failures.get(f.backend, 0) + 1
+        metrics.poll_call(backend.name, "rate_limited" if limited else "error")
+        failures = self._failures[backend.name] = self._failures.get(backend.name, 0) + 1
         pause = why.retry_after or min(self.poll_seconds * 2 ** (failures - 1), MAX_PAUSE)
-        self._paused[f.backend] = time.monotonic() + pause
+        self._paused[backend.name] = time.monotonic() + pause
         log.info("%s: %s; polling it again in %.0f s", backend.display_name, why.reason, pause)
-        await self.storage.poll_later(f.backend, f.ticket_id, now + pause)
+        for f in fs:
+            await self.storage.poll_later(f.backend, f.ticket_id, now + pause)
+
+    async def pushed(self, backend_name: str, body: Any, event_id: str) -> int:
+        """A webhook of a ticket system: each state it tells is journaled for the poller (before
+        the caller answers), once per event id. Returns how many followed tickets it concerned.
+        Raises ValueError for a body that cannot be read, KeyError for a system not configured."""
+        backend = self.backends[backend_name]
+        states = backend.webhook_states(body)
+        if not states or not await self.storage.first_delivery(f"{backend_name}:{event_id}"):
+            return 0  # nothing about a state, or delivered before
+        found = 0
+        for ticket_id, state in states:
+            found += await self.storage.push_state(backend_name, ticket_id, dataclasses.asdict(state))
+        return found
 
     async def apply(self, f: Followed, state: TicketState, now: float) -> None:
         seen = dataclasses.asdict(state)

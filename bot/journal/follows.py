@@ -36,6 +36,8 @@ _FOLLOWING = sa.select(sa.func.count()).where(_F.c.stopped == 0)
 _SEEN = sa.update(_F).where(*_KEY).values(
     seen=_b("seen_"), changed_at=_b("changed_at_"), next_poll_at=_b("next_poll_at_")
 )
+_PUSH = sa.update(_F).where(*_KEY, _F.c.stopped == 0).values(pushed=_b("pushed_"), next_poll_at=0)
+_APPLIED = sa.update(_F).where(*_KEY, _F.c.pushed == _b("pushed_")).values(pushed=None)
 _NEXT_POLL = sa.update(_F).where(*_KEY).values(next_poll_at=_b("next_poll_at_"))
 _CARD_DEAD = sa.update(_F).where(*_KEY).values(card_dead=1)
 _STOP = sa.update(_F).where(*_KEY).values(stopped=1)
@@ -74,6 +76,7 @@ class Followed:
     card: dict[str, Any] | None = None  # the card's own lines and buttons (see bot.slack.cards)
     card_dead: bool = False
     seen: dict[str, Any] | None = None  # the TicketState last seen
+    pushed: dict[str, Any] | None = None  # a TicketState a webhook brought, not applied yet
     closures: int = 0
     closed_by: str | None = None
     stopped: bool = False
@@ -84,7 +87,7 @@ class Followed:
     @classmethod
     def _from_row(cls, row: Mapping[str, Any]) -> "Followed":
         data = dict(row)
-        for key in ("ticket", "card", "seen"):
+        for key in ("ticket", "card", "seen", "pushed"):
             data[key] = json.loads(data[key]) if data[key] else None
         data["card_dead"], data["stopped"] = bool(data["card_dead"]), bool(data["stopped"])
         return cls(**data)
@@ -138,6 +141,17 @@ class Follows(Records):
                         next_poll_at: float) -> None:
         await self._write(_SEEN, {"backend_": backend, "ticket_id_": ticket_id, "seen_": json.dumps(seen),
                                   "changed_at_": changed_at, "next_poll_at_": next_poll_at})
+
+    async def push_state(self, backend: str, ticket_id: str, pushed: dict[str, Any]) -> bool:
+        """Journal a state a webhook brought: applied by the poller at once (its next round), by
+        whichever process polls. False when the ticket is not followed."""
+        return await self._write(_PUSH, {"backend_": backend, "ticket_id_": ticket_id,
+                                         "pushed_": json.dumps(pushed, sort_keys=True)}, count=True) == 1
+
+    async def pushed_applied(self, backend: str, ticket_id: str, pushed: dict[str, Any]) -> None:
+        """Forget a pushed state once applied (not one pushed since)."""
+        await self._write(_APPLIED, {"backend_": backend, "ticket_id_": ticket_id,
+                                     "pushed_": json.dumps(pushed, sort_keys=True)})
 
     async def poll_later(self, backend: str, ticket_id: str, at: float) -> None:
         await self._write(_NEXT_POLL, {"backend_": backend, "ticket_id_": ticket_id, "next_poll_at_": at})

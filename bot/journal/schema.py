@@ -96,6 +96,7 @@ followed = sa.Table(  # tickets the bot follows after filing them: where their c
     sa.Column("card", sa.Text),  # JSON: what the card's first lines say and its buttons beside the live ones
     sa.Column("card_dead", sa.Integer, nullable=False, server_default="0"),  # cannot be edited any more
     sa.Column("seen", sa.Text),  # JSON of the TicketState last seen (NULL: not looked at yet)
+    sa.Column("pushed", sa.Text),  # JSON of a TicketState a webhook brought, not applied yet
     sa.Column("closures", sa.Integer, nullable=False, server_default="0"),  # times announced resolved/cancelled
     sa.Column("closed_by", sa.Text),  # the Slack user who closed it from Slack, named in the notice
     sa.Column("stopped", sa.Integer, nullable=False, server_default="0"),  # no longer followed

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("card", sa.Text),
         sa.Column("card_dead", sa.Integer, nullable=False, server_default="0"),
         sa.Column("seen", sa.Text),
+        sa.Column("pushed", sa.Text),
         sa.Column("closures", sa.Integer, nullable=False, server_default="0"),
         sa.Column("closed_by", sa.Text),
         sa.Column("stopped", sa.Integer, nullable=False, server_default="0"),
