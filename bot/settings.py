@@ -115,6 +115,8 @@ class Settings(BaseSettings):
     socialboards_refresh_token: SecretStr | None = None
     socialboards_community: str = ""
     socialboards_timeout: float = Field(default=10.0, gt=0)
+    # The secret path of POST /webhooks/socialboards/<secret> (HTTP mode); unset: no webhook, polling only
+    socialboards_webhook_secret: SecretStr | None = None
 
     @field_validator("*", mode="before")
     @classmethod

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -69,9 +72,31 @@ def build_web_app(
         ready, reasons = await health.readiness()
         return web.json_response({"ready": ready, **({"reasons": reasons} if reasons else {})}, status=200 if ready else 503)
 
+    webhook_secret = bot.settings.socialboards_webhook_secret
+    expected = webhook_secret.get_secret_value().encode() if webhook_secret else b""
+
+    async def socialboards_webhook(request: web.Request) -> web.Response:
+        """Socialboards' webhook: the secret path checked (401, nothing stored), the state it tells
+        journaled on the followed ticket before the 200 (bot/follow), each event once."""
+        with inflight.request():
+            if not expected or not hmac.compare_digest(request.match_info["secret"].encode(), expected):
+                log.warning("refused a Socialboards webhook with a wrong secret path")
+                return web.json_response({"error": "unknown webhook"}, status=401)
+            raw = await request.read()
+            try:
+                body = json.loads(raw)
+                if bot.follower is None:
+                    raise KeyError("socialboards")
+                found = await bot.follower.pushed("socialboards", body, hashlib.sha256(raw).hexdigest())
+            except (ValueError, KeyError) as exc:  # unreadable, or Socialboards is not configured here
+                log.warning("rejected a Socialboards webhook: %s", exc)
+                return web.json_response({"error": f"unreadable webhook: {exc}"}, status=400)
+            return web.json_response({"ok": True, "tickets": found})
+
     web_app = web.Application(client_max_size=1024 * 1024)
     if slack_events:
         web_app.router.add_post("/slack/events", metrics.slack_endpoint(events))
+        web_app.router.add_post("/webhooks/socialboards/{secret}", socialboards_webhook)
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_get("/readyz", readyz)
     # --- /metrics: bot/ops/metrics.py (the metrics module owns what it serves) ---------------------

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 
 from .._refresh import KeptFresh
-from ..base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft
+from ..base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft, TicketState
 
 from .models import (
     CATEGORY, SENTIMENT, TAGS,
@@ -20,6 +21,23 @@ from .client import (
 )
 
 # --- the back end -------------------------------------------------------------------------------
+
+# Ticket statuses and what they mean for people in Slack [guess: the documents name "open" and
+# "completed" only; the others are the inbox's usual words]. Any other status is open.
+DONE_STATUSES = {"completed", "closed", "resolved", "done", "solved"}
+CANCELED_STATUSES = {"canceled", "cancelled", "deleted", "spam", "archived"}
+STATUS_EVENT = "ticket_status_change"  # the webhook's EventType the bot reads
+LIST_IDS = 50  # POST /tickets/list takes at most this many ticketIds
+
+
+def ticket_state(ticket: dict[str, Any], assignees: dict[str, str] | None = None) -> TicketState:
+    """A Socialboards ticket object (as /tickets/list and the webhook's `Ticket` carry it) → the card's state."""
+    status = str(ticket.get("status") or ticket.get("Status") or "").strip()
+    word = status.lower()
+    phase = "done" if word in DONE_STATUSES else "canceled" if word in CANCELED_STATUSES else "open"
+    assignee_id = ticket.get("assigneeId") or ticket.get("AssigneeId")
+    assignee = (assignees or {}).get(str(assignee_id), str(assignee_id)) if assignee_id else None
+    return TicketState(status=status.replace("_", " ").capitalize() or None, phase=phase, assignee=assignee)
 
 
 def split_tags(text: Any) -> list[str]:
@@ -61,6 +79,9 @@ class SocialboardsBackend(TicketBackend):
         self.community = community or None
         self.default_sentiment = default_sentiment
         self._form = KeptFresh(self._load, system=SYSTEM, what="form", every=cache_ttl, first_load_wait=first_load_wait)
+        self.assignee_ttl = cache_ttl
+        self._assignees_at = -1e18
+        self._assignee_names: dict[str, str] = {}
 
     async def start(self) -> None:
         """Load the form in the background and keep it fresh, so a modal never waits on Socialboards."""
@@ -187,6 +208,57 @@ class SocialboardsBackend(TicketBackend):
         found = await self.client.list_tickets(ListTicketsRequest(ticketIds=[int(ticket.id)], take=1))
         status = found[0].status if found else None
         return status.replace("_", " ").capitalize() if status else None
+
+    # --- following tickets (docs/after-the-ticket.md) ------------------------------------------
+    # Webhooks (`ticket_status_change`) tell the bot at once; `POST /tickets/list` (50 ids a call)
+    # is the fallback, and all there is in Socket Mode. No endpoint closes a ticket or adds a note
+    # without e-mailing the customer: no *Close ticket* nor *Add a comment* here.
+
+    can_follow = True
+    state_batch = LIST_IDS
+
+    async def _assignees(self) -> dict[str, str]:
+        """Teammate id → name, loaded once every `assignee_ttl` (a failure keeps the last)."""
+        if time.monotonic() - self._assignees_at > self.assignee_ttl:
+            self._assignees_at = time.monotonic()
+            try:
+                self._assignee_names = {str(t["id"]): str(t.get("name") or t.get("email") or t["id"])
+                                        for t in await self.client.teammates() if t.get("id")}
+            except BackendError as exc:
+                log.info("%s teammates cannot be listed now: %s", SYSTEM, exc.message)
+        return self._assignee_names
+
+    async def ticket_states(self, tickets: list[CreatedTicket]) -> dict[str, TicketState]:
+        """`POST /tickets/list` with up to 50 `ticketIds`: one call for all of them."""
+        ids = [int(t.id) for t in tickets if t.id.isdigit()][:LIST_IDS]
+        if not ids:
+            return {}
+        found = await self.client.list_tickets(ListTicketsRequest(ticketIds=ids, take=len(ids)))
+        names = await self._assignees()
+        return {str(t.id): ticket_state(t.model_dump(), names) for t in found}
+
+    async def ticket_state(self, ticket: CreatedTicket) -> TicketState:
+        states = await self.ticket_states([ticket])
+        if ticket.id not in states:
+            raise BackendError(f"{SYSTEM} has no ticket {ticket.id}", status=404)
+        return states[ticket.id]
+
+    def webhook_states(self, body: Any) -> list[tuple[str, TicketState]]:
+        """`{CommunityName, EventType, TicketId, Events: [{InboxLink, PreviousTicketStatus, Ticket}]}`:
+        for a `ticket_status_change`, the ticket as its last event has it (its `TicketId`); other
+        events are not about a state."""
+        if not isinstance(body, dict) or not isinstance(body.get("EventType"), str):
+            raise ValueError("a Socialboards webhook is a JSON object with an EventType")
+        if body["EventType"] != STATUS_EVENT:
+            return []
+        events = body.get("Events")
+        if not isinstance(events, list) or not events or not all(isinstance(e, dict) for e in events):
+            raise ValueError("Events must be a non-empty list of objects")
+        ticket = events[-1].get("Ticket")
+        ticket_id = body.get("TicketId") if body.get("TicketId") is not None else (ticket or {}).get("id")
+        if not isinstance(ticket, dict) or not isinstance(ticket_id, (int, str)) or not str(ticket_id).isdigit():
+            raise ValueError("the event has no Ticket with an id")
+        return [(str(ticket_id), ticket_state(ticket, self._assignee_names))]
 
     async def aclose(self) -> None:
         await self._form.aclose()

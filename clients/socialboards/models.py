@@ -148,3 +148,4 @@ class Ticket(_Model):
     status: str | None = None
     sourceName: str | None = None
     author: TicketAuthor | None = None
+    assigneeId: str | None = None
