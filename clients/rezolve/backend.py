@@ -8,7 +8,7 @@ from typing import Any
 
 
 from .._refresh import KeptFresh
-from ..base import BackendError, CreatedTicket, FieldKind, FormField, Option, TicketBackend, TicketDraft
+from ..base import BackendError, CreatedTicket, FieldKind, FormField, Option, TicketBackend, TicketDraft, TicketState
 
 from .models import (
     TITLE_KEY, DESCRIPTION_KEY,
@@ -60,6 +60,21 @@ def iso_date(day: dt.date) -> str:
     if isinstance(day, dt.datetime):
         return day.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return f"{day.isoformat()}T00:00:00.000Z"
+
+
+def row_state(row: dict[str, Any]) -> TicketState:
+    """A ticket row → the card's state: `status_type` is the status ("Open"), `status_category` its
+    group ("To-do Category"; one naming done or resolved, or closed, is done; one naming cancel,
+    cancelled) [guess: only "To-do Category" is documented]."""
+    category = str(row.get("status_category") or "").lower()
+    phase = "canceled" if "cancel" in category else (
+        "done" if any(w in category for w in ("done", "resolved", "closed", "complete")) else "open")
+    data = row.get("data") if isinstance(row.get("data"), dict) else {}
+    assignee = data.get("assignedTo") or data.get("assignee")
+    if isinstance(assignee, dict):
+        assignee = assignee.get("name") or assignee.get("username")
+    return TicketState(status=str(row.get("status_type") or "") or None, phase=phase,
+                       assignee=str(assignee) if isinstance(assignee, (str, int)) and assignee else None)
 
 
 class RezolveBackend(TicketBackend):
@@ -293,6 +308,27 @@ class RezolveBackend(TicketBackend):
                 "status": row.get("status_type"),
             },
         )
+
+    # --- following tickets (docs/after-the-ticket.md): polled, 50 a call ------------------------
+    # No documented endpoint changes a ticket's status or adds a comment: no such buttons here.
+
+    can_follow = True
+    state_batch = 50
+
+    async def ticket_states(self, tickets: list[CreatedTicket]) -> dict[str, TicketState]:
+        rows = await self.client.tickets_by_object_id([t.id for t in tickets][: self.state_batch])
+        out = {}
+        for row in rows:
+            object_id = row.get("object_id") or row.get("objectId")
+            if isinstance(object_id, (str, int)):
+                out[str(object_id)] = row_state(row)
+        return out
+
+    async def ticket_state(self, ticket: CreatedTicket) -> TicketState:
+        states = await self.ticket_states([ticket])
+        if ticket.id not in states:
+            raise BackendError(f"{SYSTEM} has no ticket {ticket.id}", status=404)
+        return states[ticket.id]
 
     async def check(self) -> list[str]:
         """Start-up self-check: problems with the configuration, in plain words ([] = all good)."""

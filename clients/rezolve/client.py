@@ -189,6 +189,24 @@ class RezolveClient:
             log.warning("%s answered a ticket search with a body the bot cannot read: %s", SYSTEM, exc)
             raise _unreadable("the ticket search") from exc
 
+    async def tickets_by_object_id(self, object_ids: list[str]) -> list[dict[str, Any]]:
+        """`POST /ticket/list` filtered on `object_id IN [...]` (at most SEARCH_PAGE): the rows found
+        [guess: the filter's column names are not documented; `object_id` is the record's key]."""
+        body = {"top": min(len(object_ids), SEARCH_PAGE), "offset": 0,
+                "filter": {"op": "AND", "operand": [{"id": "followed", "column": "object_id", "op": "IN",
+                                                     "operand": list(object_ids)}]}}
+        r = await self._request("POST", TICKET_LIST, json=body, unsafe=False)
+        if r.status_code != 200:
+            raise _error(r, "listing tickets")
+        data = _json_body(r)
+        if data.get("success") is False:
+            raise _error(r, "listing tickets")
+        try:
+            return _rows(data)[0]
+        except ValueError as exc:
+            log.warning("%s answered a ticket list with a body the bot cannot read: %s", SYSTEM, exc)
+            raise _unreadable("the ticket list") from exc
+
     async def create_ticket(self, team_id: str, item_type_id: str, body: CreateTicketRequest) -> CreateTicketResponse:
         path = f"/api/v2/ticketing/ticket/create/{team_id}/{item_type_id}"
         r = await self._request("POST", path, json=body.model_dump())
