@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import eventually, submission
-from tests.test_after_ticket import buttons, notices, stays, updates
+from tests.test_after_ticket import buttons, looked_at, notices, stays, updates
 from tests.test_backend_rezolve import filled, rezolve_bot
 from tests.test_ticket_flow import open_modal_with_command
 
@@ -25,12 +25,11 @@ async def test_the_card_follows_a_rezolve_ticket(tmp_path, slack, rezolve):
         ts = card["response"]["ts"]
         assert buttons(card["args"]) == []  # no documented endpoint closes or comments
         ticket = next(iter(state.tickets.values()))
-        await eventually(lambda: updates(slack_state, ts), timeout=10)
-        assert "*Status:* Open" in json.dumps(updates(slack_state, ts)[-1]["args"]["blocks"])
+        await looked_at(running.bot.storage, "rezolve", ticket["object_id"])
+        assert not updates(slack_state, ts)  # open, nobody assigned: as the card was posted
 
         ticket.update(status_type="In Progress", status_category="In Progress Category")  # an agent works on it
-        await eventually(lambda: "*Status:* In Progress" in json.dumps(updates(slack_state, ts)[-1]["args"]["blocks"]),
-                         timeout=10)
+        await eventually(lambda: "*Status:* In Progress" in json.dumps(updates(slack_state, ts)[-1:]), timeout=10)
         ticket.update(status_type="Resolved", status_category="Done Category")
         notice = (await eventually(lambda: notices(slack_state), timeout=10))[0]
         assert notice["args"]["thread_ts"] == ts and ticket["object_id"] in notice["args"]["text"]

@@ -1,6 +1,6 @@
 """bot/journal/migrations (Alembic), run by bot.journal.storage.migrate at start-up and by `python app.py migrate`:
 revision 0001 is main's schema before this change, 0002 adds the lease columns and slack_events,
-0003 the requester of each submission (filled from the journal);
+0003 the requester of each submission (filled from the journal), 0004 the followed tickets and leases;
 a database made before migrations is stamped and upgraded with nothing lost; replicas starting
 together migrate once; migrations are additive."""
 

@@ -267,8 +267,12 @@ class Follower:
             return
         if f.seen is not None:
             metrics.ticket_change(f.backend)
-        if f.card_ts and f.channel_id and f.card and not f.card_dead:
-            card = journaled(cards.Card, f.card)
+        card = journaled(cards.Card, f.card) if f.card else None
+        # the first look edits the card only where it says more than the card as posted
+        shown = _state(f.seen) or cards.NEW
+        if card and cards.card_message(card, shown) == cards.card_message(card, state):
+            card = None
+        if card and f.card_ts and f.channel_id and not f.card_dead:
             try:
                 await self.slack.chat_update(channel=f.channel_id, ts=f.card_ts, **cards.card_message(card, state))
             except Exception as exc:
