@@ -6,6 +6,7 @@ card, and the poll budget. Changes are made through the Serval sandbox's own API
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from bot.core import slack_client
 from bot.follow.poller import Follower
 from bot.journal.storage import Followed, Storage
 from bot.settings import Settings
+from clients.base import CreatedTicket
 from bot.slack.people import People
 from server.http import serve_http
 from tests.conftest import SERVAL_TOKEN, eventually, make_settings, payload, submission, text_value
@@ -280,6 +282,18 @@ async def test_two_pollers_one_lease_one_notice(db_url, slack, serval, tmp_path)
                              fs[1].look(await fs[1].storage.followed("serval", ticket["id"])))
         dms = [c for c in slack_state.calls_to("chat.postMessage") if "was resolved" in c["args"].get("text", "")]
         assert len(dms) == 1 and dms[0]["args"]["channel"] == "U111"  # no thread: a DM
+
+        # reopened, then closed again by a process that dies right after claiming its notice: the next
+        # look (another process, or this one restarted) sends none rather than a second one
+        serval_state.update_ticket(ticket["id"], {"statusId": "st-it-open"})
+        await fs[0].look(await fs[0].storage.followed("serval", ticket["id"]))
+        serval_state.update_ticket(ticket["id"], {"statusId": "st-it-done"})
+        before = await fs[0].storage.followed("serval", ticket["id"])
+        closed = await fs[0].backends["serval"].ticket_state(
+            CreatedTicket(id=ticket["id"], display_id=ticket["friendlyIdentifier"], backend="serval"))
+        assert await fs[0].storage.claim_closure("serval", ticket["id"], before.closures, dataclasses.asdict(closed))
+        await fs[1].look(await fs[1].storage.followed("serval", ticket["id"]))
+        assert len([c for c in slack_state.calls_to("chat.postMessage") if "was resolved" in c["args"].get("text", "")]) == 1
         # the holder stops: the other takes the lease over at once
         holder = next(f for f in fs if f.holds_lease)
         other = next(f for f in fs if f is not holder)

@@ -92,6 +92,8 @@ class Follower:
         self._paused: dict[str, float] = {}  # back end -> monotonic time its polling resumes
         self._failures: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._homes: dict[str, asyncio.Task[None]] = {}  # Home tabs being published again, by person
+        self._home_again: set[str] = set()
         self.holds_lease = False
 
     # --- the pipeline step: a new ticket is followed ------------------------------------------
@@ -128,10 +130,11 @@ class Follower:
     async def close(self) -> None:
         """Stop polling at once (a look cut short is done again by whoever polls next) and hand
         the lease back, so another replica carries on without waiting for it to lapse."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        tasks = [t for t in (self._task, *self._homes.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task, self._homes = None, {}
         if self.holds_lease:
             try:
                 await self.storage.drop_lease(LEASE, self.owner)
@@ -288,17 +291,37 @@ class Follower:
                 await self.storage.poll_later(f.backend, f.ticket_id, now + self.poll_seconds)
                 return
         await self.storage.save_seen(f.backend, f.ticket_id, seen, now, now + self.poll_seconds)
-        if self.publish_home:
-            for user_id in f.people:
-                try:
-                    await self.publish_home(user_id)
-                except Exception as exc:  # the next visit to Home shows it
-                    log.info("could not republish the Home tab of %s: %s", user_id, type(exc).__name__)
+        for user_id in f.people:
+            self._republish(user_id)
+
+    def _republish(self, user_id: str) -> None:
+        """Publish the person's Home tab again, beside the poller (it never waits for it); one
+        publication per person at a time, and one more when a ticket of theirs changed meanwhile."""
+        if self.publish_home is None:
+            return
+        running = self._homes.get(user_id)
+        if running is not None and not running.done():
+            self._home_again.add(user_id)
+            return
+        self._homes[user_id] = asyncio.create_task(self._publish(user_id), name="republish Home")
+
+    async def _publish(self, user_id: str) -> None:
+        assert self.publish_home is not None
+        while True:
+            self._home_again.discard(user_id)
+            try:
+                await self.publish_home(user_id)
+            except Exception as exc:  # the next visit to Home shows it
+                log.info("could not republish the Home tab of %s: %s", user_id, type(exc).__name__)
+            if user_id not in self._home_again:
+                self._homes.pop(user_id, None)
+                return
 
     async def _announce(self, f: Followed, state: TicketState) -> bool:
         """The one notice of this closure. False when it could not be sent for a reason that may
         pass (it is tried again at the next look)."""
-        if self.notices == "off" or not await self.storage.claim_closure(f.backend, f.ticket_id, f.closures):
+        claimed = await self.storage.claim_closure(f.backend, f.ticket_id, f.closures, dataclasses.asdict(state))
+        if self.notices == "off" or not claimed:
             return True  # off, or announced already (by another process, or before a restart)
         backend = self.backends[f.backend]
         ticket = journaled(CreatedTicket, f.ticket)
@@ -324,7 +347,7 @@ class Follower:
         except Exception as exc:
             why = failure(exc)
             if why.transient:
-                await self.storage.unclaim_closure(f.backend, f.ticket_id, f.closures + 1)
+                await self.storage.unclaim_closure(f.backend, f.ticket_id, f.closures + 1, f.seen)
                 return False
             metrics.status_notice("failed")
             log.warning("the notice that %s is %s could not be sent: %s", ticket.display_id, state.phase, why.reason)

@@ -43,10 +43,13 @@ _CARD_DEAD = sa.update(_F).where(*_KEY).values(card_dead=1)
 _STOP = sa.update(_F).where(*_KEY).values(stopped=1)
 _CLOSED_BY = sa.update(_F).where(*_KEY).values(closed_by=_b("closed_by_"), next_poll_at=0)
 _CLAIM_CLOSURE = (
-    sa.update(_F).where(*_KEY, _F.c.closures == _b("seen_closures")).values(closures=_F.c.closures + 1)
+    sa.update(_F).where(*_KEY, _F.c.closures == _b("seen_closures"))
+    .values(closures=_F.c.closures + 1, seen=_b("seen_"))
     .returning(_F.c.closures)
 )
-_UNCLAIM_CLOSURE = sa.update(_F).where(*_KEY, _F.c.closures == _b("claimed")).values(closures=_F.c.closures - 1)
+_UNCLAIM_CLOSURE = (
+    sa.update(_F).where(*_KEY, _F.c.closures == _b("claimed")).values(closures=_F.c.closures - 1, seen=_b("seen_"))
+)
 
 _L = leases
 _ADD_LEASE = {d: _dialect_insert(d, _L).on_conflict_do_nothing(index_elements=["name"]) for d in ("sqlite", "postgresql")}
@@ -166,16 +169,19 @@ class Follows(Records):
         """Who closed it from Slack (the notice names them); it is looked at again at once."""
         await self._write(_CLOSED_BY, {"backend_": backend, "ticket_id_": ticket_id, "closed_by_": user_id})
 
-    async def claim_closure(self, backend: str, ticket_id: str, seen_closures: int) -> bool:
+    async def claim_closure(self, backend: str, ticket_id: str, seen_closures: int, seen: dict[str, Any]) -> bool:
         """Take the right to announce the next closure: True for exactly one caller that saw
-        `seen_closures`, in any process."""
+        `seen_closures`, in any process. The closed state is recorded as seen in the same
+        statement, so a process that dies before its notice went out leaves no second one to send."""
         rows = await self._fetch(_CLAIM_CLOSURE, {"backend_": backend, "ticket_id_": ticket_id,
-                                                  "seen_closures": seen_closures})
+                                                  "seen_closures": seen_closures, "seen_": json.dumps(seen)})
         return bool(rows)
 
-    async def unclaim_closure(self, backend: str, ticket_id: str, claimed: int) -> None:
-        """The notice could not be sent for a reason that may pass: it is tried again."""
-        await self._write(_UNCLAIM_CLOSURE, {"backend_": backend, "ticket_id_": ticket_id, "claimed": claimed})
+    async def unclaim_closure(self, backend: str, ticket_id: str, claimed: int, seen: dict[str, Any] | None) -> None:
+        """The notice could not be sent for a reason that may pass: the state seen before is put
+        back, so the closure is seen (and announced) again at the next look."""
+        await self._write(_UNCLAIM_CLOSURE, {"backend_": backend, "ticket_id_": ticket_id, "claimed": claimed,
+                                             "seen_": json.dumps(seen) if seen is not None else None})
 
     # --- leases ------------------------------------------------------------------------------
 
