@@ -235,6 +235,25 @@ async def test_the_home_tab_shows_the_status_last_seen_and_is_republished_when_i
     assert published[0]["args"]["user_id"] == "U111"  # nobody had to open Home again
 
 
+async def test_a_429_from_serval_pauses_polling_for_its_retry_after(sender, slack, serval, running):
+    slack_state, serval_state = slack[0], serval[0]
+    card, ticket = await shared_ticket(sender, slack_state, serval_state, running)
+    path = f"/v2/tickets/{ticket['id']}"
+    await looked_at(running.bot.storage, "serval", ticket["id"])
+    serval_state.set_faults({"GET /v2/tickets/{id}": {"next_n": ["429"], "retry_after": 2}})
+    await agent_changes(serval[1], ticket["id"], statusId="st-it-in-progress")
+    await eventually(lambda: not serval_state.faults["GET /v2/tickets/{id}"].next_n, timeout=10)  # the 429 went out
+    limited, limited_at = len(serval_state.requests_to("GET", path)), time.monotonic()
+    await stays(lambda: len(serval_state.requests_to("GET", path)) == limited, 1.5)  # 2 s, not every 0.2 s
+    await eventually(lambda: updates(slack_state, card["response"]["ts"]), timeout=10)  # then it carries on
+    assert time.monotonic() - limited_at >= 1.9
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{running.url}/metrics")).text
+    assert 'ticketbot_status_poll_calls_total{backend="serval",outcome="rate_limited"}' in text
+    assert 'ticketbot_status_poll_calls_total{backend="serval",outcome="ok"}' in text
+    assert "ticketbot_tickets_followed 1.0" in text
+
+
 # --- two pollers on one database, and the budget ----------------------------------------------------
 
 
