@@ -77,17 +77,10 @@ def register(app: AsyncApp, bot: Bot) -> None:
         target = cards.parse_key(value)
 
         async def open_form() -> None:
-            # the display id is in the button's card; the form names it without asking the database first
-            display_id = "the ticket"
-            for block in (body.get("message") or {}).get("blocks") or []:
-                text = ((block.get("text") or {}).get("text") or "") if isinstance(block, dict) else ""
-                if "*" in text:
-                    display_id = text.split("*")[1] or display_id
-                    break
             if target is None:
                 await tell(client, user_id, channel_id, ":warning: This button is out of date.")
                 return
-            await open_view(client, body["trigger_id"], cards.comment_modal(value, display_id), user_id=user_id,
+            await open_view(client, body["trigger_id"], cards.comment_modal(value), user_id=user_id,
                             channel_id=channel_id, what="the comment form")
 
         await after_ack(open_form, client, user_id=user_id, channel_id=channel_id, what="open the comment form")

@@ -182,6 +182,12 @@ async def test_close_reopen_and_comment_from_the_card(sender, slack, serval, run
     done = await eventually(lambda: [c for c in slack_state.calls_to("views.update")
                                      if "was added to" in json.dumps(c["args"].get("view"))])
     assert ticket["friendlyIdentifier"] in json.dumps(done[0]["args"]["view"])
+    # someone else's comment is refused, and says so in the form
+    r = await sender.interactive(submission(form, {"comment": text_value("Me too")}, user_id="U222", view_id="VU222"))
+    assert r.json()["response_action"] == "update"
+    await eventually(lambda: [c for c in slack_state.calls_to("views.update")
+                              if c["args"].get("view_id") == "VU222" and "only the person" in json.dumps(c["args"]["view"])])
+    assert len(serval_state.requests_to("POST", f"/v2/tickets/{ticket['id']}/messages")) == 1
 
 
 async def test_a_deleted_card_is_no_longer_edited(sender, slack, serval, running):
@@ -266,7 +272,7 @@ async def followers(db_url: str, slack_url: str, serval_url: str, tmp_path: Path
         slack = slack_client(settings, wait_on_rate_limit=False)
         out.append(Follower(storage, backends, slack, People(slack, storage), owner=f"replica-{i}",
                             poll_seconds=settings.status_poll_seconds,
-                            max_per_minute=settings.status_poll_max_per_minute))
+                            max_per_minute=settings.status_poll_max_per_minute, notices=settings.status_notices))
     return out
 
 
@@ -320,6 +326,34 @@ async def test_two_pollers_one_lease_one_notice(db_url, slack, serval, tmp_path)
         await other.storage.poll_later("serval", ticket["id"], 0)
         assert await other.tick() == 1 and other.holds_lease
         assert len([c for c in slack_state.calls_to("chat.postMessage") if "was resolved" in c["args"].get("text", "")]) == 1
+    finally:
+        await close_all(fs)
+
+
+@pytest.mark.parametrize("setting, where", [("thread", "thread"), ("dm", "dm"), ("off", None)])
+async def test_status_notices_setting(setting, where, tmp_path, slack, serval):
+    slack_state, serval_state = slack[0], serval[0]
+    root = slack_state.post_user_message("C111", "U111", "My laptop will not boot")
+    ticket = serval_ticket(serval_state, "Laptop will not boot")
+    fs = await followers(f"sqlite:///{tmp_path}/bot.db", slack[1], serval[1], tmp_path, 1, status_notices=setting)
+    try:
+        now = time.time()
+        await fs[0].storage.follow(Followed(
+            "serval", ticket["id"], {"id": ticket["id"], "display_id": ticket["friendlyIdentifier"], "backend": "serval"},
+            "Laptop will not boot", requester_id="U111", submitter_id="U222", channel_id="C111",
+            thread_ts=root["ts"], changed_at=now, created_at=now,
+        ))
+        await fs[0].tick()
+        serval_state.update_ticket(ticket["id"], {"statusId": "st-it-canceled"})
+        await fs[0].look(await fs[0].storage.followed("serval", ticket["id"]))
+        sent = [c["args"] for c in slack_state.calls_to("chat.postMessage") if "was cancelled" in c["args"].get("text", "")]
+        if where is None:
+            assert sent == []
+        elif where == "thread":
+            assert [(a["channel"], a.get("thread_ts")) for a in sent] == [("C111", root["ts"])]
+        else:  # to the person the ticket is for
+            assert [(a["channel"], a.get("thread_ts")) for a in sent] == [("U111", None)]
+        assert (await fs[0].storage.followed("serval", ticket["id"])).seen["phase"] == "canceled"
     finally:
         await close_all(fs)
 

@@ -106,7 +106,8 @@ def closed_notice(display_id: str, title: str, state: TicketState, *, by: str | 
     return {"text": text, "blocks": blocks}
 
 
-def comment_modal(key_value: str, display_id: str) -> dict[str, Any]:
+def comment_modal(key_value: str) -> dict[str, Any]:
+    """*Add a comment*: opened at once with the click's trigger (who may comment is checked on submit)."""
     return {
         "type": "modal",
         "callback_id": COMMENT_CALLBACK_ID,
@@ -117,7 +118,8 @@ def comment_modal(key_value: str, display_id: str) -> dict[str, Any]:
         "blocks": [{
             "type": "input",
             "block_id": COMMENT_BLOCK,
-            "label": {"type": "plain_text", "text": f"Your comment on {display_id}"[:2000]},
+            "label": {"type": "plain_text", "text": "Your comment"},
+            "hint": {"type": "plain_text", "text": "It is added to the ticket as your message."},
             "element": {"type": "plain_text_input", "action_id": "value", "multiline": True, "max_length": 3000},
         }],
     }
