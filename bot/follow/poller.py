@@ -143,13 +143,18 @@ class Follower:
             self.holds_lease = False
 
     async def _loop(self) -> None:
+        failing = False
         while True:
             try:
                 await self.tick()
+                failing = False
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("the ticket poller failed; it tries again")
+            except Exception as exc:  # the database or Slack unreachable: one line per outage
+                why = failure(exc)
+                if not failing or not why.transient:
+                    log.warning("the ticket poller failed (%s); it tries again", why.reason)
+                failing = True
             await asyncio.sleep(self.tick_seconds)
 
     async def tick(self) -> int:
