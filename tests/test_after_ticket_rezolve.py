@@ -38,3 +38,12 @@ async def test_the_card_follows_a_rezolve_ticket(tmp_path, slack, rezolve):
                  and (r.get("body") or {}).get("filter")]
         assert lists and lists[-1]["filter"]["operand"][0] == {
             "id": "followed", "column": "object_id", "op": "IN", "operand": [ticket["object_id"]]}
+
+
+def test_statuses_and_their_groups():
+    from clients.rezolve.backend import row_state
+
+    assert row_state({"status_type": "Open", "status_category": "To-do Category"}).phase == "open"
+    assert row_state({"status_type": "Pending", "status_category": "In Progress Category"}).phase == "open"
+    assert row_state({"status_type": "Resolved", "status_category": "Done Category"}).phase == "done"
+    assert row_state({"status_type": "Cancelled", "status_category": "Done Category"}).phase == "canceled"

@@ -64,10 +64,12 @@ def iso_date(day: dt.date) -> str:
 
 def row_state(row: dict[str, Any]) -> TicketState:
     """A ticket row → the card's state: `status_type` is the status ("Open"), `status_category` its
-    group ("To-do Category"; one naming done or resolved, or closed, is done; one naming cancel,
-    cancelled) [guess: only "To-do Category" is documented]."""
+    group ("To-do Category"; one naming done or resolved, or closed, is done); a status or group
+    naming cancel is cancelled ("Cancelled" may sit in the "Done Category") [guess: only "Open" /
+    "To-do Category" are documented]."""
     category = str(row.get("status_category") or "").lower()
-    phase = "canceled" if "cancel" in category else (
+    status = str(row.get("status_type") or "").lower()
+    phase = "canceled" if "cancel" in category or "cancel" in status else (
         "done" if any(w in category for w in ("done", "resolved", "closed", "complete")) else "open")
     data = row.get("data") if isinstance(row.get("data"), dict) else {}
     assignee = data.get("assignedTo") or data.get("assignee")
