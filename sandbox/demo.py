@@ -98,6 +98,7 @@ class Demo:
         self.runners: list[web.AppRunner] = []
         self.bot: asyncio.subprocess.Process | None = None
         self.url = ""
+        self.serval_url = ""  # the Serval sandbox: its API under /v2/, the agent panel at /agent
         self.bot_url = ""  # the bot's own HTTP server: /healthz, /readyz, /metrics
 
     # -- the Slack stand-in's workspace -------------------------------------------------------------
@@ -182,6 +183,7 @@ class Demo:
     def _panel(self) -> dict:
         st = self.serval
         statuses = {o["id"]: o["name"] for options in st.statuses.values() for o in options}
+        priorities = {o["id"]: o["priority"].title() for options in st.priorities.values() for o in options}
         items = []
         for t in reversed(list(st.tickets.values())):
             requester = st.users.get(t.get("requesterUserId") or "") or {}
@@ -189,6 +191,10 @@ class Demo:
             fields = [["Team", st.teams[t["teamId"]]["name"]], ["Status", statuses.get(t.get("statusId"), "?")],
                       ["Type", t.get("type", "").removeprefix("TICKET_TYPE_").title()],
                       ["Requester", requester.get("email") or "—"]]
+            if t.get("assignedToUserId"):
+                fields.append(["Assignee", (st.users.get(t["assignedToUserId"]) or {}).get("email", "?")])
+            if t.get("priorityId"):
+                fields.append(["Priority", priorities.get(t["priorityId"], "?")])
             if due:
                 fields.append(["Due", f"{due['year']:04d}-{due['month']:02d}-{due['day']:02d}"])
             for value in st.field_values.get(t["id"], {}).values():
@@ -206,7 +212,8 @@ class Demo:
             items.append({"id": t.get("friendlyIdentifier") or t["id"], "title": t["name"], "fields": fields,
                           "tags": [_target(x) for x in st.sync_targets.get(t["id"], [])], "links": links})
         teams = ", ".join(t["name"] for t in st.teams.values())
-        return {"title": "Serval sandbox", "subtitle": f"teams {teams} · {len(items)} ticket(s)", "items": items}
+        return {"title": "Serval sandbox", "subtitle": f"teams {teams} · {len(items)} ticket(s)", "items": items,
+                "link": {"href": self.serval_url + "/agent", "text": "Agent panel: change a ticket as Serval's agents do ↗"}}
 
     # -- start and stop ---------------------------------------------------------------------------------
     async def _serve(self, app: web.Application, port: int) -> str:
@@ -231,7 +238,7 @@ class Demo:
             self.serval.teams["team-fac"]["userIds"] = ["usr-bob"]
             self.serval.save()
         self._seed_serval()
-        serval_url = await self._serve(serval_sandbox.create_app(self.serval), 0)
+        serval_url = self.serval_url = await self._serve(serval_sandbox.create_app(self.serval), 0)
 
         self.slack = slack_sandbox.SlackState(bot_token, strict_triggers=True)
         self._seed_slack(self.slack, manifest["app_name"])
@@ -321,6 +328,8 @@ async def _run(opts: argparse.Namespace) -> int:
         url = await demo.start()
         print("The demo runs on this machine: the Serval sandbox, a Slack stand-in and the bot. Open", flush=True)
         print(f"  {url}", flush=True)
+        print(f"Serval's agent panel (change a ticket's status, assignee, priority): {demo.serval_url}/agent",
+              flush=True)
         print(f"The bot's health and metrics: {demo.bot_url}/healthz  {demo.bot_url}/readyz  {demo.bot_url}/metrics",
               flush=True)
         print(f"Ctrl-C stops it. Data and the bot's log: {opts.data_dir}/", flush=True)

@@ -361,6 +361,9 @@ function renderPanel(panel) {
   if (!panel) return;
   $("#panel-title").textContent = panel.title;
   $("#panel-subtitle").textContent = panel.subtitle || "";
+  const link = $("#panel-link");
+  link.hidden = !panel.link;
+  if (panel.link) { link.href = panel.link.href; link.textContent = panel.link.text; }
   $("#panel-items").replaceChildren(...(panel.items.length ? panel.items.map((t) => el("div", { class: "ticket", "data-ticket": t.id },
     el("div", { class: "ticket-id" }, t.id), el("div", { class: "ticket-title" }, t.title),
     el("dl", {}, t.fields.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
