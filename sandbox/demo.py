@@ -72,7 +72,8 @@ def free_port(host: str) -> int:
 
 
 def read_manifest(path: Path = ROOT / "manifest.yml") -> dict:
-    """What Slack knows about the app from its manifest: name, commands, shortcuts, App Home."""
+    """What Slack knows about the app from its manifest: name, commands, shortcuts, App Home, events,
+    custom functions (workflow steps) and unfurl domains."""
     manifest = yaml.safe_load(path.read_text("utf-8")) or {}
     features, settings = manifest.get("features") or {}, manifest.get("settings") or {}
     home = features.get("app_home") or {}
@@ -81,7 +82,9 @@ def read_manifest(path: Path = ROOT / "manifest.yml") -> dict:
             "shortcuts": features.get("shortcuts") or [],
             "home_tab": bool(home.get("home_tab_enabled")),
             "dm_read_only": bool(home.get("messages_tab_read_only_enabled")),
-            "events": (settings.get("event_subscriptions") or {}).get("bot_events") or []}
+            "events": (settings.get("event_subscriptions") or {}).get("bot_events") or [],
+            "functions": manifest.get("functions") or {},          # workflow steps (Workflow Builder)
+            "unfurl_domains": features.get("unfurl_domains") or []}
 
 
 def _target(target: dict) -> str:
@@ -248,7 +251,8 @@ class Demo:
                           commands=manifest["commands"], shortcuts=manifest["shortcuts"],
                           home_tab=manifest["home_tab"], dm_read_only=manifest["dm_read_only"],
                           events=manifest["events"], people=PEOPLE, panel=self._panel,
-                          ack_timeout=self.ack_timeout)
+                          ack_timeout=self.ack_timeout, functions=manifest["functions"],
+                          unfurl_domains=manifest["unfurl_domains"])
         self.ui.dm_peers.update({c: SERVAL_USER for c in self.slack.channels if c.startswith(SERVAL_DM_PREFIX)})
         self.serval.listeners.append(self._on_serval)
         app = slack_sandbox.create_app(self.slack)
@@ -263,6 +267,8 @@ class Demo:
                    SUGGEST_SIMILAR="true",
                    DATABASE_URL=f"sqlite:///{(self.data / 'bot.db').resolve()}", HOST=self.host,
                    PORT=str(bot_port), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+        if manifest["unfurl_domains"]:  # ticket links the stand-in unfurls: in the app's first unfurl domain
+            env.update(SERVAL_TICKET_URL=f"https://{manifest['unfurl_domains'][0]}/tickets/{{id}}")
         routing = self.data / "routing.yml"
         routing.write_text(f"channels:\n  {HELP_CHANNEL}:  # #help\n    intake: auto\n", "utf-8")
         env.update(ROUTING_FILE=str(routing.resolve()))
