@@ -5,8 +5,10 @@ link unfurls (`link_shared` → `chat.unfurl`) and Work Objects (`entity_details
 calls go through slack_sdk's AsyncWebClient, as the bot's do."""
 from __future__ import annotations
 
+import asyncio
 import json
 
+import aiohttp
 import httpx
 import pytest
 from aiohttp import web
@@ -16,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox import slack as slack_sandbox
 from sandbox._server import start_app
+from sandbox.slack_socket import SocketModeServer
 from sandbox.slack_ui import SlackUI
 from tests.conftest import eventually, payload
 
@@ -220,3 +223,24 @@ async def test_work_object_details_are_requested_and_present_details_is_recorded
     assert state.entity_details[-1]["metadata"] == entity and state.entity_details[-1]["trigger_id"] == trigger_id
     refused = await api_error(bot.api_call("entity.presentDetails", json={"metadata": entity}))
     assert refused["error"] == "invalid_arguments" and len(state.entity_details) == 1
+
+
+async def test_the_same_events_go_over_socket_mode(stack):
+    """Socket Mode: the event built by the state goes in an `events_api` envelope, acknowledged by id."""
+    state, page, received, api = stack
+    server = await SocketModeServer.start(state)
+    try:
+        async with aiohttp.ClientSession() as http:
+            opened = await AsyncWebClient(token=state.app_token, base_url=api).apps_connections_open(
+                app_token=state.app_token)
+            async with http.ws_connect(opened["url"]) as ws:
+                assert (await ws.receive_json(timeout=5))["type"] == "hello"
+                event = state.function_executed_event("create_ticket", {"title": "x", "requester": "U111"})
+                sending = asyncio.create_task(server.send("events_api", state.event_callback(event)))
+                envelope = await ws.receive_json(timeout=5)
+                assert envelope["type"] == "events_api" and envelope["accepts_response_payload"] is False
+                assert envelope["payload"]["event"]["bot_access_token"] == event["bot_access_token"]
+                await ws.send_json({"envelope_id": envelope["envelope_id"]})
+                assert (await sending) == {"envelope_id": envelope["envelope_id"]}
+    finally:
+        await server.close()
