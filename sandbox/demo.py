@@ -118,6 +118,7 @@ class Demo:
             data = json.loads(saved.read_text("utf-8"))
             state.channels.update(data["channels"])
             state.messages.update(data["messages"])
+            state.unfurls.update(data.get("unfurls") or {})  # what the app unfurled stays under its message
             if HELP_CHANNEL not in state.channels:  # saved by a demo from before #help
                 self._seed_help(state)
             return
@@ -138,7 +139,7 @@ class Demo:
 
     def _save_slack(self) -> None:
         s = self.slack
-        data = {"channels": s.channels, "messages": s.messages}
+        data = {"channels": s.channels, "messages": s.messages, "unfurls": s.unfurls}
         (self.data / "slack.json").write_text(json.dumps(data, indent=1), "utf-8")
 
     # -- Serval's side of Slack -----------------------------------------------------------------------

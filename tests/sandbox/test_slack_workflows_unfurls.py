@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox import slack as slack_sandbox
 from sandbox._server import start_app
+from sandbox.demo import Demo
 from sandbox.slack_socket import SocketModeServer
 from sandbox.slack_ui import SlackUI
 from tests.conftest import eventually, payload
@@ -244,3 +245,16 @@ async def test_the_same_events_go_over_socket_mode(stack):
                 assert (await sending) == {"envelope_id": envelope["envelope_id"]}
     finally:
         await server.close()
+
+
+def test_the_demo_keeps_unfurls_with_its_messages_across_restarts(tmp_path):
+    first = Demo(tmp_path)
+    first.slack = slack_sandbox.SlackState()
+    first._seed_slack(first.slack, "Tickets")
+    message = first.slack.post_user_message("C111", "U111", TICKET_URL)
+    first.slack.unfurls[f"C111:{message['ts']}"] = {TICKET_URL: {"blocks": CARD}}
+    first._save_slack()
+
+    again = slack_sandbox.SlackState()
+    Demo(tmp_path)._seed_slack(again, "Tickets")
+    assert again.unfurls == {f"C111:{message['ts']}": {TICKET_URL: {"blocks": CARD}}}
