@@ -599,7 +599,11 @@ async def _list_tickets(request: web.Request) -> web.Response:
         column = body["sort"]
         rows.sort(key=lambda t: (column in t, str(t.get(column, ""))),
                   reverse=str(body.get("sortOrder") or "desc").lower() == "desc")
-    top, offset = body.get("top", 10), body.get("offset", 0)
+    return _rows_page(state, rows, body.get("top", 10), body.get("offset", 0))
+
+
+def _rows_page(state: RezolveState, rows: list[dict], top: int, offset: int) -> web.Response:
+    """One page of ticket rows, in the list's shape (state.list_shape)."""
     page = rows[offset:offset + top]
     if state.list_shape == "list":
         return web.json_response({"data": page})
@@ -616,10 +620,7 @@ async def _own_tickets(request: web.Request) -> web.Response:  # GET /api/v2/tic
     if not 1 <= top <= 100 or offset < 0:
         return _envelope_error(400, "INVALID_QUERY", "top must be from 1 to 100 and offset non-negative")
     rows = [t for t in reversed(state.tickets.values()) if t["data"].get("submittedBy") == username]
-    page = rows[offset:offset + top]
-    if state.list_shape == "list":
-        return web.json_response({"data": page})
-    return web.json_response({"data": {"value": page, "@odata.count": len(rows)}})
+    return _rows_page(state, rows, top, offset)
 
 
 async def _control_status(request: web.Request) -> web.Response:  # POST /_sandbox/tickets/{objectId}/status

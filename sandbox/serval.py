@@ -753,9 +753,7 @@ class ServalState:
         if "name" in changes and not changes["name"].strip():
             raise _bad("name must not be empty")
         team_id = ticket["teamId"]
-        for f, options in (("statusId", self.statuses), ("priorityId", self.priorities)):
-            if f in changes and changes[f] not in {o["id"] for o in options[team_id]}:
-                raise _bad(f"{f} {changes[f]!r}: not an option of team {team_id}")
+        self._check_options(team_id, changes)
         unknown = set(changes.get("labelIds", [])) - {o["id"] for o in self.labels[team_id]}
         if unknown:
             raise _bad(f"labelIds {sorted(unknown)}: not labels of team {team_id}")
@@ -763,6 +761,12 @@ class ServalState:
         if "dueDate" in changes:
             ticket["isOverdue"] = _calendar_date(changes["dueDate"]) < dt.date.today()
         return self._apply(ticket, changes)
+
+    def _check_options(self, team_id: str, changes: dict) -> None:
+        """statusId and priorityId must be options of the ticket's team."""
+        for f, options in (("statusId", self.statuses), ("priorityId", self.priorities)):
+            if f in changes and changes[f] not in {o["id"] for o in options[team_id]}:
+                raise _bad(f"{f} {changes[f]!r}: not an option of team {team_id}")
 
     def _apply(self, ticket: dict, changes: dict) -> dict:
         team_id = ticket["teamId"]
@@ -784,12 +788,8 @@ class ServalState:
         ticket = self.ticket(ticket_id)
         if not isinstance(body, dict) or not body or set(body) - {"statusId", "assignedToUserId", "priorityId"}:
             raise _bad("expected one or more of statusId, assignedToUserId, priorityId")
-        team_id, changes = ticket["teamId"], {}
-        for f, options in (("statusId", self.statuses), ("priorityId", self.priorities)):
-            if f in body:
-                if body[f] not in {o["id"] for o in options[team_id]}:
-                    raise _bad(f"{f} {body[f]!r}: not an option of team {team_id}")
-                changes[f] = body[f]
+        changes = {f: body[f] for f in ("statusId", "priorityId") if f in body}
+        self._check_options(ticket["teamId"], changes)
         if "assignedToUserId" in body:
             assignee = body["assignedToUserId"] or None
             if assignee is not None and (assignee not in self.users or "deactivatedAt" in self.users[assignee]):

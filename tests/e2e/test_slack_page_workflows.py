@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
 
@@ -19,14 +18,9 @@ from sandbox import slack as slack_sandbox
 from sandbox._server import start_app
 from sandbox.slack_ui import SlackUI
 
-CHROMIUM = "/usr/bin/chromium"
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)", allow_module_level=True)
+# The same skips (no playwright, no /usr/bin/chromium) and Chromium flags as the demo's browser tests.
+from tests.e2e.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, expect, playwright
 
-expect = playwright.expect
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SECRET = "page-workflow-secret"
 TICKET_URL = "https://app.serval.com/tickets/9b2e7c1d-0000-4000-8000-000000000001"
 
