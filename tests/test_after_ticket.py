@@ -133,6 +133,24 @@ async def test_the_card_follows_the_ticket_and_its_resolution_is_announced_once(
         await again.close()
 
 
+async def test_the_demo_agent_panel_changes_the_card(sender, slack, serval, running):
+    """The Serval sandbox's agent panel (`make demo`): an agent assigns, then unassigns, by friendly id."""
+    slack_state, serval_state = slack[0], serval[0]
+    card, ticket = await shared_ticket(sender, slack_state, serval_state, running)
+    ts = card["response"]["ts"]
+    await looked_at(running.bot.storage, "serval", ticket["id"])
+    async with httpx.AsyncClient(base_url=serval[1]) as http:
+        r = await http.post(f"/_sandbox/agent/tickets/{ticket['friendlyIdentifier']}",
+                            json={"assignedToUserId": "usr-alice", "priorityId": "pri-it-urgent"})
+        assert r.status_code == 200, r.text
+        await eventually(lambda: "*Assignee:* Alice Anderson · *Priority:* Urgent"
+                         in json.dumps(updates(slack_state, ts)[-1:], ensure_ascii=False), timeout=10)
+        r = await http.post(f"/_sandbox/agent/tickets/{ticket['friendlyIdentifier']}", json={"assignedToUserId": ""})
+        assert r.status_code == 200, r.text
+        await eventually(lambda: "*Assignee:* nobody yet" in json.dumps(updates(slack_state, ts)[-1:]), timeout=10)
+    assert len(updates(slack_state, ts)) == 2
+
+
 async def test_close_reopen_and_comment_from_the_card(sender, slack, serval, running):
     slack_state, serval_state = slack[0], serval[0]
     card, ticket = await shared_ticket(sender, slack_state, serval_state, running)

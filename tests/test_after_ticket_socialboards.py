@@ -91,3 +91,22 @@ async def test_polling_asks_at_most_50_tickets_a_call(tmp_path, slack, socialboa
         lists = [r["body"] for r in sb_state.requests if r["path"] == "/tickets/list"]
         assert lists and all(1 <= len(b["ticketIds"]) <= 50 for b in lists)
         assert max(len(b["ticketIds"]) for b in lists) == 50  # 121 tickets: full calls, not one each
+
+
+async def test_the_sandbox_sends_its_webhook_and_the_card_follows(tmp_path, slack, socialboards):
+    """The Socialboards stand-in posts ticket_status_change itself when an agent changes a status."""
+    slack_state, sb_state = slack[0], socialboards[0]
+    async with socialboards_bot(tmp_path, slack, socialboards, status_poll_seconds=3600,
+                                socialboards_webhook_secret=SECRET) as (running, sender):
+        card, ticket = await shared_ticket(running, sender, slack_state, sb_state)
+        ts = card["response"]["ts"]
+        sb_state.webhook_url = f"{running.url}/webhooks/socialboards/{SECRET}"
+        async with httpx.AsyncClient(base_url=socialboards[1]) as http:
+            r = await http.post(f"/_sandbox/tickets/{ticket['id']}/status", json={"status": "pending"})
+            assert r.status_code == 200 and r.json()["webhook"]["status"] == 200
+            await eventually(lambda: "*Status:* Pending" in json.dumps(updates(slack_state, ts)[-1:]), timeout=10)
+            assert notices(slack_state) == []
+            r = await http.post(f"/_sandbox/tickets/{ticket['id']}/status", json={"status": "completed"})
+            assert r.json()["webhook"]["status"] == 200
+            await eventually(lambda: notices(slack_state), timeout=10)
+        assert [r for r in sb_state.requests if r["path"] == "/tickets/list"] == []  # all from the webhook
