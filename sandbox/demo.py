@@ -268,6 +268,7 @@ class Demo:
                    SUGGEST_SIMILAR="true",
                    DATABASE_URL=f"sqlite:///{(self.data / 'bot.db').resolve()}", HOST=self.host,
                    PORT=str(bot_port), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+        env.setdefault("STATUS_POLL_SECONDS", "5")  # the ticket card follows the agent panel within seconds
         if manifest["unfurl_domains"]:  # ticket links the stand-in unfurls: in the app's first unfurl domain
             env.update(SERVAL_TICKET_URL=f"https://{manifest['unfurl_domains'][0]}/tickets/{{id}}")
         routing = self.data / "routing.yml"
