@@ -396,3 +396,14 @@ async def test_the_poll_budget_holds_with_500_open_tickets(tmp_path, slack, serv
         assert len(looks) == 40  # the whole minute's budget, no more
     finally:
         await close_all(fs)
+
+
+async def test_retention_forgets_tickets_no_longer_followed(storage):
+    old = time.time() - 100 * 86400
+    for ticket_id, stopped in (("t-old-stopped", True), ("t-old-followed", False)):
+        await storage.follow(Followed("serval", ticket_id, {"id": ticket_id}, "T", changed_at=old, created_at=old))
+        if stopped:
+            await storage.stop_following("serval", ticket_id)
+    assert (await storage.purge(90 * 86400))["followed"] == 1
+    assert await storage.followed("serval", "t-old-stopped") is None
+    assert await storage.followed("serval", "t-old-followed") is not None  # followed until TRACK_DAYS stops it

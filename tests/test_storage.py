@@ -307,7 +307,7 @@ async def test_purge_deletes_old_finished_work_and_keeps_links_and_pending(stora
                 {"event_id": "Ev-new", "received_at": recent, "submission_id": None},
             ],
         )
-    assert await storage.purge(90 * 86400) == {"submissions": 2, "slack_events": 1}
+    assert await storage.purge(90 * 86400) == {"submissions": 2, "slack_events": 1, "followed": 0}
     assert await storage.get_submission(done_old.id) is None
     assert await storage.get_submission(failed_old.id) is None
     assert await storage.get_submission(pending_old.id) is not None  # not finished: kept
@@ -316,7 +316,7 @@ async def test_purge_deletes_old_finished_work_and_keeps_links_and_pending(stora
     async with storage.engine.connect() as conn:
         left = (await conn.execute(sa.select(slack_events.c.event_id))).scalars().all()
     assert left == ["Ev-new"]
-    assert await storage.purge(90 * 86400) == {"submissions": 0, "slack_events": 0}
+    assert await storage.purge(90 * 86400) == {"submissions": 0, "slack_events": 0, "followed": 0}
 
 
 # --- engines and URLs ---------------------------------------------------------------------------

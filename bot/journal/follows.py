@@ -38,6 +38,7 @@ _SEEN = sa.update(_F).where(*_KEY).values(
 )
 _PUSH = sa.update(_F).where(*_KEY, _F.c.stopped == 0).values(pushed=_b("pushed_"), next_poll_at=0)
 _APPLIED = sa.update(_F).where(*_KEY, _F.c.pushed == _b("pushed_")).values(pushed=None)
+_PURGE = sa.delete(_F).where(_F.c.stopped == 1, _F.c.changed_at < _b("cutoff"))
 _NEXT_POLL = sa.update(_F).where(*_KEY).values(next_poll_at=_b("next_poll_at_"))
 _CARD_DEAD = sa.update(_F).where(*_KEY).values(card_dead=1)
 _STOP = sa.update(_F).where(*_KEY).values(stopped=1)
@@ -182,6 +183,10 @@ class Follows(Records):
         back, so the closure is seen (and announced) again at the next look."""
         await self._write(_UNCLAIM_CLOSURE, {"backend_": backend, "ticket_id_": ticket_id, "claimed": claimed,
                                              "seen_": json.dumps(seen) if seen is not None else None})
+
+    async def purge_followed(self, cutoff: float) -> int:
+        """Forget tickets no longer followed whose last change was before `cutoff` (retention)."""
+        return await self._write(_PURGE, {"cutoff": cutoff}, count=True)
 
     # --- leases ------------------------------------------------------------------------------
 

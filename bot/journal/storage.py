@@ -350,11 +350,13 @@ class Storage(Follows):
     async def purge(self, older_than_seconds: float) -> dict[str, int]:
         """Retention: delete finished submissions (done or failed) whose last change is older than
         `older_than_seconds`, and Slack event ids received before then. Pending submissions and
-        thread links are kept. Returns how many rows went, by table."""
+        thread links are kept; so are followed tickets, but for those no longer followed whose last
+        change is older. Returns how many rows went, by table."""
         cutoff = {"cutoff": time.time() - older_than_seconds}
         return {
             "submissions": await self._write(_PURGE_SUBMISSIONS, cutoff, count=True),
             "slack_events": await self._write(_PURGE_EVENTS, cutoff, count=True),
+            "followed": await self.purge_followed(cutoff["cutoff"]),
         }
 
     # --- links -----------------------------------------------------------------------------
