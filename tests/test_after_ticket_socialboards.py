@@ -110,3 +110,19 @@ async def test_the_sandbox_sends_its_webhook_and_the_card_follows(tmp_path, slac
             assert r.json()["webhook"]["status"] == 200
             await eventually(lambda: notices(slack_state), timeout=10)
         assert [r for r in sb_state.requests if r["path"] == "/tickets/list"] == []  # all from the webhook
+
+
+async def test_a_webhooks_change_waits_out_a_slack_429(tmp_path, slack, socialboards):
+    slack_state, sb_state = slack[0], socialboards[0]
+    async with socialboards_bot(tmp_path, slack, socialboards, status_poll_seconds=3600,
+                                socialboards_webhook_secret=SECRET) as (running, sender):
+        card, ticket = await shared_ticket(running, sender, slack_state, sb_state)
+        ts = card["response"]["ts"]
+        slack_state.rate_limit("chat.update", times=1, retry_after=1)
+        async with httpx.AsyncClient() as http:
+            r = await http.post(f"{running.url}/webhooks/socialboards/{SECRET}", json=webhook(ticket, "pending"))
+            assert r.status_code == 200
+        await eventually(lambda: "*Status:* Pending" in json.dumps(updates(slack_state, ts)[-1:]), timeout=10)
+        assert [c for c in slack_state.calls_to("chat.update") if c.get("error")]  # the 429 first
+        assert (await running.bot.storage.followed("socialboards", str(ticket["id"]))).pushed is None  # applied
+        assert [r for r in sb_state.requests if r["path"] == "/tickets/list"] == []  # no poll needed

@@ -177,8 +177,8 @@ class Follower:
                     return looked
                 renewed = time.monotonic()
             if f.pushed is not None:  # a webhook told: no call needed
-                await self.apply(f, journaled(TicketState, f.pushed), time.time())
-                await self.storage.pushed_applied(f.backend, f.ticket_id, f.pushed)
+                if await self.apply(f, journaled(TicketState, f.pushed), time.time()):
+                    await self.storage.pushed_applied(f.backend, f.ticket_id, f.pushed)
                 looked += 1
                 continue
             backend = self.backends.get(f.backend)
@@ -265,14 +265,16 @@ class Follower:
             found += await self.storage.push_state(backend_name, ticket_id, dataclasses.asdict(state))
         return found
 
-    async def apply(self, f: Followed, state: TicketState, now: float) -> None:
+    async def apply(self, f: Followed, state: TicketState, now: float) -> bool:
+        """Act on the ticket's state as now known: edit the card, announce a closure, remember it.
+        False when that has to wait (Slack answered 429 or is down): it is done at the next look."""
         seen = dataclasses.asdict(state)
         if f.seen == seen:
             if now - f.changed_at > self.track_days * DAY:
                 await self.storage.stop_following(f.backend, f.ticket_id)
             else:
                 await self.storage.poll_later(f.backend, f.ticket_id, now + self.interval(f.changed_at, now))
-            return
+            return True
         if f.seen is not None:
             metrics.ticket_change(f.backend)
         card = journaled(cards.Card, f.card) if f.card else None
@@ -287,17 +289,18 @@ class Follower:
                 why = failure(exc)
                 if why.transient:  # a 429 waits: the change is applied at the next look
                     await self.storage.poll_later(f.backend, f.ticket_id, now + (why.retry_after or self.poll_seconds))
-                    return
+                    return False
                 log.info("the card of %s cannot be edited (%s); it is left as it is", f.ticket.get("display_id"), why.reason)
                 await self.storage.card_dead(f.backend, f.ticket_id)
         before = _state(f.seen)
         if state.closed and not (before and before.closed):
             if not await self._announce(f, state):
                 await self.storage.poll_later(f.backend, f.ticket_id, now + self.poll_seconds)
-                return
+                return False
         await self.storage.save_seen(f.backend, f.ticket_id, seen, now, now + self.poll_seconds)
         for user_id in f.people:
             self._republish(user_id)
+        return True
 
     def _republish(self, user_id: str) -> None:
         """Publish the person's Home tab again, beside the poller (it never waits for it); one
