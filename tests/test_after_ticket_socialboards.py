@@ -124,5 +124,9 @@ async def test_a_webhooks_change_waits_out_a_slack_429(tmp_path, slack, socialbo
             assert r.status_code == 200
         await eventually(lambda: "*Status:* Pending" in json.dumps(updates(slack_state, ts)[-1:]), timeout=10)
         assert [c for c in slack_state.calls_to("chat.update") if c.get("error")]  # the 429 first
-        assert (await running.bot.storage.followed("socialboards", str(ticket["id"]))).pushed is None  # applied
+
+        async def applied():
+            return (await running.bot.storage.followed("socialboards", str(ticket["id"]))).pushed is None
+
+        await eventually(applied)
         assert [r for r in sb_state.requests if r["path"] == "/tickets/list"] == []  # no poll needed

@@ -94,6 +94,7 @@ class Follower:
         self._task: asyncio.Task[None] | None = None
         self._homes: dict[str, asyncio.Task[None]] = {}  # Home tabs being published again, by person
         self._home_again: set[str] = set()
+        self._wake = asyncio.Event()  # a webhook brought something: the next round now, not at the tick
         self.holds_lease = False
 
     # --- the pipeline step: a new ticket is followed ------------------------------------------
@@ -155,7 +156,11 @@ class Follower:
                 if not failing or not why.transient:
                     log.warning("the ticket poller failed (%s); it tries again", why.reason)
                 failing = True
-            await asyncio.sleep(self.tick_seconds)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.tick_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
 
     async def tick(self) -> int:
         """One round: while this process holds the lease, apply what webhooks brought, then look
@@ -263,6 +268,8 @@ class Follower:
         found = 0
         for ticket_id, state in states:
             found += await self.storage.push_state(backend_name, ticket_id, dataclasses.asdict(state))
+        if found:
+            self._wake.set()  # applied at once when this process polls; else at the poller's next round
         return found
 
     async def apply(self, f: Followed, state: TicketState, now: float) -> bool:
