@@ -76,7 +76,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # Slack
-    slack_bot_token: SecretStr
+    # SLACK_BOT_TOKEN: one workspace. Or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET: installs by OAuth
+    # (HTTP mode), each workspace (or Enterprise Grid org) with its own token (docs/operations.md).
+    slack_bot_token: SecretStr = SecretStr("")
+    slack_client_id: str = ""
+    slack_client_secret: SecretStr | None = None
+    slack_scopes: str = ""  # comma-separated; empty: the manifest's bot scopes
     slack_signing_secret: SecretStr
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
@@ -201,7 +206,7 @@ class Settings(BaseSettings):
     @field_validator("slack_bot_token")
     @classmethod
     def _bot_token(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().startswith("xoxb-"):
+        if v.get_secret_value() and not v.get_secret_value().startswith("xoxb-"):
             raise ValueError("must be a bot token starting with xoxb-")
         return v
 
@@ -268,8 +273,17 @@ class Settings(BaseSettings):
                 problems.append(f"{', '.join(missing)} must be set for the {label} back end")
         return problems
 
+    @property
+    def oauth(self) -> bool:
+        """Installs by OAuth (SLACK_CLIENT_ID and SLACK_CLIENT_SECRET) rather than one SLACK_BOT_TOKEN."""
+        return bool(self.slack_client_id and self.slack_client_secret and self.slack_client_secret.get_secret_value())
+
     @model_validator(mode="after")
     def _backend(self) -> "Settings":
+        if not self.slack_bot_token.get_secret_value() and not self.oauth:
+            if self.slack_client_id or self.slack_client_secret:
+                raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET must both be set to install by OAuth")
+            raise ValueError("SLACK_BOT_TOKEN is not set")
         if problems := self._backend_problems():
             raise ValueError(PROBLEM_SEPARATOR.join(problems))
         return self

@@ -1,6 +1,6 @@
 """bot/journal/migrations (Alembic), run by bot.journal.storage.migrate at start-up and by `python app.py migrate`:
 revision 0001 is main's schema before this change, 0002 adds the lease columns and slack_events,
-0003 the requester of each submission (filled from the journal), 0004 the followed tickets and leases;
+0003 the requester of each submission (filled from the journal), 0004 the followed tickets and leases, 0005 slack_sdk's installation and OAuth state tables;
 a database made before migrations is stamped and upgraded with nothing lost; replicas starting
 together migrate once; migrations are additive."""
 
@@ -157,7 +157,7 @@ async def test_revision_0001_is_mains_schema_exactly(tmp_path):
 
 async def test_head_matches_the_tables_the_queries_use(db_url):
     """The migrations and bot/journal/storage.py's table definitions describe the same columns, on both engines."""
-    assert await migrate(db_url) == head_revision() == "0004"
+    assert await migrate(db_url) == head_revision() == "0005"
     engine = create_async_engine(database_url(db_url))
     try:
         async with engine.connect() as conn:
@@ -175,6 +175,32 @@ async def test_head_matches_the_tables_the_queries_use(db_url):
         assert found["submissions"]["next_attempt_at"][1] == "DOUBLE_PRECISION"
         assert found["submissions"]["lease_until"] == (False, "DOUBLE_PRECISION")
         assert found["links"]["created_at"][1] == "DOUBLE_PRECISION"
+
+
+async def test_0005_makes_slack_sdks_installation_tables(db_url):
+    """slack_sdk's own stores work on the tables the migration made (same names, columns, types)."""
+    from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+    from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
+
+    assert await migrate(db_url) == "0005"
+    expected = sa.MetaData()
+    SQLAlchemyInstallationStore.build_installations_table(expected, "slack_installations")
+    SQLAlchemyInstallationStore.build_bots_table(expected, "slack_bots")
+    SQLAlchemyOAuthStateStore.build_oauth_states_table(expected, "slack_oauth_states")
+    engine = create_async_engine(database_url(db_url))
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda c: {
+                t: ({col["name"]: col["nullable"] for col in sa.inspect(c).get_columns(t)},
+                    {i["name"] for i in sa.inspect(c).get_indexes(t)})
+                for t in expected.tables
+            })
+    finally:
+        await engine.dispose()
+    for name, table in expected.tables.items():
+        columns, indexes = found[name]
+        assert columns == {c.name: c.nullable for c in table.columns}, name
+        assert {i.name for i in table.indexes} <= indexes, name
 
 
 # --- a database from before migrations -----------------------------------------------------------
@@ -216,13 +242,13 @@ async def test_a_database_with_lease_columns_but_no_migrations_is_upgraded(tmp_p
 
 
 async def test_migrating_twice_changes_nothing(db_url):
-    assert await migrate(db_url) == "0004"
+    assert await migrate(db_url) == "0005"
     s = await Storage(db_url).open()
     try:
         await s.set_state("k", "v")
     finally:
         await s.close()
-    assert await migrate(db_url) == "0004"
+    assert await migrate(db_url) == "0005"
     s = await Storage(db_url).open()
     try:
         assert await s.get_state("k") == "v"
@@ -290,14 +316,14 @@ async def test_0003_fills_the_requester_from_the_journal(db_url):
 
 async def test_replicas_starting_together_migrate_once(db_url):
     results = await asyncio.gather(*(migrate(db_url) for _ in range(4)), return_exceptions=True)
-    assert results == ["0004"] * 4
+    assert results == ["0005"] * 4
     engine = create_async_engine(database_url(db_url))
     try:
         async with engine.connect() as conn:
             versions = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all()
     finally:
         await engine.dispose()
-    assert versions == ["0004"]
+    assert versions == ["0005"]
 
 
 async def test_storages_opening_together_on_a_new_database(db_url):
