@@ -20,6 +20,7 @@ from clients.base import TicketBackend
 from clients.socialboards import SocialboardsBackend
 
 from .follow.poller import Follower
+from .installations import Installations, WorkspaceClient
 from .ops import metrics
 from .slack import views
 from .backends import make_backends
@@ -34,26 +35,31 @@ log = logging.getLogger(__name__)
 
 
 def slack_client(
-    settings: Settings, session: aiohttp.ClientSession | None = None, *, wait_on_rate_limit: bool = True
-) -> AsyncWebClient:
+    settings: Settings, session: aiohttp.ClientSession | None = None, *, wait_on_rate_limit: bool = True,
+    installations: Installations | None = None,
+) -> WorkspaceClient:
     """`session`: one keep-alive connection pool for every Web API call. Without it, slack_sdk opens
     a new aiohttp session (and TCP/TLS connection) for each call. Bolt's per-request clients reuse
     the session of the client given to AsyncApp.
 
     `wait_on_rate_limit=False` for the ticket service: a 429 then raises, and the journal retries
-    the step after Retry-After without holding one of its slots while it waits."""
+    the step after Retry-After without holding one of its slots while it waits.
+
+    `installations` (installs by OAuth): each call carries the token of the workspace it is for."""
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
     # metrics.SLACK_CALLS first: it counts every answer and error, and never retries
     handlers = [metrics.SLACK_CALLS, AsyncConnectionErrorRetryHandler(max_retry_count=2)]
     if wait_on_rate_limit:
         handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))  # waits Retry-After
-    return AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
+    client = WorkspaceClient(
+        token=settings.slack_bot_token.get_secret_value() or None,
         base_url=base_url,
         timeout=10,
         session=session,
         retry_handlers=handlers,
     )
+    client.installations = installations
+    return client
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Bot:
     router: Router
     threads: Threads = field(default_factory=Threads)  # threads known to be taken (the shortcut's hint)
     follower: Follower | None = None  # tickets followed after they are filed (bot.follow)
+    installations: Installations | None = None  # installs by OAuth (SLACK_CLIENT_ID), else one SLACK_BOT_TOKEN
 
     @classmethod
     async def open(cls, settings: Settings, *, backends: dict[str, TicketBackend] | None = None) -> "Bot":
@@ -88,9 +95,10 @@ class Bot:
                 lambda value: storage.set_state("socialboards.refresh_token", value),
                 exclusive=lambda: storage.exclusive("socialboards.refresh_token"),
             )
+        installations = Installations(storage.engine, settings.slack_client_id, scopes=settings.slack_scopes) if settings.oauth else None
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        slack = slack_client(settings, session)
-        service_slack = slack_client(settings, session, wait_on_rate_limit=False)
+        slack = slack_client(settings, session, installations=installations)
+        service_slack = slack_client(settings, session, wait_on_rate_limit=False, installations=installations)
         people = People(slack, storage, refresh=settings.people_refresh_seconds)
         service_people = People(service_slack, storage, refresh=settings.people_refresh_seconds)
         follower = Follower(
@@ -129,7 +137,8 @@ class Bot:
             await service_slack.views_publish(user_id=user_id, view=views.home_view(await tickets.recent_tickets(user_id)))
 
         follower.publish_home = publish_home
-        bot = cls(settings, storage, slack, backends, tickets, people, router, follower=follower)
+        bot = cls(settings, storage, slack, backends, tickets, people, router, follower=follower,
+                  installations=installations)
         tickets.ctx.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
         tickets.is_admin = bot.may_configure  # admins may edit any ticket's details
         return bot

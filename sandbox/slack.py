@@ -37,6 +37,18 @@ documented ``create_ticket`` of shared/slack/payloads). Unfurls: ``state.unfurl_
 message's links in those domains; ``chat.unfurl`` records ``state.unfurls["<channel>:<ts>"] = {url: unfurl}``
 (and ``state.unfurl_metadata``). ``entity.presentDetails`` calls are recorded in ``state.entity_details``.
 
+Installs by OAuth (https://docs.slack.dev/authentication/installing-with-oauth): the app's credentials are
+``state.client_id`` / ``state.client_secret``; ``state.add_workspace(team_id, name, enterprise_id=...)`` adds a
+workspace (``T111`` is the first); ``state.approve(team_id)`` is a person approving the install on Slack's
+authorize page (``state.approve(enterprise_id=..., org=True)``: an org-wide install) and returns the ``code``
+Slack redirects back with; ``oauth.v2.access`` exchanges it (once) for a bot token of that workspace (or org;
+``team`` null and ``is_enterprise_install`` true), with a refresh token when ``state.token_rotation`` is set
+(``grant_type=refresh_token`` then gives a new pair). A token serves its own workspace (an org's: every
+workspace of the org): a channel, a person or a trigger of another workspace known here is refused as
+Slack does (``channel_not_found``, ``user_not_found``, ``invalid_trigger_id``); each call records ``team``,
+the workspace (or org) of the token it used. ``state.uninstall(team_id)`` revokes that install's tokens and
+returns the ``app_uninstalled`` event; ``auth.revoke`` revokes the token it is called with.
+
 Misbehaviour per method: ``state.rate_limit(method)`` (HTTP 429), ``state.fail(method, error)`` (an
 ``ok: false`` answer), ``state.delay(method, 0.5, up_to=4.0)`` (each call answered after a time drawn
 from ``random.Random(seed)``).
@@ -45,6 +57,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -249,6 +263,8 @@ class SlackState:
         self.trigger_ttl = trigger_ttl
         self.team_id, self.team, self.domain = "T111", "Sandbox", "example"
         self.enterprise_id: str | None = None  # set: the workspace belongs to this Enterprise Grid org
+        self.client_id, self.client_secret = "1111.2222", "sandbox-client-secret"  # the app's, for oauth.v2.access
+        self.token_rotation = False  # oauth.v2.access gives refresh tokens and tokens that expire
         self.bot_user_id, self.bot_id, self.app_id = "UBOT", "BBOT", "ASANDBOX"
         # What the app's manifest declares: its custom functions (workflow steps) and unfurl domains.
         self.app_functions: dict[str, dict] = copy.deepcopy(DEFAULT_FUNCTIONS)
@@ -279,6 +295,13 @@ class SlackState:
         self._delays: dict[str, tuple[float, float, int | None]] = {}  # method -> (least, most, calls left)
         self.rng = random.Random(self.seed)
         self._seq = itertools.count(1)
+        # Installs by OAuth: the workspaces this Slack knows, the codes approved, the tokens issued.
+        self.workspaces: dict[str, dict] = {}
+        self.codes: dict[str, dict] = {}          # code -> the install approved (single use)
+        self.bot_tokens: dict[str, dict] = {}     # bot token -> {team_id, enterprise_id, is_enterprise_install, ...}
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> the bot token it renews
+        self.channel_teams: dict[str, str] = {}   # channel id -> its workspace (absent: the first one)
+        self.add_workspace(self.team_id, self.team, domain=self.domain)
         for uid, name, email in [("U111", "alice", "alice@example.com"), ("W111", "alice", "alice@example.com"),
                                  ("U222", "bob", "bob@example.com"), ("W222", "bob", "bob@example.com"),
                                  ("U0D15K92L", "dr_maomao", "dr_maomao@example.com"),
@@ -318,11 +341,59 @@ class SlackState:
         self.users[id] = user
         return user
 
+    def add_workspace(self, team_id: str, name: str, *, enterprise_id: str | None = None,
+                      domain: str | None = None) -> dict:
+        """A workspace where the app can be installed (``enterprise_id``: of that Enterprise Grid org)."""
+        self.workspaces[team_id] = {"id": team_id, "name": name, "domain": domain or name.lower().replace(" ", "-"),
+                                    "enterprise_id": enterprise_id}
+        return self.workspaces[team_id]
+
+    def approve(self, team_id: str | None = None, *, enterprise_id: str | None = None, org: bool = False,
+                scopes: str = "commands,chat:write", user: str = "U111") -> str:
+        """A person approves the install on Slack's authorize page: the ``code`` Slack redirects back with."""
+        if not org and team_id not in self.workspaces:
+            raise KeyError(team_id)
+        code = f"{next(self._seq)}.{secrets.token_hex(8)}"
+        self.codes[code] = {"team_id": None if org else team_id, "is_enterprise_install": org, "scope": scopes,
+                            "enterprise_id": enterprise_id if org else self.workspaces[team_id]["enterprise_id"],
+                            "user": user}
+        return code
+
+    def token_info(self, token: str | None) -> dict | None:
+        """Where a bot token works (None: no such token, or revoked)."""
+        if token == self.token or token in self.execution_tokens:
+            return {"team_id": self.team_id, "enterprise_id": self.enterprise_id, "is_enterprise_install": False}
+        return self.bot_tokens.get(token or "")
+
+    def serves(self, info: dict, team_id: str | None) -> bool:
+        """Whether a token of ``info`` may act in workspace ``team_id``. Someone of a workspace not known
+        here (another organisation, through Slack Connect) is the token's own workspace's business."""
+        if not team_id or team_id not in self.workspaces:
+            return True
+        if info.get("is_enterprise_install"):
+            return self.workspaces[team_id]["enterprise_id"] == info.get("enterprise_id")
+        return team_id == info.get("team_id")
+
+    def uninstall(self, team_id: str | None = None, *, enterprise_id: str | None = None) -> dict:
+        """The app removed from a workspace (or, with ``enterprise_id`` alone, an org-wide install):
+        its tokens stop working; returns the ``app_uninstalled`` event callback Slack then sends."""
+        for token, info in list(self.bot_tokens.items()):
+            if (team_id and info["team_id"] == team_id) or (not team_id and info["enterprise_id"] == enterprise_id
+                                                              and info["is_enterprise_install"]):
+                del self.bot_tokens[token]
+        envelope = self.event_callback({"type": "app_uninstalled", "event_ts": self.next_ts()}, team_id=team_id,
+                                       enterprise_id=enterprise_id)
+        envelope["authorizations"][0]["is_enterprise_install"] = team_id is None
+        envelope["is_enterprise_install"] = team_id is None
+        return envelope
+
     def add_channel(self, id: str, name: str, *, is_im: bool = False, user: str | None = None,
-                    bot_is_member: bool = True) -> dict:
+                    bot_is_member: bool = True, team_id: str | None = None) -> dict:
         channel = {"id": id, "name": name, "is_im": is_im, "is_channel": not is_im,
                    "is_private": is_im or id.startswith("G"), "user": user, "bot_is_member": bot_is_member}
         self.channels[id] = channel
+        if team_id:
+            self.channel_teams[id] = team_id
         return channel
 
     def next_ts(self) -> str:
@@ -398,18 +469,26 @@ class SlackState:
                 "item": {"type": "message", "channel": channel, "ts": ts}, "reaction": name,
                 "item_user": message.get("user"), "event_ts": self.next_ts()}
 
-    def event_callback(self, event: dict, event_id: str | None = None) -> dict:
-        """The Events API envelope Slack posts to the request URL (or sends over Socket Mode)."""
-        return {"token": "sandbox-verification-token", "team_id": self.team_id, "api_app_id": self.app_id,
+    def event_callback(self, event: dict, event_id: str | None = None, *, team_id: str | None = None,
+                       enterprise_id: str | None = None) -> dict:
+        """The Events API envelope Slack posts to the request URL (or sends over Socket Mode); ``team_id``:
+        of another workspace than the first (``enterprise_id`` alone: an org-wide install's)."""
+        if team_id is None and enterprise_id is None:
+            team_id = self.team_id
+        if team_id is not None and enterprise_id is None:
+            enterprise_id = (self.workspaces.get(team_id) or {}).get("enterprise_id") or \
+                (self.enterprise_id if team_id == self.team_id else None)
+        return {"token": "sandbox-verification-token", "team_id": team_id, "api_app_id": self.app_id,
                 "event": event, "type": "event_callback", "event_id": event_id or "Ev" + secrets.token_hex(5).upper(),
                 "event_time": int(time.time()), "is_ext_shared_channel": False,
-                "event_context": f"4-{event['type']}-{self.team_id}-{event.get('channel') or (event.get('item') or {}).get('channel', '')}",
-                "authorizations": [{"enterprise_id": self.enterprise_id, "team_id": self.team_id,
+                "event_context": f"4-{event['type']}-{team_id}-{event.get('channel') or (event.get('item') or {}).get('channel', '')}",
+                "authorizations": [{"enterprise_id": enterprise_id, "team_id": team_id,
                                     "user_id": self.bot_user_id, "is_bot": True, "is_enterprise_install": False}],
-                "context_team_id": self.team_id, "context_enterprise_id": self.enterprise_id}
+                "context_team_id": team_id, "context_enterprise_id": enterprise_id}
 
-    def issue_trigger_id(self) -> str:
-        trigger_id = f"{next(self._seq)}.{self.team_id[1:]}.{secrets.token_hex(16)}"
+    def issue_trigger_id(self, team_id: str | None = None) -> str:
+        """A trigger of a person's action in ``team_id`` (the first workspace unless said)."""
+        trigger_id = f"{next(self._seq)}.{(team_id or self.team_id)[1:]}.{secrets.token_hex(16)}"
         self.triggers[trigger_id] = time.monotonic()
         return trigger_id
 
@@ -936,11 +1015,54 @@ async def entity_present_details(s, args):
 
 
 async def auth_test(s, args):
-    out = {"url": f"https://{s.domain}.slack.com/", "team": s.team, "user": "sandbox-bot",
-           "team_id": s.team_id, "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": False}
-    if s.enterprise_id:  # a workspace of an Enterprise Grid org
-        out.update(enterprise_id=s.enterprise_id, enterprise="Sandbox Org")
+    info = s.token_info(args.pop("_token", None)) or {}
+    if info.get("is_enterprise_install"):  # an org-wide install's token: the org, no workspace
+        return {"url": "https://sandbox-org.enterprise.slack.com/", "team": None, "team_id": None, "user": "sandbox-bot",
+                "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": True,
+                "enterprise_id": info["enterprise_id"], "enterprise": "Sandbox Org"}
+    team = s.workspaces.get(info.get("team_id") or "")
+    if team is None or team["id"] == s.team_id:  # the first workspace, as the attributes say now
+        team = {"id": s.team_id, "name": s.team, "domain": s.domain, "enterprise_id": s.enterprise_id}
+    out = {"url": f"https://{team['domain']}.slack.com/", "team": team["name"], "user": "sandbox-bot",
+           "team_id": team["id"], "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": False}
+    enterprise_id = team["enterprise_id"]
+    if enterprise_id:  # a workspace of an Enterprise Grid org
+        out.update(enterprise_id=enterprise_id, enterprise="Sandbox Org")
     return out
+
+
+async def oauth_v2_access(s, args):
+    """The app's credentials (HTTP Basic, or client_id / client_secret fields) and a code approved once,
+    or a refresh token (``grant_type=refresh_token``, token rotation): a bot token of that workspace or org."""
+    if args.get("client_id") != s.client_id or args.get("client_secret") != s.client_secret:
+        raise SlackError("invalid_client_id" if args.get("client_id") != s.client_id else "bad_client_secret")
+    if args.get("grant_type") == "refresh_token":
+        old = s.refresh_tokens.pop(args.get("refresh_token") or "", None)
+        if old is None or old not in s.bot_tokens:
+            raise SlackError("invalid_refresh_token")
+        install = s.bot_tokens.pop(old)
+    else:
+        install = s.codes.pop(args.get("code") or "", None)
+        if install is None:
+            raise SlackError("invalid_code")
+        install = {k: install[k] for k in ("team_id", "enterprise_id", "is_enterprise_install", "scope", "user")}
+    token = f"xoxb-{(install['team_id'] or install['enterprise_id'])}-{secrets.token_hex(12)}"
+    s.bot_tokens[token] = install
+    team = s.workspaces.get(install["team_id"] or "")
+    out = {"access_token": token, "token_type": "bot", "scope": install["scope"], "bot_user_id": s.bot_user_id,
+           "app_id": s.app_id, "team": {"name": team["name"], "id": team["id"]} if team else None,
+           "enterprise": {"name": "Sandbox Org", "id": install["enterprise_id"]} if install["enterprise_id"] else None,
+           "authed_user": {"id": install["user"]}, "is_enterprise_install": install["is_enterprise_install"]}
+    if s.token_rotation:
+        refresh = "xoxe-1-" + secrets.token_hex(16)
+        s.refresh_tokens[refresh] = token
+        out.update(refresh_token=refresh, expires_in=43200)
+    return out
+
+
+async def auth_revoke(s, args):
+    s.bot_tokens.pop(args.pop("_token", ""), None)
+    return {"revoked": True}
 
 
 async def apps_connections_open(s, args):
@@ -960,7 +1082,9 @@ METHODS = {
     "reactions.add": reactions_add, "reactions.remove": reactions_remove, "reactions.get": reactions_get,
     "functions.completeSuccess": functions_complete_success, "functions.completeError": functions_complete_error,
     "chat.unfurl": chat_unfurl, "entity.presentDetails": entity_present_details,
+    "oauth.v2.access": oauth_v2_access, "auth.revoke": auth_revoke,
 }
+NO_TOKEN = {"oauth.v2.access"}  # authenticated by the app's client id and secret
 
 
 # ---------------------------------------------------------------- HTTP
@@ -985,6 +1109,23 @@ async def _read_args(request: web.Request) -> dict:
     return args
 
 
+def _own_workspace(s: SlackState, info: dict, args: dict) -> None:
+    """A token acts only in its own workspace (an org's: in the org's): another workspace's channel,
+    person or trigger is unknown to it, as on Slack."""
+    for key in ("channel", "user", "user_id"):
+        ref = args.get(key)
+        if not isinstance(ref, str) or not ref:
+            continue
+        if ref in s.users:
+            if not s.serves(info, s.users[ref]["team_id"]):
+                raise SlackError("user_not_found")
+        elif not s.serves(info, s.channel_teams.get(ref)):
+            raise SlackError("channel_not_found")
+    trigger = args.get("trigger_id")
+    if isinstance(trigger, str) and trigger.count(".") >= 2 and not s.serves(info, "T" + trigger.split(".")[1]):
+        raise SlackError("invalid_trigger_id")
+
+
 async def api(request: web.Request) -> web.Response:
     s: SlackState = request.app["state"]
     method = request.match_info["method"]
@@ -992,19 +1133,30 @@ async def api(request: web.Request) -> web.Response:
     token = args.pop("token", None)
     auth = request.headers.get("Authorization", "")
     token = auth[7:] if auth.startswith("Bearer ") else token
+    if auth.startswith("Basic "):  # the app's credentials (oauth.v2.access)
+        with contextlib.suppress(ValueError):
+            args["client_id"], _, args["client_secret"] = base64.b64decode(auth[6:]).decode().partition(":")
     status, headers, body = 200, {}, {"ok": True}
+    info: dict | None = None
     try:
         if method not in METHODS:
             status = 404
             raise SlackError("unknown_method")
-        if not token:
-            raise SlackError("not_authed")
         app_token = getattr(s, "app_token", None)  # set by sandbox.slack_socket
-        if method == "apps.connections.open":
+        if method in NO_TOKEN:
+            pass
+        elif not token:
+            raise SlackError("not_authed")
+        elif method == "apps.connections.open":
             if token != app_token:  # it takes the app-level token, never the bot token
                 raise SlackError("not_allowed_token_type" if token == s.token else "invalid_auth")
-        elif token != s.token and token not in s.execution_tokens:  # the bot token, or a run's own
-            raise SlackError("invalid_auth")
+        else:  # the bot token, a run's own, or one issued by oauth.v2.access: for its own workspace
+            info = s.token_info(token)
+            if info is None:
+                raise SlackError("invalid_auth")
+            _own_workspace(s, info, args)
+            if method in ("auth.test", "auth.revoke"):
+                args["_token"] = token
         wait = s.latency(method)
         if wait > 0:
             await asyncio.sleep(wait)
@@ -1018,7 +1170,9 @@ async def api(request: web.Request) -> web.Response:
         body = {"ok": False, "error": exc.error}
         if exc.messages:
             body["response_metadata"] = {"messages": exc.messages}
+    args.pop("_token", None)
     s.calls.append({"method": method, "args": args, "at": time.monotonic(), "status": status,
+                    "team": (info or {}).get("team_id") or (info or {}).get("enterprise_id"),
                     "error": body.get("error"), "response": copy.deepcopy(body),
                     "execution": s.execution_tokens.get(token or "")})
     for listener in s.listeners:

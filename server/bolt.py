@@ -13,22 +13,29 @@ import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.response import BoltResponse
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 import handlers
 from bot import background
 from bot.core import Bot
+from bot.installations import BOT_SCOPES, Installations, Workspace
 from handlers import shapes
 
 
 def build_bolt_app(bot: Bot) -> AsyncApp:
+    if bot.installations is not None:
+        return _oauth_bolt_app(bot, bot.installations)
     # Bolt warns that the token it could read from SLACK_BOT_TOKEN is unused: true (our client and
     # `authorize` carry it), and nothing to act on.
     logging.getLogger("slack_bolt.AsyncApp").addFilter(
@@ -61,6 +68,72 @@ def build_bolt_app(bot: Bot) -> AsyncApp:
         # POST /slack/events checks the signature before Bolt sees the request (unsigned: 401, never
         # parsed), and Socket Mode requests carry none: a second check by Bolt would only repeat it.
         request_verification_enabled=False,
+    )
+    handlers.register(app, bot)
+    return app
+
+
+NOT_INSTALLED = (
+    ":wave: This app is not installed in this workspace (or it was removed). "
+    "Ask an admin to install it, then try again."
+)
+NO_AUTH_EVENTS = {"app_uninstalled", "tokens_revoked", "team_access_revoked"}  # Bolt asks no token for them
+
+
+class InstalledAuthorize(AsyncAuthorize):
+    """Bolt's authorize for installs by OAuth, from the installed bot as stored: unlike Bolt's own, it asks
+    Slack nothing (`auth.test`) before a listener can acknowledge the request."""
+
+    def __init__(self, installations: Installations) -> None:
+        self.installations = installations
+
+    async def __call__(self, *, context: AsyncBoltContext, enterprise_id: str | None, team_id: str | None,
+                       user_id: str | None, **_: Any) -> AuthorizeResult | None:
+        found = await self.installations.bot(Workspace(team_id, enterprise_id, bool(context.is_enterprise_install)))
+        if found is None:
+            return None
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, user_id=user_id, bot_token=found.bot_token,
+                               bot_id=found.bot_id, bot_user_id=found.bot_user_id, bot_scopes=found.bot_scopes)
+
+
+def _oauth_bolt_app(bot: Bot, installations: Installations) -> AsyncApp:
+    """Installs by OAuth (SLACK_CLIENT_ID): Bolt's OAuth flow (GET /slack/install, /slack/oauth_redirect,
+    its state kept in the database and tied to the browser by Bolt's cookie), and each request served with
+    the token of the workspace (or org) it comes from. The workspace is noted for what the request
+    starts (`Workspace.enter`): the journal records it with each submission."""
+    settings = bot.settings
+    scopes = list(installations.scopes or BOT_SCOPES)
+    oauth = AsyncOAuthSettings(
+        client_id=settings.slack_client_id,
+        client_secret=settings.slack_client_secret.get_secret_value() if settings.slack_client_secret else "",
+        scopes=scopes,
+        installation_store=installations.store,
+        state_store=installations.states,
+        install_path="/slack/install",
+        redirect_uri_path="/slack/oauth_redirect",
+    )
+
+    async def installed_here(req: AsyncBoltRequest, next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
+        """A workspace where the app is not installed gets a polite notice and a log line, no traceback."""
+        event = req.body.get("event") if isinstance(req.body, dict) else None
+        if isinstance(event, dict) and event.get("type") in NO_AUTH_EVENTS:
+            return await next()
+        workspace = Workspace(req.context.team_id, req.context.enterprise_id, bool(req.context.is_enterprise_install))
+        if await installations.bot(workspace) is None:
+            logging.getLogger("app").warning("a request from %s, where the app is not installed: told so", workspace)
+            return BoltResponse(status=200, body=NOT_INSTALLED)
+        workspace.enter()  # what this request starts speaks with this workspace's token
+        return await next()
+
+    app = AsyncApp(
+        client=bot.slack,
+        authorize=InstalledAuthorize(installations),
+        before_authorize=installed_here,
+        oauth_settings=oauth,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        raise_error_for_unhandled_request=False,
+        user_facing_authorize_error_message=NOT_INSTALLED,
+        request_verification_enabled=False,  # as above: checked before Bolt sees the request
     )
     handlers.register(app, bot)
     return app

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
@@ -93,7 +93,22 @@ def build_web_app(
                 return web.json_response({"error": f"unreadable webhook: {exc}"}, status=400)
             return web.json_response({"ok": True, "tickets": found})
 
+    async def oauth(request: web.Request) -> web.Response:
+        """Bolt's OAuth flow (installs by OAuth): the *Add to Slack* page, and Slack's redirect back with
+        the code, exchanged by `oauth.v2.access` once its state is checked (issued here, not expired,
+        not used before, and from this browser's cookie)."""
+        with inflight.request():
+            flow = bolt.oauth_flow
+            assert flow is not None
+            bolt_request = await to_bolt_request(request)
+            if request.path == flow.install_path:
+                return await to_aiohttp_response(await flow.handle_installation(bolt_request))
+            return await to_aiohttp_response(await flow.handle_callback(bolt_request))
+
     web_app = web.Application(client_max_size=1024 * 1024)
+    if slack_events and bolt.oauth_flow is not None:
+        web_app.router.add_get(bolt.oauth_flow.install_path, oauth)
+        web_app.router.add_get(bolt.oauth_flow.redirect_uri_path, oauth)
     if slack_events:
         web_app.router.add_post("/slack/events", metrics.slack_endpoint(events))
         web_app.router.add_post("/webhooks/socialboards/{secret}", socialboards_webhook)
@@ -119,7 +134,8 @@ class Running:
 
     async def start(self) -> None:
         """Start the bot's background work: the ticket systems' refreshes and the journal."""
-        self.bot.people.warm_workspace()  # auth.test, in the background: no request waits for it
+        if self.bot.installations is None:  # one workspace: its auth.test, in the background
+            self.bot.people.warm_workspace()
         await self.bot.start()
         self.health.started = True
 

@@ -148,12 +148,19 @@ class Process:
         log.info("listening on %s (%s)", running.url, routes)
 
         # auth.test (its answer is what `authorize` uses) and each ticket system's token, at once.
-        found = await asyncio.gather(
-            checks.slack_bot_token(bot.people.workspace),
+        # Installs by OAuth: the installs as stored (each workspace's token is used as its requests come).
+        async def slack_check() -> list[checks.Check]:
+            if bot.installations is not None:
+                return await checks.slack_installs(bot.installations)
+            return [await checks.slack_bot_token(bot.people.workspace)]
+
+        slack_found, *systems = await asyncio.gather(
+            slack_check(),
             *(checks.ticket_system(name, backend, settings, may_rotate=True) for name, backend in bot.backends.items()),
         )
-        for name, result in zip(bot.backends, found[1:]):
+        for name, result in zip(bot.backends, systems):
             health.tokens[name].record(result)
+        found = [*slack_found, *systems]
         refused = [c for c in found if c.refused]
         for c in found:
             if c.ok:

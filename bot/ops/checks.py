@@ -78,6 +78,30 @@ def _slack_error(exc: SlackApiError) -> str:
 # --- Slack --------------------------------------------------------------------------------------
 
 
+async def slack_installs(installations: Any) -> list[Check]:
+    """Installs by OAuth: one line per installed workspace or org (its scopes, token rotation), and what
+    each misses of the scopes an install asks for (SLACK_SCOPES)."""
+    from ..installations import BOT_SCOPES
+
+    try:
+        bots = await installations.all()
+    except Exception as exc:
+        return [Check("Slack installs", False, f"could not be read ({type(exc).__name__}: {exc})", settings=("DATABASE_URL",))]
+    if not bots:
+        return [Check("Slack installs", None, "installs by OAuth (SLACK_CLIENT_ID): none yet; install at /slack/install")]
+    out = []
+    for b in bots:
+        where = f"org {b.enterprise_id} (org-wide)" if b.is_enterprise_install else \
+            f"workspace {b.team_id}" + (f" {b.team_name}" if b.team_name else "") + (f" in org {b.enterprise_id}" if b.enterprise_id else "")
+        rotation = "token rotation on" if b.bot_refresh_token else "no token rotation"
+        missing = sorted(set(installations.scopes or BOT_SCOPES) - set(b.bot_scopes or []))
+        detail = f"{where}: scopes {','.join(b.bot_scopes or []) or 'none'}; {rotation}"
+        if missing:
+            detail += f"; MISSING {','.join(missing)} (reinstall at /slack/install)"
+        out.append(Check("Slack install", not missing, detail, settings=("SLACK_SCOPES",) if missing else ()))
+    return out
+
+
 async def slack_bot_token(auth_test: Callable[[], Awaitable[Any]], *, timeout: float = 10.0) -> Check:
     """`auth.test` with SLACK_BOT_TOKEN. `auth_test` returns the workspace (People.workspace) or
     Slack's answer."""
@@ -299,7 +323,13 @@ async def run_all(settings: Settings) -> list[Check]:
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
     try:
         slack = slack_client(settings, session)
-        found = [await slack_bot_token(slack.auth_test)]
+        if settings.oauth:
+            from ..installations import Installations
+
+            found = await slack_installs(Installations(storage.engine, settings.slack_client_id, scopes=settings.slack_scopes)) \
+                if storage is not None else []
+        else:
+            found = [await slack_bot_token(slack.auth_test)]
         if settings.slack_app_token is not None:
             bare = AsyncWebClient(base_url=slack.base_url, timeout=10, session=session, retry_handlers=[])
             found.append(await slack_app_token(bare, settings.slack_app_token.get_secret_value()))

@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from clients.base import BackendError
 
+from ..installations import NotInstalled
 from .worker import Failure
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ def failure(exc: BaseException) -> Failure:
     """The one classification of errors every step shares. Only what cannot heal is permanent:
     a ticket system's refusal (4xx other than 408, 409, 429) and Slack's own error answers;
     everything else, unexpected errors included, is retried."""
+    if isinstance(exc, NotInstalled):  # uninstalled, or its tokens revoked: nothing to retry
+        return Failure(str(exc), False)
     if isinstance(exc, BackendError):
         return Failure(exc.message, exc.transient, exc.retry_after, exc.field_errors or None)
     if isinstance(exc, SlackApiError):

@@ -11,6 +11,7 @@ from clients.base import CreatedTicket
 
 from ..slack.drafts import Form
 from ..journal.storage import Storage, Submission
+from ..installations import Workspace
 from ..slack.views import Origin
 from .context import MESSAGE_SOURCES, THREAD_SOURCES
 from .queued import QueuedNotices
@@ -113,6 +114,8 @@ class Intake:
         return await self.storage.first_delivery(event_id)
 
     async def _journal(self, sub: Submission, view_id: str | None) -> Submission:
+        if workspace := Workspace.current():  # installs by OAuth: its steps speak with this workspace's token
+            sub.payload["workspace"] = workspace.as_dict()
         stored, new = await self.worker.journal(sub)
         if new and view_id:
             self.notices.start(stored)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..installations import Workspace
 from ..ops import metrics
 from ..ops.logs import set_log_context
 from ..journal.storage import LeaseLost, Storage, Submission
@@ -271,6 +272,8 @@ class Worker:
         # Every log line of this task names the submission, its person and channel (LOG_FORMAT=json).
         set_log_context(submission_id=sub.id, user=sub.payload.get("user_id"),
                         channel=(sub.payload.get("origin") or {}).get("channel_id"))
+        if workspace := Workspace.of(sub.payload.get("workspace")):
+            workspace.enter()  # its Slack calls carry that workspace's token (installs by OAuth)
         try:
             await self._advance(sub)
         except asyncio.CancelledError:

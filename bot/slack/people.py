@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import Person
 
+from ..installations import Workspace as Installed
 from ..journal.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,9 @@ class People:
         self.slack = slack
         self.storage = storage
         self.refresh = refresh
-        self._workspace: Workspace | None = None
-        self._workspace_task: asyncio.Task[Workspace] | None = None
+        # Per installed workspace (installs by OAuth: `Installed.current()`; one SLACK_BOT_TOKEN: None).
+        self._workspaces: dict[Installed | None, Workspace] = {}
+        self._workspace_tasks: dict[Installed | None, asyncio.Task[Workspace]] = {}
         self._workspace_failed_at = -1e18
 
     # --- the workspace ------------------------------------------------------------------------
@@ -91,21 +93,24 @@ class People:
     @property
     def known_workspace(self) -> Workspace | None:
         """The workspace if `auth.test` has answered already; never calls Slack."""
-        return self._workspace
+        return self._workspaces.get(Installed.current())
 
     async def workspace(self) -> Workspace:
-        """The bot's workspace: `auth.test`, asked once per process (one call at a time; a failed
-        call is asked again next time)."""
-        if self._workspace is not None:
-            return self._workspace
-        if self._workspace_task is None or self._workspace_task.done():
-            self._workspace_task = asyncio.create_task(self._auth_test(), name="auth.test")
-        return await asyncio.shield(self._workspace_task)
+        """The bot's workspace (with installs by OAuth: the one at hand): `auth.test`, asked once per
+        process (one call at a time; a failed call is asked again next time)."""
+        key = Installed.current()
+        if (found := self._workspaces.get(key)) is not None:
+            return found
+        task = self._workspace_tasks.get(key)
+        if task is None or task.done():
+            task = self._workspace_tasks[key] = asyncio.create_task(self._auth_test(key), name="auth.test")
+        return await asyncio.shield(task)
 
     def warm_workspace(self) -> None:
         """Ask `auth.test` in the background, so that no request waits for it (after a failure, not
         again for WORKSPACE_RETRY seconds)."""
-        if self._workspace is not None or (self._workspace_task and not self._workspace_task.done()):
+        task = self._workspace_tasks.get(Installed.current())
+        if self.known_workspace is not None or (task and not task.done()):
             return
         if time.monotonic() - self._workspace_failed_at < WORKSPACE_RETRY:
             return
@@ -119,16 +124,16 @@ class People:
 
         asyncio.get_running_loop().create_task(warm(), name="auth.test warm-up")
 
-    async def _auth_test(self) -> Workspace:
+    async def _auth_test(self, key: Installed | None) -> Workspace:
         resp = await self.slack.auth_test()
-        self._workspace = Workspace(
+        self._workspaces[key] = Workspace(
             team_id=resp.get("team_id") or "",
             url=resp.get("url") or "",
             enterprise_id=resp.get("enterprise_id") or None,
             bot_user_id=resp.get("user_id"),
             bot_id=resp.get("bot_id"),
         )
-        return self._workspace
+        return self._workspaces[key]
 
     # --- people ---------------------------------------------------------------------------------
 

@@ -1,0 +1,243 @@
+"""One bot for several workspaces (issue 22): installs by OAuth through Bolt's flow against the Slack
+stand-in's oauth.v2.access (state checked: a forged or replayed state is refused), two workspaces each
+served with its own token (the stand-in refuses a token used for another workspace), the journal's steps
+speaking with the token of the workspace the submission came from, uninstall, and a request from a
+workspace where the app is not installed."""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from bot.installations import BOT_SCOPES, Workspace
+from server.http import Running, serve_http
+from tests.conftest import SlackSender, eventually, make_settings, submission
+from tests.test_ticket_flow import created, filled, opened_view
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def second(slack) -> Any:
+    """A second workspace (T222) with its own channel and person, in the stand-in."""
+    state, _ = slack
+    state.add_workspace("T222", "Second", domain="second")
+    state.add_channel("C222", "ops", team_id="T222")
+    state.add_user("U333", email="carol@second.example", name="carol", team_id="T222")
+    return state
+
+
+@pytest.fixture
+async def oauth_bot(tmp_path, slack, serval, second) -> AsyncIterator[Running]:
+    """The bot with SLACK_CLIENT_ID / SLACK_CLIENT_SECRET instead of SLACK_BOT_TOKEN (HTTP mode)."""
+    state, url = slack
+    settings = make_settings(tmp_path, url, serval[1], slack_bot_token="", slack_client_id=state.client_id,
+                             slack_client_secret=state.client_secret)
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+class Browser:
+    """A person's browser. Bolt's state cookie is `Secure` (the bot is served over https): this one keeps
+    it over the tests' plain http, as the browser would over https."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.AsyncClient(base_url=url, timeout=10)
+        self.cookie = ""
+
+    async def start_install(self) -> str:
+        """Open the Add to Slack page; the state in its link to Slack's authorize page."""
+        page = await self.http.get("/slack/install")
+        assert page.status_code == 200, page.text
+        link = re.search(r'href="(https://slack\.com/oauth/v2/authorize\?[^"]+)"', page.text)
+        assert link, page.text
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(html.unescape(link.group(1))).query)
+        assert query["client_id"] == ["1111.2222"]
+        self.scopes = query["scope"][0].split(",")
+        self.cookie = page.headers["set-cookie"].split(";")[0]
+        assert "Secure" in page.headers["set-cookie"] and "HttpOnly" in page.headers["set-cookie"]
+        return query["state"][0]
+
+    async def redirect(self, code: str, state: str) -> httpx.Response:
+        """Slack sends the browser back with the code and the state."""
+        return await self.http.get("/slack/oauth_redirect", params={"code": code, "state": state},
+                                   headers={"Cookie": self.cookie} if self.cookie else {})
+
+
+@pytest.fixture
+async def browser(oauth_bot) -> AsyncIterator[Browser]:
+    b = Browser(oauth_bot.url)
+    yield b
+    await b.http.aclose()
+
+
+async def start_install(browser: Browser) -> str:
+    return await browser.start_install()
+
+
+async def install(browser: Browser, slack_state: Any, team_id: str | None = None, **approve: Any) -> httpx.Response:
+    state = await browser.start_install()
+    code = slack_state.approve(team_id, **approve)
+    return await browser.redirect(code, state)
+
+
+def tokens_of(slack_state: Any, team: str) -> list[str]:
+    return [t for t, info in slack_state.bot_tokens.items() if (info["team_id"] or info["enterprise_id"]) == team]
+
+
+async def test_the_install_scopes_default_to_the_manifests_bot_scopes():
+    manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    assert sorted(BOT_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
+
+
+async def test_an_install_exchanges_the_code_and_stores_the_workspaces_token(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    await browser.start_install()
+    assert browser.scopes == list(BOT_SCOPES)
+    done = await install(browser, slack_state, "T222")
+    assert done.status_code == 200, done.text
+    exchange = slack_state.calls_to("oauth.v2.access")
+    assert len(exchange) == 1 and exchange[0]["error"] is None
+    found = await oauth_bot.bot.installations.bot(Workspace("T222"))
+    assert found is not None and found.bot_token in tokens_of(slack_state, "T222")
+    assert await oauth_bot.bot.installations.bot(Workspace("T111")) is None
+
+
+async def test_a_forged_state_is_refused_and_no_code_is_exchanged(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    await start_install(browser)  # the cookie of a real install under way
+    code = slack_state.approve("T222")
+    refused = await browser.redirect(code, "forged-state")
+    assert refused.status_code == 400
+    assert slack_state.calls_to("oauth.v2.access") == []
+    assert await oauth_bot.bot.installations.bot(Workspace("T222")) is None
+
+
+async def test_a_state_from_another_browser_is_refused(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    state = await start_install(browser)
+    other = Browser(oauth_bot.url)  # no cookie: not the browser that started the install
+    refused = await other.redirect(slack_state.approve("T222"), state)
+    await other.http.aclose()
+    assert refused.status_code == 400
+    assert slack_state.calls_to("oauth.v2.access") == []
+
+
+async def test_a_replayed_state_is_refused(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    state = await start_install(browser)
+    first = await browser.redirect(slack_state.approve("T222"), state)
+    assert first.status_code == 200, first.text
+    again = await browser.redirect(slack_state.approve("T222"), state)  # the same state, cookie kept
+    assert again.status_code == 401 and "invalid_state" in again.text
+    assert len(slack_state.calls_to("oauth.v2.access")) == 1
+
+
+async def test_the_single_token_setup_has_no_install_pages(running):
+    async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+        assert (await http.get("/slack/install")).status_code in (404, 405)
+
+
+# --- two workspaces, each with its own token --------------------------------------------------------
+
+
+async def command(sender: SlackSender, slack_state: Any, team: str, channel: str, user: str, text: str = "") -> dict[str, Any]:
+    trigger = slack_state.issue_trigger_id(team)
+    r = await sender.command(text, team_id=team, channel_id=channel, user_id=user, trigger_id=trigger)
+    assert r.status_code == 200, r.text
+    view = await opened_view(slack_state, trigger)
+    call = next(c for c in slack_state.calls_to("views.open") if c["args"].get("trigger_id") == trigger)
+    assert call["team"] == team  # opened with that workspace's token
+    return view
+
+
+def team_submission(view: dict[str, Any], values: dict[str, Any], team: str, user: str) -> dict[str, Any]:
+    body = submission(view, values, user_id=user)
+    body["team"] = {"id": team, "domain": team.lower()}
+    body["user"]["team_id"] = team
+    body["view"]["team_id"] = body["view"]["app_installed_team_id"] = team
+    return body
+
+
+async def test_two_workspaces_are_each_served_with_their_own_token(oauth_bot, browser, slack, serval):
+    slack_state, _ = slack
+    assert (await install(browser, slack_state, "T111")).status_code == 200
+    assert (await install(browser, slack_state, "T222")).status_code == 200
+    sender = SlackSender(oauth_bot.url)
+    try:
+        first = await command(sender, slack_state, "T111", "C111", "U111", "Printer jammed")
+        second = await command(sender, slack_state, "T222", "C222", "U333", "VPN down")
+        # The form submitted in the second workspace: the journaled steps speak with its token.
+        r = await sender.interactive(team_submission(second, filled("VPN down"), "T222", "U333"))
+        assert r.status_code == 200, r.text
+        told = await slack_state.wait_for("chat.postEphemeral", timeout=10)
+        assert told[0]["team"] == "T222" and told[0]["args"]["user"] == "U333" and told[0]["error"] is None
+        await eventually(lambda: created(serval[0]))
+        r = await sender.interactive(team_submission(first, filled("Printer jammed"), "T111", "U111"))
+        assert r.status_code == 200, r.text
+        told = await slack_state.wait_for("chat.postEphemeral", count=2, timeout=10)
+        assert [(c["team"], c["args"]["user"]) for c in told] == [("T222", "U333"), ("T111", "U111")]
+        # No call refused for a token of the wrong workspace (the forms' views.update: views the stand-in never saw).
+        assert [(c["method"], c["team"], c["error"]) for c in slack_state.calls
+                if c["error"] and c["method"] != "views.update"] == []
+    finally:
+        await sender.aclose()
+    subs = await oauth_bot.bot.storage.pending_submissions() or []
+    assert subs == []
+
+
+async def test_the_stand_in_refuses_a_token_used_for_another_workspace(oauth_bot, browser, slack):
+    """What the tests above rely on: a token of T111 cannot post in T222's channel."""
+    slack_state, url = slack
+    await install(browser, slack_state, "T111")
+    token = tokens_of(slack_state, "T111")[0]
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = (await http.post(url + "chat.postMessage", data={"channel": "C222", "text": "hi"},
+                                  headers={"Authorization": f"Bearer {token}"})).json()
+    assert answer == {"ok": False, "error": "channel_not_found"}
+
+
+async def test_a_workspace_without_an_install_is_told_politely(oauth_bot, browser, slack, caplog):
+    slack_state, _ = slack
+    await install(browser, slack_state, "T111")
+    sender = SlackSender(oauth_bot.url)
+    try:
+        r = await sender.command("Help", team_id="T222", channel_id="C222", user_id="U333",
+                                 trigger_id=slack_state.issue_trigger_id("T222"))
+    finally:
+        await sender.aclose()
+    assert r.status_code == 200
+    assert "not installed" in r.text
+    assert "Traceback" not in caplog.text
+    assert any("not installed" in rec.getMessage() and "T222" in rec.getMessage() for rec in caplog.records)
+    assert slack_state.calls_to("views.open") == []
+
+
+async def test_uninstall_forgets_the_token_and_the_workspace_is_told_politely(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    await install(browser, slack_state, "T222")
+    sender = SlackSender(oauth_bot.url)
+    try:
+        r = await sender.event(slack_state.uninstall("T222"))
+        assert r.status_code == 200, r.text
+        await eventually(lambda: _gone(oauth_bot, "T222"), timeout=10)
+        r = await sender.command("Help", team_id="T222", channel_id="C222", user_id="U333",
+                                 trigger_id=slack_state.issue_trigger_id("T222"))
+        assert "not installed" in r.text
+    finally:
+        await sender.aclose()
+
+
+async def _gone(running: Running, team: str) -> bool:
+    return await running.bot.installations.store.async_find_bot(enterprise_id=None, team_id=team) is None
