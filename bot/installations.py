@@ -61,6 +61,11 @@ class Workspace:
         _current.set(self)
 
     @staticmethod
+    def use(workspace: "Workspace | None") -> None:
+        """This task now works for `workspace` (None: for none; a loop over several workspaces' work)."""
+        _current.set(workspace)
+
+    @staticmethod
     def current() -> "Workspace | None":
         return _current.get()
 

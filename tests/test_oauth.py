@@ -7,6 +7,7 @@ workspace where the app is not installed."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ import yaml
 from bot.installations import BOT_SCOPES, Workspace
 from server.http import Running, serve_http
 from tests.conftest import SlackSender, eventually, make_settings, submission
+from tests.test_after_ticket import agent_changes
 from tests.test_ticket_flow import created, filled, opened_view
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +42,7 @@ async def oauth_bot(tmp_path, slack, serval, second) -> AsyncIterator[Running]:
     """The bot with SLACK_CLIENT_ID / SLACK_CLIENT_SECRET instead of SLACK_BOT_TOKEN (HTTP mode)."""
     state, url = slack
     settings = make_settings(tmp_path, url, serval[1], slack_bot_token="", slack_client_id=state.client_id,
-                             slack_client_secret=state.client_secret)
+                             slack_client_secret=state.client_secret, status_poll_seconds=0.2)
     running = await serve_http(settings, host="127.0.0.1", port=0)
     try:
         yield running
@@ -241,3 +243,25 @@ async def test_uninstall_forgets_the_token_and_the_workspace_is_told_politely(oa
 
 async def _gone(running: Running, team: str) -> bool:
     return await running.bot.installations.store.async_find_bot(enterprise_id=None, team_id=team) is None
+
+
+async def test_the_followed_tickets_card_is_edited_with_its_workspaces_token(oauth_bot, browser, slack, serval):
+    """The poller works for every workspace at once: each card is edited with its own workspace's token."""
+    slack_state, serval_state = slack[0], serval[0]
+    await install(browser, slack_state, "T111")
+    await install(browser, slack_state, "T222")
+    sender = SlackSender(oauth_bot.url)
+    try:
+        view = await command(sender, slack_state, "T222", "C222", "U333", "VPN down")
+        r = await sender.interactive(team_submission(view, filled("VPN down", share=True), "T222", "U333"))
+        assert r.status_code == 200, r.text
+    finally:
+        await sender.aclose()
+    card = (await eventually(lambda: [c for c in slack_state.calls_to("chat.postMessage")
+                                      if c["args"].get("channel") == "C222"], timeout=10))[0]
+    assert card["team"] == "T222" and card["error"] is None
+    ticket = next(iter(serval_state.tickets.values()))
+    await agent_changes(serval[1], ticket["id"], statusId="st-it-in-progress")
+    edit = (await eventually(lambda: slack_state.calls_to("chat.update"), timeout=10))[0]
+    assert (edit["args"]["channel"], edit["team"], edit["error"]) == ("C222", "T222", None)
+    assert "In Progress" in json.dumps(edit["args"]["blocks"])

@@ -29,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import BackendError, CreatedTicket, Person, ThreadMessage, TicketBackend, TicketState
 
+from ..installations import Workspace
 from ..journal.storage import Followed, Storage, Submission, journaled
 from ..ops import metrics
 from ..slack import cards
@@ -116,6 +117,7 @@ class Follower:
             requester_id=p.get("requester_id") or origin.requester_id or p["user_id"], submitter_id=p["user_id"],
             channel_id=posted.get("channel"), thread_ts=posted.get("thread_ts"), card_ts=posted.get("ts"),
             card=posted.get("card"), next_poll_at=now + self.poll_seconds, changed_at=now, created_at=now,
+            workspace=p.get("workspace"),
         ))
         return True
 
@@ -275,6 +277,7 @@ class Follower:
     async def apply(self, f: Followed, state: TicketState, now: float) -> bool:
         """Act on the ticket's state as now known: edit the card, announce a closure, remember it.
         False when that has to wait (Slack answered 429 or is down): it is done at the next look."""
+        Workspace.use(Workspace.of(f.workspace))  # installs by OAuth: its card is edited with its workspace's token
         seen = dataclasses.asdict(state)
         if f.seen == seen:
             if now - f.changed_at > self.track_days * DAY:

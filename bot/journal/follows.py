@@ -79,6 +79,7 @@ class Followed:
     card_ts: str | None = None
     card: dict[str, Any] | None = None  # the card's own lines and buttons (see bot.slack.cards)
     card_dead: bool = False
+    workspace: dict[str, Any] | None = None  # installs by OAuth: whose token edits the card and tells people
     seen: dict[str, Any] | None = None  # the TicketState last seen
     pushed: dict[str, Any] | None = None  # a TicketState a webhook brought, not applied yet
     closures: int = 0
@@ -91,7 +92,7 @@ class Followed:
     @classmethod
     def _from_row(cls, row: Mapping[str, Any]) -> "Followed":
         data = dict(row)
-        for key in ("ticket", "card", "seen", "pushed"):
+        for key in ("ticket", "card", "seen", "pushed", "workspace"):
             data[key] = json.loads(data[key]) if data[key] else None
         data["card_dead"], data["stopped"] = bool(data["card_dead"]), bool(data["stopped"])
         return cls(**data)
@@ -120,6 +121,7 @@ class Follows(Records):
             "submission_id": f.submission_id, "requester_id": f.requester_id, "submitter_id": f.submitter_id,
             "channel_id": f.channel_id, "thread_ts": f.thread_ts, "card_ts": f.card_ts,
             "card": json.dumps(f.card) if f.card is not None else None,
+            "workspace": json.dumps(f.workspace) if f.workspace is not None else None,
             "seen": json.dumps(f.seen) if f.seen is not None else None,
             "next_poll_at": f.next_poll_at, "changed_at": f.changed_at or now, "created_at": f.created_at or now,
         }, count=True)

@@ -95,6 +95,7 @@ followed = sa.Table(  # tickets the bot follows after filing them: where their c
     sa.Column("card_ts", sa.Text),  # the card, edited with chat.update
     sa.Column("card", sa.Text),  # JSON: what the card's first lines say and its buttons beside the live ones
     sa.Column("card_dead", sa.Integer, nullable=False, server_default="0"),  # cannot be edited any more
+    sa.Column("workspace", sa.Text),  # JSON: the Slack workspace (or org) whose token edits the card (0005)
     sa.Column("seen", sa.Text),  # JSON of the TicketState last seen (NULL: not looked at yet)
     sa.Column("pushed", sa.Text),  # JSON of a TicketState a webhook brought, not applied yet
     sa.Column("closures", sa.Integer, nullable=False, server_default="0"),  # times announced resolved/cancelled

@@ -1,4 +1,4 @@
-"""`slack_installations`, `slack_bots` and `slack_oauth_states`: the OAuth installs of the app (one per
+"""`followed.workspace`, and `slack_installations`, `slack_bots` and `slack_oauth_states`: the OAuth installs of the app (one per
 workspace or Enterprise Grid org) and the state of installs under way, in slack_sdk's own layout, so
 that its SQLAlchemy stores read and write them on the bot's database (bot/installations.py). Every
 replica sees an install made through another at once.
@@ -33,6 +33,8 @@ def upgrade() -> None:
         op.create_table(table.name, *[column.copy() for column in table.columns])
         for index in table.indexes:
             op.create_index(index.name, table.name, [c.name for c in index.columns])
+    # A followed ticket's workspace (JSON: team, enterprise, org-wide install): whose token edits its card.
+    op.add_column("followed", sa.Column("workspace", sa.Text))
 
 
 def downgrade() -> None:
