@@ -142,6 +142,16 @@ class TicketBackend:
     async def start(self) -> None:
         """Begin background work (e.g. refreshing cached lists). Must not fail when offline."""
 
+    @property
+    def lists_known(self) -> bool:
+        """The cached lists behind `form_fields` (teams, priorities, the form) have been loaded at
+        least once: a field missing from the form is then really missing, not just unknown yet."""
+        return True
+
+    def link(self, ticket: CreatedTicket) -> str | None:
+        """The ticket's web page for people, when the system has one (or one is configured)."""
+        return ticket.url
+
     async def form_fields(self) -> list[FormField]:
         return []
 

@@ -158,7 +158,8 @@ EVENT = Obj({
     "user": USER, "channel": CHANNEL, "team": TEAM, "hidden": BOOL,
     "item": Obj(_strings("type", "channel", "ts", "file", "file_comment")),
     "message": MESSAGE, "previous_message": MESSAGE, "view": VIEW, "blocks": ListOf(OBJECT), "files": ListOf(OBJECT),
-    "function": Obj(_strings("callback_id")),
+    "function": Obj(_strings("callback_id")), "function_execution_id": STR, "bot_access_token": STR,
+    "inputs": OBJECT,
 }, frozenset({"type"}))
 
 ENVELOPE = Obj({

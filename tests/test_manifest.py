@@ -10,7 +10,7 @@ import jsonschema
 import yaml
 
 from bot.slack import views
-from tests.conftest import eventually, select_value, submission
+from tests.conftest import eventually, payload, select_value, submission
 from tests.test_events import event, thread_replies
 from tests.test_ticket_flow import filled, open_modal_with_command, open_modal_with_shortcut, shortcut
 
@@ -38,6 +38,7 @@ EVENT_SCOPES = {
     "message.channels": {"channels:history"},
     "message.groups": {"groups:history"},
     "message.im": {"im:history"},
+    "function_executed": set(),  # a workflow step of the app's own (manifest `functions`)
 }
 
 
@@ -59,6 +60,13 @@ def test_manifest_declares_the_command_shortcut_and_socket_mode():
     assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", "create_ticket")]
     assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
     assert MANIFEST["settings"]["socket_mode_enabled"] is True
+    # the workflow step: declared, org-ready, run by this app (docs/slack-native.md)
+    step = MANIFEST["functions"]["create_ticket"]
+    assert {k for k, v in step["input_parameters"].items() if v["is_required"]} == {"title", "requester"}
+    assert step["input_parameters"]["requester"]["type"] == "slack#/types/user_id"
+    assert step["input_parameters"]["channel"]["type"] == "slack#/types/channel_id"
+    assert set(step["output_parameters"]) == {"ticket_id", "ticket_url", "ticket_system"}
+    assert MANIFEST["settings"]["org_deploy_enabled"] is True and MANIFEST["settings"]["function_runtime"] == "remote"
     # people write to the bot in its Messages tab: each message gets a Create ticket button
     home = features["app_home"]
     assert home["messages_tab_enabled"] is True and home["messages_tab_read_only_enabled"] is False
@@ -102,6 +110,9 @@ async def test_manifest_scopes_and_events_are_exactly_those_the_bot_uses(running
         "message.groups": event("message.slack-docs.groups.json", channel="G111", user="U222", text=in_private["text"],
                                 ts=in_private["ts"], event_ts=in_private["ts"]),
         "message.im": event("message.real-capture.im.json"),
+        "function_executed": {**payload("function_executed.DERIVED.create_ticket.json"),
+                              "event": {**payload("function_executed.DERIVED.create_ticket.json")["event"],
+                                        "inputs": {"title": "From a workflow", "requester": "U111"}}},
         "app_home_opened": {"type": "event_callback", "event_id": "EvHOME", "team_id": "T111", "api_app_id": "A111",
                             "event": {"type": "app_home_opened", "user": "U111", "channel": "D0LFFBKLZ", "tab": "home",
                                       "event_ts": "1.1"}},

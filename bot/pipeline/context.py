@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 CREATE, NOTIFY, COMPLETE, REPLY, HISTORY, CONNECT, FOLLOWUP = (
     "create", "notify", "complete", "reply", "history", "connect", "followup"
 )
+WORKFLOW = "workflow"  # the source of a ticket made by the *Create a ticket* workflow step
 # Where a ticket starts from a message in a thread: the thread is reserved, replied in and connected.
 MESSAGE_SOURCES = {"reaction", "mention", "intake"}  # tickets made from a conversation, without a form
 THREAD_SOURCES = {"shortcut"} | MESSAGE_SOURCES

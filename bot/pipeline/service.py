@@ -2,10 +2,10 @@
 durable worker (`worker`: leases, retries, the failure rule) carries each submission through the
 ticket steps, in this order:
 
-create → notify the person → complete → reply in Slack → copy the thread's history → connect the
-thread → follow-up notice
+create → notify the person → complete → end a workflow step's execution → reply in Slack → copy
+the thread's history → connect the thread → follow-up notice
 
-(`create`, `tell`, `thread`; what they share is in `context`, who a ticket is for in
+(`create`, `tell`, `workflow`, `thread`; what they share is in `context`, who a ticket is for in
 `requesters`). Home's ticket list and *Edit details* read the journal and the ticket system here.
 """
 
@@ -37,6 +37,7 @@ from .requesters import Requesters
 from .tell import Followup, Notify
 from .thread import Connect, History, Reply
 from .worker import Failure, Step, Worker
+from .workflow import Function
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class TicketService:
         who = Requesters(ctx)
         notify = Notify(ctx)
         self.notices = QueuedNotices(ctx, notify.outcome_modal, queued_after)
-        steps = [Create(ctx, who, self.notices), notify, Complete(ctx, who), Reply(ctx), History(ctx, who),
-                 Connect(ctx), Followup(ctx)]
+        steps = [Create(ctx, who, self.notices), notify, Complete(ctx, who), Function(ctx), Reply(ctx),
+                 History(ctx, who), Connect(ctx), Followup(ctx)]
         self.worker.steps = [Step(s.name, s.run, s.failed) for s in steps]
         self.intake = Intake(storage, self.worker, self.notices, router)
 
@@ -129,6 +130,10 @@ class TicketService:
     async def submit_message(self, **kwargs: Any) -> Submission:
         """A message in a conversation: see `Intake.submit_message`."""
         return await self.intake.submit_message(**kwargs)
+
+    async def submit_function(self, **kwargs: Any) -> Submission:
+        """An execution of the *Create a ticket* workflow step: see `Intake.submit_function`."""
+        return await self.intake.submit_function(**kwargs)
 
     async def first_delivery(self, event_id: str) -> bool:
         """Record a Slack event id; False when it was recorded before (a redelivery)."""

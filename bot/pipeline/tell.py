@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from ..slack import views
 from ..journal.storage import Submission, journaled
 from ..slack.views import Origin
-from .context import MESSAGE_SOURCES, Context
+from .context import MESSAGE_SOURCES, WORKFLOW, Context
 from .failures import SLACK_NO_ACCESS
 from .worker import Failure
 
@@ -28,6 +28,8 @@ class Notify:
         """Tell the person the outcome as soon as it is known: the ticket id right after create."""
         p = sub.payload
         origin = journaled(Origin, p["origin"])
+        if origin.source == WORKFLOW:
+            return False  # the workflow step's outputs (or error) are its notice
         if origin.source in MESSAGE_SOURCES:
             await self._in_thread(sub, origin)
             p["told_warnings"] = len(sub.warnings)
@@ -115,7 +117,7 @@ class Followup:
     async def run(self, sub: Submission) -> bool:
         """What went wrong after the person was told the ticket id (a reply, the thread link)."""
         told = sub.payload.get("told_warnings", 0)
-        if not sub.ticket or len(sub.warnings) <= told:
+        if not sub.ticket or len(sub.warnings) <= told or sub.payload.get("function"):
             return False
         p = sub.payload
         text = views.followup_text(self.ctx.ticket(sub).display_id, sub.warnings[told:])

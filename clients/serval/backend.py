@@ -85,6 +85,10 @@ class ServalBackend(TicketBackend):
     async def start(self) -> None:
         self._catalog.start()
 
+    @property
+    def lists_known(self) -> bool:
+        return bool(self.teams or self.priorities)
+
     async def refresh_catalog(self) -> bool:
         teams = await self.client.list_teams()
         wanted = {t.id for t in teams} | {self.team_id}
