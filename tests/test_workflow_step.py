@@ -16,6 +16,7 @@ from sandbox.serval import Fault
 from server.http import serve_http
 from tests import slack_extra
 from tests.conftest import SlackSender, eventually, make_settings, payload
+from tests.test_logging import BOT, SIGNING, captured  # noqa: F401 (fixture)
 from tests.test_ticket_flow import created
 
 FAST = dict(retry_base_seconds=0.05, retry_max_seconds=0.3)
@@ -148,3 +149,27 @@ async def test_a_step_journaled_before_a_stop_completes_after_the_restart(tmp_pa
     finally:
         await sender.aclose()
         await second.close()
+
+
+async def test_the_executions_token_never_reaches_the_log(captured, tmp_path, slack, extra, serval):  # noqa: F811
+    """At LOG_LEVEL=DEBUG (every request and Web API call logged), from the delivery to the end."""
+    slack_state, _ = slack
+    calls, url = extra
+    slack_state.token = BOT
+    settings = make_settings(tmp_path, url, serval[1], slack_bot_token=BOT, slack_signing_secret=SIGNING,
+                             log_level="DEBUG", **FAST)
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    sender = SlackSender(running.url, SIGNING)
+    try:
+        await eventually(lambda: running.bot.people.known_workspace, timeout=10)
+        await deliver(sender, execution(priority="Nope"))  # an error: the path that logs most
+        await deliver(sender, execution())
+        await calls.wait_for("functions.completeError")
+        await calls.wait_for("functions.completeSuccess")
+        await running.bot.tickets.idle(10)
+    finally:
+        await sender.aclose()
+        await running.close()
+    log = captured.getvalue()
+    assert "functions.completeSuccess" in log and len(log.splitlines()) > 30  # the log covers the step, verbosely
+    assert TOKEN not in log and TOKEN[:12] not in log
