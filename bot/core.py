@@ -18,6 +18,7 @@ from clients.socialboards import SocialboardsBackend
 
 from .ops import metrics
 from .backends import make_backends
+from .cards import TicketCards
 from .slack.people import People
 from .routing import Router, RoutingError, load_routing_file
 from .pipeline.service import TicketService
@@ -60,6 +61,7 @@ class Bot:
     tickets: TicketService
     people: People
     router: Router
+    cards: TicketCards  # ticket links → their cards (link_shared)
     threads: Threads = field(default_factory=Threads)  # threads known to be taken (the shortcut's hint)
 
     @classmethod
@@ -110,7 +112,8 @@ class Bot:
             retention_seconds=settings.journal_retention_days * 86400,
             router=router,
         )
-        bot = cls(settings, storage, slack, backends, tickets, people, router)
+        cards = TicketCards(backends, ttl=settings.unfurl_cache_seconds, per_minute=settings.unfurl_lookups_per_minute)
+        bot = cls(settings, storage, slack, backends, tickets, people, router, cards)
         tickets.ctx.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
         tickets.is_admin = bot.may_configure  # admins may edit any ticket's details
         return bot

@@ -53,7 +53,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("the journal", ["bot.journal", "bot.journal.*"]),
     ("Slack's building blocks, routes, back ends, metrics",
      ["bot.slack", "bot.slack.text", "bot.slack.views", "bot.slack.drafts", "bot.slack.people", "bot.routing", "bot.backends",
-      "bot.ops.metrics"]),
+      "bot.cards", "bot.ops.metrics"]),
     ("the pipeline: worker, intake, ticket steps", ["bot.pipeline", "bot.pipeline.*"]),
     ("assembly", ["bot.core"]),
     ("what handlers ask of the bot; operations", ["bot.slack.forms", "bot.slack.suggestions", "bot.slack.edits",

@@ -26,7 +26,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from clients.base import CreatedTicket, FormField, TicketSummary
+from clients.base import CreatedTicket, FormField, TicketCard, TicketSummary
 
 from ..journal.storage import journaled
 from .text import (  # noqa: F401 (the bot's words, also used through `views`)
@@ -535,3 +535,21 @@ def ticket_thread_reply(display_id: str, title: str, user_id: str, edit_value: s
     return {"text": text, "blocks": blocks}
 
 
+
+
+VIEW_TICKET_ACTION = "view_ticket"  # the unfolded link's *View in …* button (a link: nothing to do)
+
+
+def ticket_unfurl(card: TicketCard, url: str, system: str) -> dict[str, Any]:
+    """A ticket link, unfolded: its id and title, status, assignee, priority, requester, and a
+    button to the ticket's page."""
+    head = f"*{escape(card.ticket.display_id)}* {escape(shorten(card.title, 200))}"
+    details = [("Status", card.status), ("Assignee", card.assignee or ("Unassigned" if card.status else None)),
+               ("Priority", card.priority), ("Requester", card.requester)]
+    section: dict[str, Any] = {"type": "section", "text": _mrkdwn(head)}
+    fields = [_mrkdwn(f"*{name}*\n{escape(shorten(value, 150))}") for name, value in details if value]
+    if fields:
+        section["fields"] = fields
+    button = {"type": "button", "action_id": VIEW_TICKET_ACTION, "text": _plain(shorten(f"View in {system}", 75)),
+              "url": url[:3000], "value": card.ticket.display_id[:2000]}
+    return {"blocks": [section, {"type": "actions", "block_id": "ticket_link", "elements": [button]}]}

@@ -19,6 +19,7 @@ from ..base import (
     Person,
     ThreadMessage,
     TicketBackend,
+    TicketCard,
     TicketDetails,
     TicketDraft,
     TicketSummary,
@@ -68,6 +69,7 @@ class ServalBackend(TicketBackend):
         self._user_cache_ttl = user_cache_ttl
         self._user_miss_reload_after = user_miss_reload_after
         self._users_by_email: dict[str, str] = {}
+        self._user_names: dict[str, str] = {}  # user id -> a name people read (cards)
         self._users_loaded_at = -1e18
         self._users_loading: asyncio.Task[None] | None = None
         self._search_available = True  # until POST /v2/tickets/search answers 404/405/501
@@ -195,6 +197,8 @@ class ServalBackend(TicketBackend):
     async def _fetch_users(self) -> None:
         users = await self.client.list_users()
         self._users_by_email = {u.email.strip().lower(): u.id for u in users if u.email and not u.deactivatedAt}
+        self._user_names = {u.id: u.name or " ".join(filter(None, (u.firstName, u.lastName))) or u.email or u.id
+                            for u in users}
         self._users_loaded_at = time.monotonic()
 
     async def create_user(self, person: Person) -> str | None:
@@ -364,6 +368,33 @@ class ServalBackend(TicketBackend):
                 text = f"{intro}\n{text}"
         return await self.client.create_message(
             ticket.id, CreateMessageRequest(message=text, authorUserId=message.author_id or None)
+        )
+
+    async def ticket_card(self, ref: dict[str, str]) -> TicketCard | None:
+        """`GET /v2/tickets/{id}`, its status and priority named from the cached lists, its people
+        from the cached user list. Only links with the ticket's id can be looked up (Serval finds no
+        ticket by its friendly id)."""
+        if not ref.get("id"):
+            return None
+        try:
+            t = await self.client.get_ticket(ref["id"])
+        except BackendError as exc:
+            if exc.status in (400, 404):  # no such ticket (or no ticket id at all)
+                return None
+            raise
+        team_id = t.teamId or self.team_id
+        if team_id not in self.statuses:
+            self.statuses[team_id] = await self.client.list_statuses(team_id)
+        status = next((s.name for s in self.statuses[team_id] if s.id == t.statusId), None)
+        priority = next(((p.priority or "").capitalize() for p in self.priorities.get(team_id, [])
+                         if p.id == t.priorityId and p.priority != "NONE"), None)
+        if (t.assignedToUserId or t.requesterUserId) and time.monotonic() - self._users_loaded_at > self._user_cache_ttl:
+            await self._load_users()
+        return TicketCard(
+            ticket=_created(t), title=t.name or t.friendlyIdentifier or t.id, status=status,
+            assignee=self._user_names.get(t.assignedToUserId or "") if t.assignedToUserId else None,
+            priority=priority or None,
+            requester=self._user_names.get(t.requesterUserId or "") if t.requesterUserId else None,
         )
 
     async def ticket_details(self, ticket: CreatedTicket) -> TicketDetails:

@@ -1,0 +1,119 @@
+"""Ticket links (issue 23, item 2): SERVAL_TICKET_URL links the tickets the bot names, and a pasted
+ticket link (`link_shared`, as tests/payloads/link_shared.DERIVED.ticket_link.json) unfolds through
+`chat.unfurl` into the ticket's card, looked up in the Serval stand-in; an unknown ticket or a link
+over the rate budget stays a plain link. `chat.unfurl` is answered by `tests/slack_extra.py` (the
+Slack stand-in does not serve it yet)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from tests import slack_extra
+from tests.conftest import eventually, make_settings, payload
+from tests.test_workflow_step import TOKEN, deliver, execution
+
+FAST = dict(retry_base_seconds=0.05, retry_max_seconds=0.3)
+TEMPLATE = "https://app.serval.com/tickets/{id}"
+
+
+@pytest.fixture
+async def extra(slack):
+    state, runner, url = await slack_extra.start(slack[1])
+    yield state, url
+    await runner.cleanup()
+
+
+@pytest.fixture
+def settings(tmp_path, extra, serval):
+    return make_settings(tmp_path, extra[1], serval[1], serval_ticket_url=TEMPLATE, unfurl_lookups_per_minute=3, **FAST)
+
+
+def seeded(serval_state: Any, name: str = "VPN drops every hour", **more: Any) -> dict[str, Any]:
+    """A ticket in Serval, requested by Bob and assigned to Alice, priority high."""
+    ticket = serval_state.create_ticket({
+        "teamId": "team-it", "name": name, "description": "",
+        "requesterUserId": serval_state.user_by_email("bob@example.com")["id"],
+        "assignedToUserId": serval_state.user_by_email("alice@example.com")["id"], **more,
+    })
+    ticket["priorityId"] = "pri-it-high"
+    return ticket
+
+
+def shared(*urls: str, **changes: Any) -> dict[str, Any]:
+    body = payload("link_shared.DERIVED.ticket_link.json")
+    body["event_id"] = f"Ev{uuid.uuid4().hex[:10].upper()}"
+    body["event"]["links"] = [{"domain": "app.serval.com", "url": u} for u in urls]
+    body["event"].update(changes)
+    return body
+
+
+def card_text(unfurl: dict[str, Any]) -> str:
+    section = unfurl["blocks"][0]
+    return section["text"]["text"] + " | " + " | ".join(f["text"] for f in section.get("fields", []))
+
+
+async def test_a_ticket_link_unfolds_into_its_card(running, sender, extra, serval):
+    calls, _ = extra
+    serval_state, _ = serval
+    ticket = seeded(serval_state)
+    url = TEMPLATE.format(id=ticket["id"])
+    await deliver(sender, shared(url))
+    call = (await calls.wait_for("chat.unfurl"))[0]
+    assert call["args"]["channel"] == "C0HELP" and call["args"]["ts"] == "1764870100.000200"
+    unfurl = call["args"]["unfurls"][url]
+    text = card_text(unfurl)
+    for part in (ticket["friendlyIdentifier"], "VPN drops every hour", "*Status*\nOpen", "*Assignee*\nAlice Anderson",
+                 "*Priority*\nHigh", "*Requester*\nBob Baker"):
+        assert part in text, (part, text)
+    button = unfurl["blocks"][1]["elements"][0]
+    assert button["text"]["text"] == "View in Serval" and button["url"] == url
+    assert call["token"] == "xoxb-test"
+
+
+async def test_an_unknown_ticket_or_a_foreign_link_stays_a_plain_link(running, sender, slack, extra, serval):
+    calls, _ = extra
+    serval_state, _ = serval
+    before = len(serval_state.requests)
+    await deliver(sender, shared(TEMPLATE.format(id=str(uuid.uuid4())), "https://app.serval.com/settings"))
+    await eventually(lambda: len(serval_state.requests) > before)  # looked up: no such ticket
+    await asyncio.sleep(0.3)
+    assert calls.calls_to("chat.unfurl") == []
+    assert not [c for c in slack[0].calls if c["method"].startswith("chat.")]  # nobody is told anything
+    # the link typed in the composer, for a ticket that exists: unfurled by its unfurl_id
+    ticket = seeded(serval_state, "Printer jam")
+    url = TEMPLATE.format(id=ticket["id"])
+    await deliver(sender, shared(url, source="composer", unfurl_id="C0HELP.1.abc"))
+    call = (await calls.wait_for("chat.unfurl"))[0]
+    assert call["args"]["unfurl_id"] == "C0HELP.1.abc" and call["args"]["source"] == "composer"
+    assert "Printer jam" in card_text(call["args"]["unfurls"][url])
+
+
+async def test_many_links_at_once_stay_within_the_rate_budget_and_the_cache_answers_repeats(running, sender, extra, serval):
+    calls, _ = extra
+    serval_state, _ = serval
+    tickets = [seeded(serval_state, f"Ticket {i}") for i in range(5)]
+    urls = [TEMPLATE.format(id=t["id"]) for t in tickets]
+
+    def lookups() -> int:
+        return len([r for r in serval_state.requests if r["method"] == "GET" and r["path"].startswith("/v2/tickets/")])
+
+    await deliver(sender, shared(*urls))
+    call = (await calls.wait_for("chat.unfurl"))[0]
+    assert len(call["args"]["unfurls"]) == 3 and lookups() == 3  # UNFURL_LOOKUPS_PER_MINUTE=3
+    # the same links again: the cached cards, no more look-ups (and the budget is spent)
+    await deliver(sender, shared(*urls[:3]))
+    again = (await calls.wait_for("chat.unfurl", 2))[1]
+    assert sorted(again["args"]["unfurls"]) == sorted(urls[:3]) and lookups() == 3
+
+
+async def test_the_workflow_step_outputs_the_tickets_link(running, sender, extra, serval):
+    calls, _ = extra
+    await deliver(sender, execution())
+    outputs = (await calls.wait_for("functions.completeSuccess"))[0]["args"]["outputs"]
+    ticket = next(iter(serval[0].tickets.values()))
+    assert outputs["ticket_url"] == TEMPLATE.format(id=ticket["id"]) and outputs["ticket_id"] == ticket["friendlyIdentifier"]
+    assert (await calls.wait_for("functions.completeSuccess"))[0]["token"] == TOKEN
