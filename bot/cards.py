@@ -16,6 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from clients.base import BackendError, TicketBackend, TicketCard
 
@@ -36,6 +37,13 @@ class TicketCards:
         self._filled_at = clock()
         self._cache: OrderedDict[tuple[str, str], tuple[float, TicketCard | None]] = OrderedDict()
         self._inflight: dict[tuple[str, str], asyncio.Task[TicketCard | None]] = {}
+
+    def domains(self) -> list[str]:
+        """The host names of the configured ticket links: what the manifest's `unfurl_domains` must
+        list for Slack to send such links to the bot."""
+        hosts = (urlsplit(b.link_template.replace("{id}", "x").replace("{display_id}", "x")).hostname
+                 for b in self.backends.values() if b.link_template)
+        return sorted({h for h in hosts if h})
 
     def match(self, url: str) -> tuple[TicketBackend, dict[str, str]] | None:
         """The ticket system whose ticket links look like `url`, and the ticket it names."""

@@ -113,6 +113,9 @@ class Bot:
             router=router,
         )
         cards = TicketCards(backends, ttl=settings.unfurl_cache_seconds, per_minute=settings.unfurl_lookups_per_minute)
+        if cards.domains():
+            log.info("ticket links unfold for %s: the Slack app's unfurl_domains (manifest.yml) must list them",
+                     ", ".join(cards.domains()))
         bot = cls(settings, storage, slack, backends, tickets, people, router, cards)
         tickets.ctx.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
         tickets.is_admin = bot.may_configure  # admins may edit any ticket's details

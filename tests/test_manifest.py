@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 from bot.slack import views
-from tests.conftest import eventually, payload, select_value, submission
+from tests.conftest import eventually, make_settings, payload, select_value, submission
 from tests.test_events import event, thread_replies
 from tests.test_ticket_flow import filled, open_modal_with_command, open_modal_with_shortcut, shortcut
 
@@ -23,6 +24,7 @@ METHOD_SCOPES = {
     "chat.update": {"chat:write"},
     "users.info": {"users:read", "users:read.email"},  # .email: the profile e-mail used for matching
     "users.lookupByEmail": {"users:read.email"},
+    "chat.unfurl": {"links:write"},
 }
 # conversations.* need the scope of the conversation's kind (public C…, private G…, DM D…).
 CONVERSATION_SCOPES = {
@@ -39,7 +41,15 @@ EVENT_SCOPES = {
     "message.groups": {"groups:history"},
     "message.im": {"im:history"},
     "function_executed": set(),  # a workflow step of the app's own (manifest `functions`)
+    "link_shared": {"links:read"},
 }
+TICKET_URL = "https://app.serval.com/tickets/{id}"
+
+
+@pytest.fixture
+def settings(tmp_path, slack, serval):
+    """Ticket links on, so that a pasted one unfolds (link_shared, chat.unfurl)."""
+    return make_settings(tmp_path, slack[1], serval[1], serval_ticket_url=TICKET_URL)
 
 
 def scopes_of(call: dict) -> set[str]:
@@ -67,6 +77,8 @@ def test_manifest_declares_the_command_shortcut_and_socket_mode():
     assert step["input_parameters"]["channel"]["type"] == "slack#/types/channel_id"
     assert set(step["output_parameters"]) == {"ticket_id", "ticket_url", "ticket_system"}
     assert MANIFEST["settings"]["org_deploy_enabled"] is True and MANIFEST["settings"]["function_runtime"] == "remote"
+    # ticket links: the domain of the example SERVAL_TICKET_URL, and Socialboards' inbox
+    assert {"app.serval.com", "inbox.socialboards.com"} <= set(features["unfurl_domains"])
     # people write to the bot in its Messages tab: each message gets a Create ticket button
     home = features["app_home"]
     assert home["messages_tab_enabled"] is True and home["messages_tab_read_only_enabled"] is False
@@ -101,6 +113,7 @@ async def test_manifest_scopes_and_events_are_exactly_those_the_bot_uses(running
     in_private = slack_state.post_user_message("G111", "U222", "Private request")
     mention_root = slack_state.post_user_message("C123", "U222", "Root of a thread")
     mention = slack_state.post_user_message("C123", "U111", "<@UBOT> file it", thread_ts=mention_root["ts"])
+    linked = serval[0].create_ticket({"teamId": "team-it", "name": "Linked"})  # a pasted link to it unfolds
     deliveries = {
         "reaction_added": event("reaction_added.bolt-tests.json", reaction="ticket",
                                 item={"type": "message", "channel": "C123", "ts": root["ts"]}),
@@ -113,6 +126,9 @@ async def test_manifest_scopes_and_events_are_exactly_those_the_bot_uses(running
         "function_executed": {**payload("function_executed.DERIVED.create_ticket.json"),
                               "event": {**payload("function_executed.DERIVED.create_ticket.json")["event"],
                                         "inputs": {"title": "From a workflow", "requester": "U111"}}},
+        "link_shared": {**payload("link_shared.DERIVED.ticket_link.json"),
+                        "event": {**payload("link_shared.DERIVED.ticket_link.json")["event"], "links": [
+                            {"domain": "app.serval.com", "url": TICKET_URL.format(id=linked["id"])}]}},
         "app_home_opened": {"type": "event_callback", "event_id": "EvHOME", "team_id": "T111", "api_app_id": "A111",
                             "event": {"type": "app_home_opened", "user": "U111", "channel": "D0LFFBKLZ", "tab": "home",
                                       "event_ts": "1.1"}},

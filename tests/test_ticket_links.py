@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tests import slack_extra
-from tests.conftest import eventually, make_settings, payload
+from tests.conftest import eventually, make_settings, payload, submission
+from tests.test_ticket_flow import filled, open_modal_with_command
 from tests.test_workflow_step import TOKEN, deliver, execution
 
 FAST = dict(retry_base_seconds=0.05, retry_max_seconds=0.3)
@@ -117,3 +118,19 @@ async def test_the_workflow_step_outputs_the_tickets_link(running, sender, extra
     ticket = next(iter(serval[0].tickets.values()))
     assert outputs["ticket_url"] == TEMPLATE.format(id=ticket["id"]) and outputs["ticket_id"] == ticket["friendlyIdentifier"]
     assert (await calls.wait_for("functions.completeSuccess"))[0]["token"] == TOKEN
+
+
+async def test_messages_that_name_a_ticket_link_it(running, sender, slack, serval):
+    """/ticket with *Share in #channel*: the form's outcome, the ephemeral notice and the channel
+    post each name the ticket as a link to its page."""
+    slack_state, _ = slack
+    serval_state, _ = serval
+    view = await open_modal_with_command(sender, slack_state, "Links")
+    await sender.interactive(submission(view, filled("Links", share=True)))
+    await eventually(lambda: slack_state.calls_to("chat.postMessage") and slack_state.calls_to("chat.postEphemeral"))
+    ticket = next(iter(serval_state.tickets.values()))
+    ref = f"*<{TEMPLATE.format(id=ticket['id'])}|{ticket['friendlyIdentifier']}>*"
+    assert ref in slack_state.calls_to("chat.postEphemeral")[0]["args"]["text"]
+    assert ref in slack_state.calls_to("chat.postMessage")[0]["args"]["text"]
+    outcome = await eventually(lambda: [c for c in slack_state.calls_to("views.update") if ref in str(c["args"]["view"])])
+    assert outcome

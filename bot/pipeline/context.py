@@ -51,6 +51,11 @@ class Context:
         """The named back end; the default one for None or a name no longer configured."""
         return self.backends.get(name or self.default_backend) or self.backends[self.default_backend]
 
+    def link(self, ticket: CreatedTicket) -> str | None:
+        """The ticket's page, for messages that name it (None: no link configured)."""
+        backend = self.backends.get(ticket.backend)
+        return backend.link(ticket) if backend else ticket.url
+
     def ticket(self, sub: Submission) -> CreatedTicket:
         assert sub.ticket is not None
         return journaled(CreatedTicket, sub.ticket)

@@ -22,7 +22,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from clients.base import BackendError, FormField, TicketBackend
+from clients.base import BackendError, CreatedTicket, FormField, TicketBackend
 
 from ..slack import views
 from ..journal.storage import Storage, Submission, ThreadTaken, journaled
@@ -119,6 +119,10 @@ class TicketService:
         """The extra fields the back end's form needs (back ends cache these themselves)."""
         return await self.backend(backend).form_fields()
 
+    def link_of(self, ticket: dict[str, Any]) -> str | None:
+        """The page of a journaled ticket (`Submission.ticket`), for a message naming it."""
+        return self.ctx.link(journaled(CreatedTicket, ticket))
+
     async def thread_ticket(self, channel_id: str, thread_ts: str) -> tuple[bool, str | None]:
         """(taken, display id): is this thread linked to a ticket, or about to be?"""
         return await self.ctx.thread_ticket(channel_id, thread_ts)
@@ -178,7 +182,7 @@ class TicketService:
                 except Exception as exc:
                     log.debug("permalink of %s: %s", ticket.display_id, exc)
             created = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc).strftime("%Y-%m-%d")
-            return views.HomeTicket(ticket.display_id, sub.payload["title"], status, link, created)
+            return views.HomeTicket(ticket.display_id, sub.payload["title"], status, link, created, self.ctx.link(ticket))
 
         return list(await asyncio.gather(*(one(s) for s in subs)))
 

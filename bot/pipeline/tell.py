@@ -37,9 +37,9 @@ class Notify:
         if sub.ticket:
             ticket = self.ctx.ticket(sub)
             if p.get("add_to"):
-                text = views.added_text(ticket.display_id, p["title"], sub.warnings)
+                text = views.added_text(ticket.display_id, p["title"], sub.warnings, self.ctx.link(ticket))
             else:
-                text = views.created_text(ticket.display_id, p["title"], sub.warnings)
+                text = views.created_text(ticket.display_id, p["title"], sub.warnings, self.ctx.link(ticket))
         else:
             text = views.failed_text(sub.last_error or "unknown error", p["title"], p["description"])
         if p.get("view_id"):
@@ -62,8 +62,8 @@ class Notify:
         if sub.ticket:
             ticket = self.ctx.ticket(sub)
             if p.get("add_to"):
-                return views.added_modal(ticket.display_id, p["title"])
-            return views.created_modal(ticket.display_id, p["title"])
+                return views.added_modal(ticket.display_id, p["title"], self.ctx.link(ticket))
+            return views.created_modal(ticket.display_id, p["title"], self.ctx.link(ticket))
         if p.get("field_errors"):
             return await self._form_with_errors(sub)
         return views.failed_modal(sub.last_error or "unknown error", p["title"], p["description"])
@@ -80,7 +80,7 @@ class Notify:
         backend = self.ctx.backend(origin.backend)
         reply = views.ticket_thread_reply(
             ticket.display_id, p["title"], p.get("requester_id") or p["user_id"],
-            sub.id if backend.can_edit else None, sub.warnings,
+            sub.id if backend.can_edit else None, sub.warnings, url=self.ctx.link(ticket),
         )
         try:
             await self.ctx.slack.chat_postMessage(channel=origin.channel_id, thread_ts=origin.thread_ts, **reply)
@@ -120,7 +120,8 @@ class Followup:
         if not sub.ticket or len(sub.warnings) <= told or sub.payload.get("function"):
             return False
         p = sub.payload
-        text = views.followup_text(self.ctx.ticket(sub).display_id, sub.warnings[told:])
+        ticket = self.ctx.ticket(sub)
+        text = views.followup_text(ticket.display_id, sub.warnings[told:], self.ctx.link(ticket))
         await self.ctx.tell(p["user_id"], journaled(Origin, p["origin"]).channel_id, text)
         p["told_warnings"] = len(sub.warnings)
         return True

@@ -35,13 +35,13 @@ class Reply:
             return False  # the thread reply was the notice
         if origin.source == "shortcut" and origin.channel_id and origin.thread_ts:
             text = (
-                views.linked_reply_text(ticket.display_id, user_id)
+                views.linked_reply_text(ticket.display_id, user_id, self.ctx.link(ticket))
                 if sub.payload.get("add_to")
-                else views.thread_reply_text(ticket.display_id, title, user_id)
+                else views.thread_reply_text(ticket.display_id, title, user_id, self.ctx.link(ticket))
             )
             kwargs = dict(channel=origin.channel_id, thread_ts=origin.thread_ts, text=text)
         elif sub.payload.get("share") and origin.channel_id:
-            kwargs = dict(channel=origin.channel_id, text=views.shared_ticket_text(ticket.display_id, title, user_id))
+            kwargs = dict(channel=origin.channel_id, text=views.shared_ticket_text(ticket.display_id, title, user_id, self.ctx.link(ticket)))
         else:
             return False  # nothing to post
         resp = await self.ctx.slack.chat_postMessage(**kwargs)

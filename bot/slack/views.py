@@ -31,7 +31,7 @@ from clients.base import CreatedTicket, FormField, TicketCard, TicketSummary
 from ..journal.storage import journaled
 from .text import (  # noqa: F401 (the bot's words, also used through `views`)
     SLACK_TEXT_LIMIT, TITLE_PREFILL_LENGTH,
-    escape, escape_warning, plain, shorten, title_from_message, message_from, app_name, message_text, alert_from, description_from_message, quoted, typed_back, help_text, thread_reply_text, shared_ticket_text, created_text, failed_text, not_member_warning, already_ticket_text, followup_text, added_text, linked_reply_text, failed_from_message_text,
+    escape, escape_warning, plain, shorten, title_from_message, message_from, app_name, message_text, alert_from, description_from_message, quoted, typed_back, help_text, thread_reply_text, shared_ticket_text, created_text, failed_text, not_member_warning, already_ticket_text, followup_text, added_text, linked_reply_text, failed_from_message_text, ticket_ref,
 )
 
 MODAL_CALLBACK_ID = "ticket_modal"
@@ -301,8 +301,8 @@ def queued_modal(title: str, system: str) -> dict[str, Any]:
     )
 
 
-def created_modal(display_id: str, title: str) -> dict[str, Any]:
-    return notice_modal(f":white_check_mark: Ticket *{escape(display_id)}* created\n{escape(title)}")
+def created_modal(display_id: str, title: str, url: str | None = None) -> dict[str, Any]:
+    return notice_modal(f":white_check_mark: Ticket {ticket_ref(display_id, url)} created\n{escape(title)}")
 
 
 def failed_modal(reason: str, title: str, description: str) -> dict[str, Any]:
@@ -477,6 +477,7 @@ class HomeTicket:
     status: str | None
     thread_link: str | None
     created_at: str
+    url: str | None = None  # the ticket's page, when known
 
 
 def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
@@ -497,7 +498,7 @@ def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
             )
         )
     for t in tickets:
-        line = f"*{escape(t.display_id)}* {escape(t.title)}"
+        line = f"{ticket_ref(t.display_id, t.url)} {escape(t.title)}"
         details = [f"Status: {escape(t.status)}" if t.status else "Status: unknown", f"opened {t.created_at}"]
         if t.thread_link:
             details.append(f"<{t.thread_link}|Slack thread>")
@@ -508,16 +509,16 @@ def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
 EDIT_TICKET_ACTION = "edit_ticket"
 
 
-def added_modal(display_id: str, title: str) -> dict[str, Any]:
-    return notice_modal(f":white_check_mark: Added to ticket *{escape(display_id)}*\n{escape(title)}")
+def added_modal(display_id: str, title: str, url: str | None = None) -> dict[str, Any]:
+    return notice_modal(f":white_check_mark: Added to ticket {ticket_ref(display_id, url)}\n{escape(title)}")
 
 
 def ticket_thread_reply(display_id: str, title: str, user_id: str, edit_value: str | None,
-                        warnings: list[str] = ()) -> dict[str, Any]:
+                        warnings: list[str] = (), url: str | None = None) -> dict[str, Any]:
     """The reply in a conversation a ticket was made from (reaction, mention, request channel):
     text and blocks, with an *Edit details* button when the ticket can be edited from Slack."""
     text = (
-        f":ticket: Ticket *{escape(display_id)}* created for <@{user_id}>: {escape(title)}\n"
+        f":ticket: Ticket {ticket_ref(display_id, url)} created for <@{user_id}>: {escape(title)}\n"
         "Replies in this thread are synced with the ticket."
     )
     for w in warnings:
