@@ -56,7 +56,7 @@ LAYERS: list[tuple[str, list[str]]] = [
       "bot.cards", "bot.ops.metrics"]),
     ("the pipeline: worker, intake, ticket steps", ["bot.pipeline", "bot.pipeline.*"]),
     ("assembly", ["bot.core"]),
-    ("what handlers ask of the bot; operations", ["bot.slack.forms", "bot.slack.suggestions", "bot.slack.edits",
+    ("what handlers ask of the bot; operations", ["bot.slack.forms", "bot.slack.suggestions", "bot.slack.edits", "bot.slack.adding",
                                                  "bot.ops.health", "bot.ops.checks"]),
     ("Slack listeners", ["handlers", "handlers.*"]),
 ]

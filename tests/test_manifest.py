@@ -67,7 +67,8 @@ def test_manifest_validates_against_slacks_schema():
 def test_manifest_declares_the_command_shortcut_and_socket_mode():
     features = MANIFEST["features"]
     assert [c["command"] for c in features["slash_commands"]] == ["/ticket"]
-    assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", "create_ticket")]
+    assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", "create_ticket"),
+                                                                             ("message", "add_to_ticket")]
     assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
     assert MANIFEST["settings"]["socket_mode_enabled"] is True
     # the workflow step: declared, org-ready, run by this app (docs/slack-native.md)

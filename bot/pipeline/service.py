@@ -135,6 +135,10 @@ class TicketService:
         """A message in a conversation: see `Intake.submit_message`."""
         return await self.intake.submit_message(**kwargs)
 
+    async def submit_addition(self, **kwargs: Any) -> Submission:
+        """*Add to ticket*: see `Intake.submit_addition`."""
+        return await self.intake.submit_addition(**kwargs)
+
     async def submit_function(self, **kwargs: Any) -> Submission:
         """An execution of the *Create a ticket* workflow step: see `Intake.submit_function`."""
         return await self.intake.submit_function(**kwargs)

@@ -33,6 +33,8 @@ class Reply:
         title = sub.payload["title"]
         if origin.source in MESSAGE_SOURCES:
             return False  # the thread reply was the notice
+        if sub.payload.get("from_message") and not sub.thread_key:
+            return False  # *Add to ticket* in a thread that has its own ticket: nothing to announce there
         if origin.source == "shortcut" and origin.channel_id and origin.thread_ts:
             text = (
                 views.linked_reply_text(ticket.display_id, user_id, self.ctx.link(ticket))

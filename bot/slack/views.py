@@ -554,3 +554,51 @@ def ticket_unfurl(card: TicketCard, url: str, system: str) -> dict[str, Any]:
     button = {"type": "button", "action_id": VIEW_TICKET_ACTION, "text": _plain(shorten(f"View in {system}", 75)),
               "url": url[:3000], "value": card.ticket.display_id[:2000]}
     return {"blocks": [section, {"type": "actions", "block_id": "ticket_link", "elements": [button]}]}
+
+
+# --- *Add to ticket*: a message into one of the person's tickets --------------------------------
+
+ADD_SHORTCUT_CALLBACK_ID = "add_to_ticket"  # manifest.yml: the message shortcut
+ADD_MODAL_CALLBACK_ID = "add_to_ticket_modal"
+ADD_PICK_BLOCK, ADD_ID_BLOCK = "add_pick", "add_id"
+
+
+def add_option_value(ticket: CreatedTicket) -> str | None:
+    """A ticket as a select option's value (at most 150 characters), or None when it does not fit."""
+    value = json.dumps({"i": ticket.id, "d": ticket.display_id, "b": ticket.backend}, separators=(",", ":"))
+    return value if len(value) <= 150 else None
+
+
+def picked_ticket(value: Any) -> CreatedTicket | None:
+    try:
+        data = json.loads(value)
+        return CreatedTicket(id=str(data["i"]), display_id=str(data["d"]), backend=str(data["b"]))
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def add_message_modal(metadata: str, tickets: list[tuple[CreatedTicket, str]] | None) -> dict[str, Any]:
+    """Pick one of your open tickets, or type a ticket's id or paste its link. `tickets`: the
+    person's open tickets and their titles; None while they are being looked up."""
+    blocks: list[dict[str, Any]] = []
+    options = [{"text": _plain(shorten(f"{t.display_id} {title}", 75)), "value": v}
+               for t, title in tickets or [] if (v := add_option_value(t))][:100]
+    if options:
+        blocks.append(_input(ADD_PICK_BLOCK, "One of your open tickets",
+                             {"type": "static_select", "action_id": VALUE, "options": options,
+                              "placeholder": _plain("Choose a ticket")}, optional=True))
+    elif tickets is None:
+        blocks.append(_context(":hourglass_flowing_sand: Looking up your open tickets…"))
+    else:
+        blocks.append(_context("You have no open tickets from Slack: type the ticket's id or paste its link."))
+    blocks.append(_input(ADD_ID_BLOCK, "Or its id or link", _text_input(
+        initial_value=None, max_length=500, placeholder="IT-42, or the ticket's link"), optional=True))
+    blocks.append(_context("The message is added with its author, its link and the names of its files. "
+                           "A thread without a ticket is connected to it."))
+    return {"type": "modal", "callback_id": ADD_MODAL_CALLBACK_ID, "title": _plain("Add to ticket"),
+            "submit": _plain("Add"), "close": _plain("Cancel"), "private_metadata": metadata[:3000], "blocks": blocks}
+
+
+def not_found_modal(typed: str) -> dict[str, Any]:
+    return notice_modal(f":x: I found no ticket *{escape(shorten(typed, 200))}*. Use *Add to ticket* again and "
+                        "pick one of your tickets, or paste the ticket's link.", title="Add to ticket")
