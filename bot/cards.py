@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from clients.base import BackendError, TicketBackend, TicketCard
+from clients.base import BackendError, CreatedTicket, TicketBackend, TicketCard
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ class TicketCards:
         hosts = (urlsplit(b.link_template.replace("{id}", "x").replace("{display_id}", "x")).hostname
                  for b in self.backends.values() if b.link_template)
         return sorted({h for h in hosts if h})
+
+    def link(self, ticket: CreatedTicket) -> str | None:
+        """The ticket's page (its canonical link, whatever link was pasted)."""
+        backend = self.backends.get(ticket.backend)
+        return backend.link(ticket) if backend else ticket.url
 
     def match(self, url: str) -> tuple[TicketBackend, dict[str, str]] | None:
         """The ticket system whose ticket links look like `url`, and the ticket it names."""

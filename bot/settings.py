@@ -179,6 +179,7 @@ class Settings(BaseSettings):
     # Ticket links that unfold (link_shared → chat.unfurl)
     unfurl_cache_seconds: float = Field(default=60.0, ge=0)  # a looked-up ticket is shown this long without asking again
     unfurl_lookups_per_minute: int = Field(default=60, ge=0)  # at most this many ticket look-ups for links (0: no unfurls)
+    unfurl_work_objects: bool = False  # unfurls carry the ticket as a Work Object (the app's Work Object Previews on)
 
     # People and channels
     unmatched_requester: Literal["describe", "create", "refuse"] = "describe"

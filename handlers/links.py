@@ -31,22 +31,45 @@ def register(app: AsyncApp, bot: Bot) -> None:
             link["url"] for link in event.get("links") or [] if isinstance(link, dict) and link.get("url")
         ))[:MAX_LINKS]
         cards = await asyncio.gather(*(bot.cards.card(url) for url in urls))
-        unfurls = {
-            url: views.ticket_unfurl(card, url, bot.tickets.backend(card.ticket.backend).display_name)
-            for url, card in zip(urls, cards) if card is not None
-        }
-        if not unfurls:
+        found = [(url, card, bot.tickets.backend(card.ticket.backend).display_name)
+                 for url, card in zip(urls, cards) if card is not None]
+        if not found:
             return
-        where: dict[str, Any]
+        unfurls = {url: views.ticket_unfurl(card, url, system) for url, card, system in found}
+        where: dict[str, Any] = {}
+        if bot.settings.unfurl_work_objects:  # the same tickets as Work Objects (their flexpane: below)
+            where["metadata"] = {"entities": [views.ticket_entity(card, bot.cards.link(card.ticket) or url, system, url)
+                                              for url, card, system in found]}
         if event.get("source") == "composer" and event.get("unfurl_id"):  # a link typed, not yet sent
-            where = {"unfurl_id": event["unfurl_id"], "source": "composer"}
+            where.update(unfurl_id=event["unfurl_id"], source="composer")
         else:
-            where = {"channel": event.get("channel"), "ts": event.get("message_ts")}
+            where.update(channel=event.get("channel"), ts=event.get("message_ts"))
         try:
             await client.chat_unfurl(unfurls=unfurls, **where)
         except Exception as exc:  # the link stays a plain link
             log.warning("chat.unfurl of %d ticket link(s) in %s failed: %s", len(unfurls), event.get("channel"),
                         slack_error(exc))
+
+    @app.event("entity_details_requested")
+    async def entity_details_requested(event: dict[str, Any], client: AsyncWebClient) -> None:
+        """A Work Object's flexpane opens (or is refreshed): the ticket's details, looked up as for
+        an unfurl, or "not found"."""
+        trigger_id = event.get("trigger_id")
+        if not trigger_id:
+            return
+        link = event.get("link") if isinstance(event.get("link"), dict) else {}
+        url = next((u for u in (event.get("entity_url"), link.get("url"), event.get("app_unfurl_url"))
+                    if isinstance(u, str) and bot.cards.match(u)), None)
+        card = await bot.cards.card(url) if url else None
+        try:
+            if card is None:
+                await client.entity_presentDetails(trigger_id=trigger_id, error={"status": "not_found"})
+            else:
+                system = bot.tickets.backend(card.ticket.backend).display_name
+                await client.entity_presentDetails(trigger_id=trigger_id, metadata=views.ticket_entity(
+                    card, bot.cards.link(card.ticket) or url, system))
+        except Exception as exc:
+            log.warning("entity.presentDetails for %s failed: %s", url, slack_error(exc))
 
     @app.action(views.VIEW_TICKET_ACTION)
     async def view_ticket(ack: AsyncAck) -> None:

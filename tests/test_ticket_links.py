@@ -134,3 +134,54 @@ async def test_messages_that_name_a_ticket_link_it(running, sender, slack, serva
     assert ref in slack_state.calls_to("chat.postMessage")[0]["args"]["text"]
     outcome = await eventually(lambda: [c for c in slack_state.calls_to("views.update") if ref in str(c["args"]["view"])])
     assert outcome
+
+
+def details_requested(url: str) -> dict[str, Any]:
+    """`entity_details_requested` as Slack's event reference shows it
+    (docs.slack.dev/reference/events/entity_details_requested), for a ticket link."""
+    return {
+        "token": "XXYYZZ", "team_id": "T111", "api_app_id": "A123ABC456", "type": "event_callback",
+        "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}", "event_time": 123456789, "authed_users": ["U123ABC456"],
+        "event": {
+            "type": "entity_details_requested", "user": "U111", "external_ref": {"id": "123", "type": "serval"},
+            "entity_url": url, "link": {"url": url, "domain": "app.serval.com"}, "app_unfurl_url": url,
+            "event_ts": "123456789.1234566", "trigger_id": "1234567890123.1234567890123.abcdef0123",
+            "user_locale": "en-US", "channel": "C0HELP", "message_ts": "1755035323.759739",
+        },
+    }
+
+
+async def test_work_objects_carry_the_ticket_and_answer_its_flexpane(tmp_path, extra, serval):
+    from server.http import serve_http
+    from tests.conftest import SlackSender
+
+    calls, url = extra
+    serval_state, serval_url = serval
+    running = await serve_http(make_settings(tmp_path, url, serval_url, serval_ticket_url=TEMPLATE,
+                                             unfurl_work_objects=True, **FAST), host="127.0.0.1", port=0)
+    sender = SlackSender(running.url)
+    try:
+        await eventually(lambda: running.bot.people.known_workspace, timeout=10)
+        ticket = seeded(serval_state)
+        link = TEMPLATE.format(id=ticket["id"])
+        posted = link + "?tab=activity"  # the link as pasted; the entity's url is the ticket's own
+        await deliver(sender, shared(posted))
+        call = (await calls.wait_for("chat.unfurl"))[0]
+        entity = call["args"]["metadata"]["entities"][0]
+        assert entity["entity_type"] == "slack#/entities/task" and entity["app_unfurl_url"] == posted
+        assert entity["url"] == link and entity["external_ref"] == {"id": ticket["id"], "type": "serval"}
+        payload_ = entity["entity_payload"]
+        assert payload_["attributes"]["display_id"] == ticket["friendlyIdentifier"]
+        assert payload_["fields"]["status"]["value"] == "Open" and payload_["fields"]["assignee"]["value"] == "Alice Anderson"
+        assert payload_["fields"]["priority"]["value"] == "High"
+        # the flexpane: the ticket's details, or "not found" for a ticket that is not there
+        await deliver(sender, details_requested(link))
+        await deliver(sender, details_requested(TEMPLATE.format(id=str(uuid.uuid4()))))
+        answers = await calls.wait_for("entity.presentDetails", 2)
+        shown = next(a for a in answers if a["args"].get("metadata"))
+        assert shown["args"]["metadata"]["external_ref"]["id"] == ticket["id"]
+        assert shown["args"]["trigger_id"] == "1234567890123.1234567890123.abcdef0123"
+        assert any(a["args"].get("error") == {"status": "not_found"} for a in answers)
+    finally:
+        await sender.aclose()
+        await running.close()

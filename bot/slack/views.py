@@ -24,6 +24,10 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     StaticSelectElement,
 )
+from slack_sdk.models.metadata import (
+    EntityAttributes, EntityCustomField, EntityMetadata, EntityPayload, EntityStringField, EntityTitle,
+    EntityTypedField, ExternalRef, TaskEntityFields,
+)
 from slack_sdk.models.views import View
 
 from clients.base import CreatedTicket, FormField, TicketCard, TicketSummary
@@ -602,3 +606,24 @@ def add_message_modal(metadata: str, tickets: list[tuple[CreatedTicket, str]] | 
 def not_found_modal(typed: str) -> dict[str, Any]:
     return notice_modal(f":x: I found no ticket *{escape(shorten(typed, 200))}*. Use *Add to ticket* again and "
                         "pick one of your tickets, or paste the ticket's link.", title="Add to ticket")
+
+
+def ticket_entity(card: TicketCard, url: str, system: str, posted_url: str | None = None) -> dict[str, Any]:
+    """The ticket as a Work Object (a `task` entity, slack_sdk's models): what Slack shows in the
+    unfurl and its flexpane where the app has Work Objects on. `posted_url`: the link as posted
+    (`app_unfurl_url`, required in `chat.unfurl`)."""
+    fields = TaskEntityFields(
+        status=EntityStringField(value=card.status) if card.status else None,
+        priority=EntityStringField(value=card.priority) if card.priority else None,
+        assignee=EntityTypedField(type="string", value=card.assignee) if card.assignee else None,
+    )
+    custom = ([EntityCustomField(label="Requester", key="requester", type="string", value=card.requester)]
+              if card.requester else None)
+    payload = EntityPayload(
+        attributes=EntityAttributes(title=EntityTitle(text=shorten(card.title, 200)), display_id=card.ticket.display_id,
+                                    product_name=system),
+        fields=fields, custom_fields=custom,
+    )
+    return EntityMetadata(entity_type="slack#/entities/task", entity_payload=payload,
+                          external_ref=ExternalRef(id=card.ticket.id, type=card.ticket.backend), url=url,
+                          app_unfurl_url=posted_url).to_dict()
