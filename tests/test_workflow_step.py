@@ -17,6 +17,7 @@ from server.http import serve_http
 from tests import slack_extra
 from tests.conftest import SlackSender, eventually, make_settings, payload
 from tests.test_logging import BOT, SIGNING, captured  # noqa: F401 (fixture)
+from tests.test_reliability import serval_clients  # noqa: F401 (fixture)
 from tests.test_ticket_flow import created
 
 FAST = dict(retry_base_seconds=0.05, retry_max_seconds=0.3)
@@ -173,3 +174,43 @@ async def test_the_executions_token_never_reaches_the_log(captured, tmp_path, sl
     log = captured.getvalue()
     assert "functions.completeSuccess" in log and len(log.splitlines()) > 30  # the log covers the step, verbosely
     assert TOKEN not in log and TOKEN[:12] not in log
+
+
+async def test_over_socket_mode_a_sigkill_mid_create_still_completes_once(tmp_path, slack, serval_clients):  # noqa: F811
+    """The app process killed (SIGKILL) while Serval is creating the ticket; Slack redelivers the
+    event over Socket Mode before and after the restart: one ticket, one completion."""
+    from sandbox.slack_socket import APP_TOKEN, SocketModeServer
+    from tests.test_reliability import BotProcess
+
+    slack_state, slack_url = slack
+    serval_state, serval_url = serval_clients
+    calls, runner, url = await slack_extra.start(slack_url)
+    server = await SocketModeServer.start(slack_state)
+    serval_state.faults["POST /v2/tickets"] = Fault(latency=1.5)  # the create is on its way when the bot dies
+    bot = BotProcess(tmp_path, url, serval_url, args=(), SLACK_APP_TOKEN=APP_TOKEN, SERVAL_TIMEOUT="2",
+                     RETRY_MAX_SECONDS="0.5")
+    body = execution()
+    try:
+        await bot.start()
+        ack = await server.send("events_api", body)
+        assert ack.get("payload") in (None, {}, "")
+        await eventually(lambda: [r for r in serval_state.requests if r["method"] == "POST" and r["path"] == "/v2/tickets"])
+        await server.send("events_api", body, retry_attempt=1, retry_reason="timeout")
+        bot.kill()
+        await eventually(lambda: serval_state.tickets, timeout=5)  # Serval made it; nobody heard
+        assert not calls.calls_to("functions.completeSuccess")
+        del serval_state.faults["POST /v2/tickets"]
+        await bot.start()
+        await server.send("events_api", body, retry_attempt=2, retry_reason="timeout")
+        done = await calls.wait_for("functions.completeSuccess", timeout=30)
+        await asyncio.sleep(1.0)  # let a second completion or ticket show up
+        assert len(calls.calls_to("functions.completeSuccess")) == 1 and len(serval_state.tickets) == 1
+        ticket = next(iter(serval_state.tickets.values()))
+        assert done[0]["args"]["outputs"]["ticket_id"] == ticket["friendlyIdentifier"]
+        assert done[0]["token"] == TOKEN and not calls.calls_to("functions.completeError")
+    finally:
+        bot.stop()
+        await server.close()
+        await runner.cleanup()
+    logs = bot.log_path.read_text()
+    assert TOKEN not in logs and "resuming" in logs
