@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bot.slack import views
 from tests import slack_extra
 from tests.conftest import eventually, make_settings, payload, submission
 from tests.test_ticket_flow import filled, open_modal_with_command
@@ -185,3 +186,36 @@ async def test_work_objects_carry_the_ticket_and_answer_its_flexpane(tmp_path, e
     finally:
         await sender.aclose()
         await running.close()
+
+
+def test_link_templates_are_checked_and_read_back(tmp_path):
+    from pydantic import ValidationError
+
+    from bot.backends import make_backends
+    from clients.base import CreatedTicket
+
+    with pytest.raises(ValidationError, match="serval_ticket_url") as refused:
+        make_settings(tmp_path, "http://127.0.0.1:9/api/", "http://127.0.0.1:9", serval_ticket_url="https://acme.serval.com/tickets")
+    assert "{id}" in str(refused.value)
+    with pytest.raises(ValidationError, match="rezolve_ticket_url"):
+        make_settings(tmp_path, "http://127.0.0.1:9/api/", "http://127.0.0.1:9", rezolve_ticket_url="ftp://x/{id}")
+    settings = make_settings(tmp_path, "http://127.0.0.1:9/api/", "http://127.0.0.1:9",
+                             serval_ticket_url="https://acme.serval.com/t/{display_id}?id={id}")
+    serval = make_backends(settings)["serval"]
+    ticket = CreatedTicket("9b2e-01", "IT-7", "serval")
+    assert serval.link(ticket) == "https://acme.serval.com/t/IT-7?id=9b2e-01"
+    assert serval.ticket_ref("https://acme.serval.com/t/IT-7?id=9b2e-01") == {"display_id": "IT-7", "id": "9b2e-01"}
+    assert serval.ticket_ref("https://acme.serval.com/other/IT-7") is None
+    plain = make_backends(make_settings(tmp_path, "http://127.0.0.1:9/api/", "http://127.0.0.1:9"))["serval"]
+    assert plain.link(ticket) is None and plain.ticket_ref("https://acme.serval.com/t/IT-7") is None  # no links
+
+
+def test_socialboards_inbox_links_are_ticket_links():
+    from clients.socialboards import SocialboardsBackend, SocialboardsClient
+
+    backend = SocialboardsBackend(SocialboardsClient("http://127.0.0.1:9", client_id="c", refresh_token="r"),
+                                  community="acme")
+    url = "https://inbox.socialboards.com/acme/tickets?ticketId=4484636"
+    assert backend.ticket_ref(url) == {"id": "4484636"}
+    assert backend.link(views.CreatedTicket("4484636", "4484636", "socialboards")) == url
+    assert backend.ticket_ref("https://inbox.socialboards.com/other/tickets?ticketId=1") is None
