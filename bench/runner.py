@@ -263,7 +263,7 @@ class Harness:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.cfg.profile.mkdir(parents=True, exist_ok=True)
         out = self.cfg.profile / f"{name}.txt"
-        prof = subprocess.Popen([py_spy, "record", "--pid", str(proc.pid), "--rate", "200", "--format", "raw",
+        prof = subprocess.Popen([py_spy, "record", "--pid", str(proc.pid), "--rate", os.environ.get("BENCH_PYSPY_RATE", "200"), "--format", "raw",
                                  "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # attached
         return prof

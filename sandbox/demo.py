@@ -72,7 +72,8 @@ def free_port(host: str) -> int:
 
 
 def read_manifest(path: Path = ROOT / "manifest.yml") -> dict:
-    """What Slack knows about the app from its manifest: name, commands, shortcuts, App Home."""
+    """What Slack knows about the app from its manifest: name, commands, shortcuts, App Home, events,
+    custom functions (workflow steps) and unfurl domains."""
     manifest = yaml.safe_load(path.read_text("utf-8")) or {}
     features, settings = manifest.get("features") or {}, manifest.get("settings") or {}
     home = features.get("app_home") or {}
@@ -81,7 +82,9 @@ def read_manifest(path: Path = ROOT / "manifest.yml") -> dict:
             "shortcuts": features.get("shortcuts") or [],
             "home_tab": bool(home.get("home_tab_enabled")),
             "dm_read_only": bool(home.get("messages_tab_read_only_enabled")),
-            "events": (settings.get("event_subscriptions") or {}).get("bot_events") or []}
+            "events": (settings.get("event_subscriptions") or {}).get("bot_events") or [],
+            "functions": manifest.get("functions") or {},          # workflow steps (Workflow Builder)
+            "unfurl_domains": features.get("unfurl_domains") or []}
 
 
 def _target(target: dict) -> str:
@@ -98,6 +101,7 @@ class Demo:
         self.runners: list[web.AppRunner] = []
         self.bot: asyncio.subprocess.Process | None = None
         self.url = ""
+        self.serval_url = ""  # the Serval sandbox: its API under /v2/, the agent panel at /agent
         self.bot_url = ""  # the bot's own HTTP server: /healthz, /readyz, /metrics
 
     # -- the Slack stand-in's workspace -------------------------------------------------------------
@@ -114,6 +118,7 @@ class Demo:
             data = json.loads(saved.read_text("utf-8"))
             state.channels.update(data["channels"])
             state.messages.update(data["messages"])
+            state.unfurls.update(data.get("unfurls") or {})  # what the app unfurled stays under its message
             if HELP_CHANNEL not in state.channels:  # saved by a demo from before #help
                 self._seed_help(state)
             return
@@ -134,7 +139,7 @@ class Demo:
 
     def _save_slack(self) -> None:
         s = self.slack
-        data = {"channels": s.channels, "messages": s.messages}
+        data = {"channels": s.channels, "messages": s.messages, "unfurls": s.unfurls}
         (self.data / "slack.json").write_text(json.dumps(data, indent=1), "utf-8")
 
     # -- Serval's side of Slack -----------------------------------------------------------------------
@@ -182,6 +187,7 @@ class Demo:
     def _panel(self) -> dict:
         st = self.serval
         statuses = {o["id"]: o["name"] for options in st.statuses.values() for o in options}
+        priorities = {o["id"]: o["priority"].title() for options in st.priorities.values() for o in options}
         items = []
         for t in reversed(list(st.tickets.values())):
             requester = st.users.get(t.get("requesterUserId") or "") or {}
@@ -189,6 +195,10 @@ class Demo:
             fields = [["Team", st.teams[t["teamId"]]["name"]], ["Status", statuses.get(t.get("statusId"), "?")],
                       ["Type", t.get("type", "").removeprefix("TICKET_TYPE_").title()],
                       ["Requester", requester.get("email") or "—"]]
+            if t.get("assignedToUserId"):
+                fields.append(["Assignee", (st.users.get(t["assignedToUserId"]) or {}).get("email", "?")])
+            if t.get("priorityId"):
+                fields.append(["Priority", priorities.get(t["priorityId"], "?")])
             if due:
                 fields.append(["Due", f"{due['year']:04d}-{due['month']:02d}-{due['day']:02d}"])
             for value in st.field_values.get(t["id"], {}).values():
@@ -206,7 +216,8 @@ class Demo:
             items.append({"id": t.get("friendlyIdentifier") or t["id"], "title": t["name"], "fields": fields,
                           "tags": [_target(x) for x in st.sync_targets.get(t["id"], [])], "links": links})
         teams = ", ".join(t["name"] for t in st.teams.values())
-        return {"title": "Serval sandbox", "subtitle": f"teams {teams} · {len(items)} ticket(s)", "items": items}
+        return {"title": "Serval sandbox", "subtitle": f"teams {teams} · {len(items)} ticket(s)", "items": items,
+                "link": {"href": self.serval_url + "/agent", "text": "Agent panel: change a ticket as Serval's agents do ↗"}}
 
     # -- start and stop ---------------------------------------------------------------------------------
     async def _serve(self, app: web.Application, port: int) -> str:
@@ -231,7 +242,7 @@ class Demo:
             self.serval.teams["team-fac"]["userIds"] = ["usr-bob"]
             self.serval.save()
         self._seed_serval()
-        serval_url = await self._serve(serval_sandbox.create_app(self.serval), 0)
+        serval_url = self.serval_url = await self._serve(serval_sandbox.create_app(self.serval), 0)
 
         self.slack = slack_sandbox.SlackState(bot_token, strict_triggers=True)
         self._seed_slack(self.slack, manifest["app_name"])
@@ -241,7 +252,8 @@ class Demo:
                           commands=manifest["commands"], shortcuts=manifest["shortcuts"],
                           home_tab=manifest["home_tab"], dm_read_only=manifest["dm_read_only"],
                           events=manifest["events"], people=PEOPLE, panel=self._panel,
-                          ack_timeout=self.ack_timeout)
+                          ack_timeout=self.ack_timeout, functions=manifest["functions"],
+                          unfurl_domains=manifest["unfurl_domains"])
         self.ui.dm_peers.update({c: SERVAL_USER for c in self.slack.channels if c.startswith(SERVAL_DM_PREFIX)})
         self.serval.listeners.append(self._on_serval)
         app = slack_sandbox.create_app(self.slack)
@@ -256,6 +268,8 @@ class Demo:
                    SUGGEST_SIMILAR="true",
                    DATABASE_URL=f"sqlite:///{(self.data / 'bot.db').resolve()}", HOST=self.host,
                    PORT=str(bot_port), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+        if manifest["unfurl_domains"]:  # ticket links the stand-in unfurls: in the app's first unfurl domain
+            env.update(SERVAL_TICKET_URL=f"https://{manifest['unfurl_domains'][0]}/tickets/{{id}}")
         routing = self.data / "routing.yml"
         routing.write_text(f"channels:\n  {HELP_CHANNEL}:  # #help\n    intake: auto\n", "utf-8")
         env.update(ROUTING_FILE=str(routing.resolve()))
@@ -321,6 +335,8 @@ async def _run(opts: argparse.Namespace) -> int:
         url = await demo.start()
         print("The demo runs on this machine: the Serval sandbox, a Slack stand-in and the bot. Open", flush=True)
         print(f"  {url}", flush=True)
+        print(f"Serval's agent panel (change a ticket's status, assignee, priority): {demo.serval_url}/agent",
+              flush=True)
         print(f"The bot's health and metrics: {demo.bot_url}/healthz  {demo.bot_url}/readyz  {demo.bot_url}/metrics",
               flush=True)
         print(f"Ctrl-C stops it. Data and the bot's log: {opts.data_dir}/", flush=True)

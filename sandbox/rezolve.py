@@ -17,7 +17,12 @@ Emulated
   POST /api/v2/ticketing/ticket/list?type=template&module=ticketing  {search, top (1..100, default 10),
        offset, sort, searchOrder, sortOrder, filter: {op: AND|OR, operand: [{id, op: EQ|NE|GT|GE|LT|LE|LIKE|IN,
        column, operand}]}} (backends/README.md); every key optional.
+  GET  /api/v2/ticketing/user/list?type=...&module=...&top=&offset=   the caller's own tickets (backends/README.md),
+       in the ticket list's shape.
   The GETs send an ETag and answer 304 to a matching If-None-Match.
+Control (no auth, not Rezolve.ai's): POST /_sandbox/tickets/{objectId}/status {status_type, status_category?}
+  changes a ticket as an agent would (status, a new etag, version + 1, updated_at) -> {ticket}; 400 for an
+  unknown status_type without a status_category, 404 for an unknown ticket.
 Every /api call needs, in order: a valid unexpired Bearer JWT (else 401), `realmname` (missing -> 400,
 not the token's realm -> 401), `x-tenantid` == the token's tenant_id (else 404 "Tenant not found"),
 `accept` containing application/json (else 406), and query `type` (template|agent|user) and `module`.
@@ -48,7 +53,12 @@ Choices where the documents are silent ([guess]):
     state.next_faults (any path). "429" (X-RateLimit-Limit/Remaining/Reset (epoch s), Retry-After), "401"
     (UNAUTHORIZED), any other status ("500", "503", "403", ...: the error envelope with that status),
     "drop" (connection closed, no response), "200-not-json" (200 with an HTML page), "200-no-data"
-    (200 {"success": true} without data); each answered before any work. "after:<fault>" does the work
+    (200 {"success": true} without data); each answered before any work.
+  * user/list (shape not documented): the tickets whose data.submittedBy is the token's preferred_username,
+    newest first, as the ticket list answers them; `top` (1..100, default 10) and `offset` in the query.
+  * Statuses: status_type and its status_category (STATUS_CATEGORIES) as agents set them: Open / To-do
+    Category (new tickets, seen in the create answer), In Progress and Pending / In Progress Category,
+    Resolved, Closed and Cancelled / Done Category. "after:<fault>" does the work
     first, then answers <fault> instead; "lost" = "after:drop" (created, but the answer never arrives).
     state.advance(s) moves the sandbox clock (token expiry).
   * state.refresh_tokens: the token answer also carries a refresh_token (Keycloak can be set up so for
@@ -86,6 +96,10 @@ TENANT_ID = "820188ff-2036-4924-b80f-d11610735d86"
 REALM = "acme"
 JWT_KEY = b"rezolve-sandbox-signing-key"
 WRITE_ROLES = {"ticket_user", "ticket_agent", "tenant_admin"}
+# status_type -> status_category [guess, except Open / To-do Category, which the create answer shows]
+STATUS_CATEGORIES = {"Open": "To-do Category", "In Progress": "In Progress Category",
+                     "Pending": "In Progress Category", "Resolved": "Done Category", "Closed": "Done Category",
+                     "Cancelled": "Done Category"}
 QUERY_TYPES = ("template", "agent", "user")
 BODY_KEYS = ("source", "summary", "ticketBody", "attachments", "ticketRelation")
 
@@ -585,11 +599,48 @@ async def _list_tickets(request: web.Request) -> web.Response:
         column = body["sort"]
         rows.sort(key=lambda t: (column in t, str(t.get(column, ""))),
                   reverse=str(body.get("sortOrder") or "desc").lower() == "desc")
-    top, offset = body.get("top", 10), body.get("offset", 0)
+    return _rows_page(state, rows, body.get("top", 10), body.get("offset", 0))
+
+
+def _rows_page(state: RezolveState, rows: list[dict], top: int, offset: int) -> web.Response:
+    """One page of ticket rows, in the list's shape (state.list_shape)."""
     page = rows[offset:offset + top]
     if state.list_shape == "list":
         return web.json_response({"data": page})
     return web.json_response({"data": {"value": page, "@odata.count": len(rows)}})
+
+
+async def _own_tickets(request: web.Request) -> web.Response:  # GET /api/v2/ticketing/user/list
+    state: RezolveState = request.app["state"]
+    username = _claims(request).get("preferred_username")
+    try:
+        top, offset = int(request.query.get("top", "10")), int(request.query.get("offset", "0"))
+    except ValueError:
+        return _envelope_error(400, "INVALID_QUERY", "top and offset must be integers")
+    if not 1 <= top <= 100 or offset < 0:
+        return _envelope_error(400, "INVALID_QUERY", "top must be from 1 to 100 and offset non-negative")
+    rows = [t for t in reversed(state.tickets.values()) if t["data"].get("submittedBy") == username]
+    return _rows_page(state, rows, top, offset)
+
+
+async def _control_status(request: web.Request) -> web.Response:  # POST /_sandbox/tickets/{objectId}/status
+    state: RezolveState = request.app["state"]
+    ticket = state.tickets.get(request.match_info["objectId"])
+    if ticket is None:
+        return web.json_response({"error": f"no ticket {request.match_info['objectId']}"}, status=404)
+    try:
+        body = json.loads(await request.text() or "{}")
+    except ValueError:
+        body = None
+    status = body.get("status_type") if isinstance(body, dict) else None
+    category = (body or {}).get("status_category") if isinstance(body, dict) else None
+    category = category or STATUS_CATEGORIES.get(status)
+    if not isinstance(status, str) or not status or not isinstance(category, str):
+        return web.json_response({"error": "expected {status_type, status_category?}; status_type one of "
+                                           + ", ".join(STATUS_CATEGORIES) + " or a status_category"}, status=400)
+    ticket.update(status_type=status, status_category=category, etag=str(uuid.uuid4()),
+                  version=ticket["version"] + 1, updated_at=_iso_now(state))
+    return web.json_response({"ticket": ticket})
 
 
 async def _sandbox(request: web.Request) -> web.Response:  # GET /_sandbox/state, POST /_sandbox/reset
@@ -610,6 +661,8 @@ def create_app(state: RezolveState | None = None) -> web.Application:
     app.router.add_get("/api/v2/ticketing/user/userinfo", _userinfo)
     app.router.add_post("/api/v2/ticketing/ticket/create/{teamId}/{itemTypeId}", _create_ticket)
     app.router.add_post("/api/v2/ticketing/ticket/list", _list_tickets)
+    app.router.add_get("/api/v2/ticketing/user/list", _own_tickets)
+    app.router.add_post("/_sandbox/tickets/{objectId}/status", _control_status)
     app.router.add_get("/_sandbox/state", _sandbox)
     app.router.add_post("/_sandbox/reset", _sandbox)
     return app

@@ -14,6 +14,11 @@ GET /v2/teams; GET /v2/statuses|priorities|labels?teamId=; GET /v2/teams/{team_i
 GET|PUT /v2/tickets/{ticket_id}/custom-field-values; POST|GET /v2/tickets/{ticket_id}/messages (the last three
 from the live docs transcribed in shared/serval/docs/). Control (no auth): GET /_sandbox/state,
 POST /_sandbox/faults (see ``Fault``), POST /_sandbox/reset, POST /_sandbox/users.
+Agent panel (no auth; what an agent does in Serval's own app): GET /agent (the page), GET /_sandbox/agent
+(tickets newest first with ``updatedAt`` and ``teamName``, statuses per team in group order, priorities, users),
+POST /_sandbox/agent/tickets/{id or friendly id} ``{statusId?, assignedToUserId? ("" or null: unassign),
+priorityId?}`` -> ``{"data": ticket}`` as GET /v2/tickets/{id} then answers it. The documented Ticket has no
+``updatedAt``: the sandbox keeps the time of each change aside (``state.updated_at``), never in the API.
 
 By hand::
 
@@ -429,6 +434,7 @@ class ServalState:
         self.sync_targets: dict[str, list[dict]] = {}     # ticket id -> request's channelSyncTargets
         self.connections: dict[str, list[dict]] = {}      # ticket id -> ExternalTicket dicts
         self.connect_requests: dict[str, dict] = {}       # externalTicketId -> {ticketId, **request body}
+        self.updated_at: dict[str, str] = {}              # ticket id -> last change (not in the API's Ticket)
         self.requests: list[dict] = []
         self.in_flight: Counter[str] = Counter()          # "METHOD /path" -> requests being answered now
         self.peak_in_flight: Counter[str] = Counter()     # "METHOD /path" -> most at once so far
@@ -623,7 +629,7 @@ class ServalState:
     # -- change hooks and persistence ----------------------------------------------------------------
     PERSISTED = ("teams", "users", "statuses", "priorities", "labels", "tickets", "sync_targets",
                  "connections", "connect_requests", "_numbers", "custom_fields", "deprecated_fields",
-                 "field_values", "ticket_messages", "message_meta")  # not tokens, faults or the request log
+                 "field_values", "ticket_messages", "message_meta", "updated_at")  # not tokens, faults or the request log
 
     def _emit(self, event: str, data: dict) -> None:
         for listener in list(self.listeners):
@@ -735,6 +741,7 @@ class ServalState:
         if parent:
             self.tickets[parent]["childTicketIds"].append(ticket["id"])
         self.tickets[ticket["id"]] = ticket
+        self.updated_at[ticket["id"]] = ticket["createdAt"]
         self.sync_targets[ticket["id"]] = list(body.get("channelSyncTargets") or [])
         self._emit("ticket_created", ticket)
         return ticket
@@ -746,15 +753,23 @@ class ServalState:
         if "name" in changes and not changes["name"].strip():
             raise _bad("name must not be empty")
         team_id = ticket["teamId"]
-        for f, options in (("statusId", self.statuses), ("priorityId", self.priorities)):
-            if f in changes and changes[f] not in {o["id"] for o in options[team_id]}:
-                raise _bad(f"{f} {changes[f]!r}: not an option of team {team_id}")
+        self._check_options(team_id, changes)
         unknown = set(changes.get("labelIds", [])) - {o["id"] for o in self.labels[team_id]}
         if unknown:
             raise _bad(f"labelIds {sorted(unknown)}: not labels of team {team_id}")
         self._need_users(changes, "assignedToUserId", "requesterUserId")
         if "dueDate" in changes:
             ticket["isOverdue"] = _calendar_date(changes["dueDate"]) < dt.date.today()
+        return self._apply(ticket, changes)
+
+    def _check_options(self, team_id: str, changes: dict) -> None:
+        """statusId and priorityId must be options of the ticket's team."""
+        for f, options in (("statusId", self.statuses), ("priorityId", self.priorities)):
+            if f in changes and changes[f] not in {o["id"] for o in options[team_id]}:
+                raise _bad(f"{f} {changes[f]!r}: not an option of team {team_id}")
+
+    def _apply(self, ticket: dict, changes: dict) -> dict:
+        team_id = ticket["teamId"]
         ticket.update(changes)
         if "statusId" in changes:
             group = next(s["statusGroup"] for s in self.statuses[team_id] if s["id"] == changes["statusId"])
@@ -762,8 +777,42 @@ class ServalState:
                 ticket.setdefault("completedAt", self.now())
             else:
                 ticket.pop("completedAt", None)
+        self.updated_at[ticket["id"]] = self.now()
         self._emit("ticket_updated", ticket)
         return ticket
+
+    def agent_update(self, ticket_id: str, body: Any) -> dict:
+        """What an agent does in Serval's own app (the sandbox's agent panel): set the status, the
+        assignee (``""`` or null: unassigned) or the priority of a ticket. The API then answers the
+        ticket as changed; PUT /v2/tickets/{id} cannot unassign (its null means "leave unchanged")."""
+        ticket = self.ticket(ticket_id)
+        if not isinstance(body, dict) or not body or set(body) - {"statusId", "assignedToUserId", "priorityId"}:
+            raise _bad("expected one or more of statusId, assignedToUserId, priorityId")
+        changes = {f: body[f] for f in ("statusId", "priorityId") if f in body}
+        self._check_options(ticket["teamId"], changes)
+        if "assignedToUserId" in body:
+            assignee = body["assignedToUserId"] or None
+            if assignee is not None and (assignee not in self.users or "deactivatedAt" in self.users[assignee]):
+                raise _bad(f"assignedToUserId {assignee!r}: no such active user")
+            if assignee is None:
+                ticket.pop("assignedToUserId", None)
+            else:
+                changes["assignedToUserId"] = assignee
+        return self._apply(ticket, changes)
+
+    def agent_view(self) -> dict:
+        """What the agent panel shows: every ticket, newest first, with the options it can be set to."""
+        tickets = [{**t, "updatedAt": self.updated_at.get(i, t["createdAt"]),
+                    "teamName": self.teams.get(t["teamId"], {}).get("name", t["teamId"])}
+                   for i, t in reversed(list(self.tickets.items()))]
+        groups = ("TODO", "IN_PROGRESS", "DONE", "CANCELED")
+        statuses = {team: sorted(options, key=lambda o: groups.index(o["statusGroup"])
+                                 if o["statusGroup"] in groups else len(groups))
+                    for team, options in self.statuses.items()}
+        users = [{"id": u["id"], "name": u.get("name") or u["email"], "email": u["email"]}
+                 for u in self.users.values() if "deactivatedAt" not in u]
+        return {"tickets": tickets, "statuses": statuses, "priorities": self.priorities, "users": users,
+                "statusGroups": list(groups)}
 
     def connect(self, ticket_id: str, body: Any) -> dict:
         self.ticket(ticket_id)
@@ -965,6 +1014,12 @@ def _id(r: web.Request) -> str:
     return r.match_info.get("id") or r.match_info["ticket_id"]
 
 
+def _agent_ticket(s: ServalState, r: web.Request) -> str:
+    """The agent panel's ticket: its id, or its friendly identifier (IT-3) as an agent types it."""
+    ref = r.match_info["id"]
+    return next((i for i, t in s.tickets.items() if t.get("friendlyIdentifier") == ref), ref)
+
+
 # (method, path, operation(state, request, parsed JSON body or None) -> JSON answer)
 ROUTES: list[tuple[str, str, Callable[[ServalState, web.Request, Any], Any]]] = [
     ("POST", "/v2/tickets", lambda s, r, b: {"data": s.create_ticket(b)}),
@@ -992,7 +1047,15 @@ ROUTES: list[tuple[str, str, Callable[[ServalState, web.Request, Any], Any]]] = 
     ("POST", "/_sandbox/faults", lambda s, r, b: _set_faults(s, b)),
     ("POST", "/_sandbox/reset", lambda s, r, b: s.reset() or {}),
     ("POST", "/_sandbox/users", lambda s, r, b: {"data": _sandbox_user(s, b)}),
+    ("GET", "/_sandbox/agent", lambda s, r, b: s.agent_view()),
+    ("POST", "/_sandbox/agent/tickets/{id}", lambda s, r, b: {"data": s.agent_update(_agent_ticket(s, r), b)}),
 ]
+AGENT_PAGE = Path(__file__).with_name("serval_agent.html")
+
+
+async def agent_page(request: web.Request) -> web.FileResponse:
+    """The agent panel: what an agent does in Serval's own app, for `make demo` (no auth, like /_sandbox/)."""
+    return web.FileResponse(AGENT_PAGE, headers={"Cache-Control": "no-cache"})
 
 
 def _handler(operation: Callable[[ServalState, web.Request, Any], Any]):
@@ -1080,6 +1143,7 @@ def create_app(state: ServalState | None = None) -> web.Application:
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app["state"] = state or ServalState()
     app.router.add_post("/v2/auth/token", issue_token)
+    app.router.add_get("/agent", agent_page)
     for method, path, operation in ROUTES:
         app.router.add_route(method, path, _handler(operation))
     return app

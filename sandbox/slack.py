@@ -26,6 +26,17 @@ In tests::
     await state.wait_for("chat.postMessage")
     await runner.cleanup()
 
+Workflow steps (custom functions): ``state.function_executed_event(callback_id, inputs, user=...)`` starts an
+execution and returns the ``function_executed`` event (with ``function_execution_id`` and a per-execution
+``bot_access_token``, which this stand-in then accepts as a token; each call records ``execution`` = the
+execution id whose token it used, else None); ``functions.completeSuccess`` / ``functions.completeError``
+end it, recorded in ``state.executions[id]`` (``state``: running | completed | failed, ``outputs``, ``error``).
+The function's definition comes from ``state.app_functions`` (the manifest's ``functions``; default: the
+documented ``create_ticket`` of shared/slack/payloads). Unfurls: ``state.unfurl_domains`` (the manifest's
+``features.unfurl_domains``); ``state.link_shared_event(channel, message)`` builds the ``link_shared`` event for a
+message's links in those domains; ``chat.unfurl`` records ``state.unfurls["<channel>:<ts>"] = {url: unfurl}``
+(and ``state.unfurl_metadata``). ``entity.presentDetails`` calls are recorded in ``state.entity_details``.
+
 Misbehaviour per method: ``state.rate_limit(method)`` (HTTP 429), ``state.fail(method, error)`` (an
 ``ok: false`` answer), ``state.delay(method, 0.5, up_to=4.0)`` (each call answered after a time drawn
 from ``random.Random(seed)``).
@@ -35,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import hashlib
 import itertools
 import json
 import random
@@ -44,14 +56,29 @@ import time
 import warnings
 from collections import defaultdict
 from datetime import date
+from urllib.parse import urlparse
 
 from aiohttp import web
 
-JSON_ARGS = ("view", "blocks", "attachments", "metadata")  # may arrive as JSON strings in form bodies
+JSON_ARGS = ("view", "blocks", "attachments", "metadata", "unfurls", "outputs")  # may arrive as JSON strings in form bodies
 SELECTS = {"static_select", "multi_static_select", "radio_buttons", "checkboxes", "overflow"}
 MAX_OPTIONS = {"radio_buttons": 10, "checkboxes": 10, "overflow": 5}  # everything else: 100
 KNOWN_BLOCKS = {"actions", "context", "divider", "file", "header", "image", "input", "section",
                 "rich_text", "video", "markdown"}
+
+
+# The documented create_ticket step (shared/slack/payloads/function_executed.DERIVED.create_ticket.json), in
+# the manifest's form; ``SlackState.app_functions`` holds the app's own (the demo reads manifest.yml).
+DEFAULT_FUNCTIONS = {"create_ticket": {
+    "title": "Create a ticket", "description": "File a help-desk ticket",
+    "input_parameters": {"properties": {
+        "title": {"type": "string", "title": "Title", "description": "What is wrong"},
+        "description": {"type": "string", "title": "Description"},
+        "requester": {"type": "slack#/types/user_id", "title": "Requester"},
+        "channel": {"type": "slack#/types/channel_id", "title": "Channel"}}, "required": ["title", "requester"]},
+    "output_parameters": {"properties": {
+        "ticket_id": {"type": "string", "title": "Ticket id"},
+        "ticket_url": {"type": "string", "title": "Ticket link"}}, "required": ["ticket_id"]}}}
 
 
 class SlackError(Exception):
@@ -223,6 +250,9 @@ class SlackState:
         self.team_id, self.team, self.domain = "T111", "Sandbox", "example"
         self.enterprise_id: str | None = None  # set: the workspace belongs to this Enterprise Grid org
         self.bot_user_id, self.bot_id, self.app_id = "UBOT", "BBOT", "ASANDBOX"
+        # What the app's manifest declares: its custom functions (workflow steps) and unfurl domains.
+        self.app_functions: dict[str, dict] = copy.deepcopy(DEFAULT_FUNCTIONS)
+        self.unfurl_domains: list[str] = []
         self.listeners: list = []  # called with each recorded call, as it happens (the demo's UI)
         self.reset()
 
@@ -239,6 +269,12 @@ class SlackState:
         # many messages a page (Slack: 15 since 2025-05-29); None: Tier 3, as internal apps get.
         self.replies_max_limit: int | None = None
         self.triggers: dict[str, float | None] = {}  # trigger_id -> issued at (None once used)
+        self.executions: dict[str, dict] = {}       # function_execution_id -> the run and its outcome
+        self.execution_tokens: dict[str, str] = {}  # bot_access_token -> function_execution_id
+        self.shared_links: dict[str, dict] = {}     # unfurl_id -> {channel, ts, links} (link_shared sent)
+        self.unfurls: dict[str, dict] = {}          # "<channel>:<ts>" -> {url: unfurl}, as chat.unfurl set them
+        self.unfurl_metadata: dict[str, dict] = {}  # "<channel>:<ts>" -> chat.unfurl's metadata (Work Objects)
+        self.entity_details: list[dict] = []        # entity.presentDetails calls' arguments
         self._failures: dict[str, list[tuple[int, str, int | None]]] = defaultdict(list)
         self._delays: dict[str, tuple[float, float, int | None]] = {}  # method -> (least, most, calls left)
         self.rng = random.Random(self.seed)
@@ -377,6 +413,63 @@ class SlackState:
         self.triggers[trigger_id] = time.monotonic()
         return trigger_id
 
+    # workflow steps and unfurls ---------------------------------------------------
+    def function_definition(self, callback_id: str) -> dict:
+        """The ``function`` object of a ``function_executed`` event, from the manifest's entry."""
+        spec = self.app_functions.get(callback_id)
+        if spec is None:
+            raise KeyError(f"the app declares no function {callback_id!r}")
+        return {"id": "Fn" + hashlib.sha1(callback_id.encode()).hexdigest()[:9].upper(), "callback_id": callback_id,
+                "title": spec.get("title", callback_id), "description": spec.get("description", ""), "type": "app",
+                "app_id": self.app_id, "date_updated": 1764860000,
+                "input_parameters": _parameters(spec.get("input_parameters")),
+                "output_parameters": _parameters(spec.get("output_parameters"))}
+
+    def function_executed_event(self, callback_id: str, inputs: dict, *, user: str | None = None) -> dict:
+        """Start a run of the app's function (Workflow Builder ran its step): the ``function_executed``
+        event, with a per-execution ``bot_access_token`` this stand-in accepts until the end of the run."""
+        function = self.function_definition(callback_id)
+        execution_id = "Fx" + secrets.token_hex(5).upper()
+        token = "xwfp-" + secrets.token_hex(16)
+        event = {"type": "function_executed", "function": function, "inputs": copy.deepcopy(inputs),
+                 "function_execution_id": execution_id, "workflow_execution_id": "Wx" + secrets.token_hex(5).upper(),
+                 "event_ts": self.next_ts(), "bot_access_token": token}
+        self.execution_tokens[token] = execution_id
+        self.executions[execution_id] = {
+            "function_execution_id": execution_id, "callback_id": callback_id, "inputs": copy.deepcopy(inputs),
+            "user": user, "bot_access_token": token, "state": "running", "outputs": None, "error": None,
+            "started_at": time.time(), "completed_at": None, "output_parameters": function["output_parameters"]}
+        return event
+
+    def unfurlable_links(self, text: str) -> list[dict]:
+        """The links of a message that Slack would offer the app: URLs in its unfurl domains (or their
+        subdomains), each once, as ``[{domain, url}]``."""
+        links, seen = [], set()
+        for match in re.finditer(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>|(https?://[^\s<>|]+)", text or ""):
+            url = (match.group(1) or match.group(2)).replace("&amp;", "&").rstrip(".,;:!?)")
+            domain = (urlparse(url).hostname or "").lower()
+            if url in seen or not any(domain == d or domain.endswith("." + d) for d in self.unfurl_domains):
+                continue
+            seen.add(url)
+            links.append({"domain": domain, "url": url})
+        return links
+
+    def link_shared_event(self, channel: str, message: dict, links: list[dict] | None = None,
+                          source: str = "conversations_history") -> dict | None:
+        """The ``link_shared`` event for a posted message (None when it has no link to offer)."""
+        links = links if links is not None else self.unfurlable_links(message.get("text", ""))
+        if not links:
+            return None
+        unfurl_id = f"{channel}.{message['ts']}.{secrets.token_hex(4)}"
+        self.shared_links[unfurl_id] = {"channel": channel, "ts": message["ts"], "links": copy.deepcopy(links)}
+        event = {"type": "link_shared", "channel": channel,
+                 "is_bot_user_member": bool((self.channels.get(channel) or {}).get("bot_is_member")),
+                 "user": message.get("user"), "message_ts": message["ts"], "unfurl_id": unfurl_id,
+                 "source": source, "links": copy.deepcopy(links), "event_ts": self.next_ts()}
+        if message.get("thread_ts") and message["thread_ts"] != message["ts"]:
+            event["thread_ts"] = message["thread_ts"]
+        return event
+
     # failure injection ------------------------------------------------------
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
         """The next ``times`` calls of ``method`` answer HTTP 429 with ``Retry-After``."""
@@ -416,7 +509,9 @@ class SlackState:
 
     def snapshot(self) -> dict:
         return {"calls": self.calls, "messages": self.messages, "ephemeral": self.ephemeral,
-                "views": self.views, "home_views": self.home_views}
+                "views": self.views, "home_views": self.home_views, "executions": self.executions,
+                "unfurls": self.unfurls, "unfurl_metadata": self.unfurl_metadata,
+                "entity_details": self.entity_details}
 
     # lookups used by the handlers ----------------------------------------------
     def channel(self, ref: str | None) -> dict | None:
@@ -741,6 +836,105 @@ async def conversations_open(s, args):
     return {"no_op": existed, "already_open": existed, "channel": _channel_out(s.dm_with(users[0]))}
 
 
+def _parameters(params) -> list[dict]:
+    """A manifest's ``input_parameters`` / ``output_parameters`` as the event lists them. Both manifest
+    forms: ``{properties: {name: {...}}, required: [...]}`` (Slack's docs) and ``{name: {..., is_required}}``
+    (the manifest JSON schema)."""
+    params = params or {}
+    if isinstance(params.get("properties"), dict):
+        props, required = params["properties"], set(params.get("required") or [])
+    else:
+        props = params
+        required = {name for name, p in props.items() if isinstance(p, dict) and p.get("is_required")}
+    return [{"type": p.get("type", "string"), "name": name, "title": p.get("title", name),
+             **({"description": p["description"]} if p.get("description") else {}), "is_required": name in required}
+            for name, p in props.items() if isinstance(p, dict)]
+
+
+def _execution(s: SlackState, args: dict) -> dict:
+    _need(args, "function_execution_id")
+    run = s.executions.get(args["function_execution_id"])
+    if run is None:
+        raise SlackError("function_execution_not_found")
+    if run["state"] != "running":
+        raise SlackError("execution_not_in_running_state")
+    return run
+
+
+async def functions_complete_success(s, args):
+    run = _execution(s, args)
+    outputs = args.get("outputs")
+    if not isinstance(outputs, dict):
+        raise SlackError("invalid_arguments", ["[ERROR] outputs must be a JSON object [json-pointer:/outputs]"])
+    missing = [p["name"] for p in run["output_parameters"]
+               if p["is_required"] and outputs.get(p["name"]) in (None, "")]
+    if missing:
+        raise SlackError("parameter_validation_failed",
+                         [_err(f"/outputs/{name}", f"missing required output parameter: {name}") for name in missing])
+    run.update(state="completed", outputs=copy.deepcopy(outputs), completed_at=time.time())
+    return {}
+
+
+async def functions_complete_error(s, args):
+    run = _execution(s, args)
+    _need(args, "error")
+    run.update(state="failed", error=str(args["error"]), completed_at=time.time())
+    return {}
+
+
+async def chat_unfurl(s, args):
+    if args.get("unfurl_id") or args.get("source"):
+        _need(args, "unfurl_id", "source")
+        if args["source"] not in ("composer", "conversations_history"):
+            raise SlackError("invalid_arguments", ["[ERROR] source must be composer or conversations_history"])
+        shared = s.shared_links.get(args["unfurl_id"])
+        if shared is None:
+            raise SlackError("cannot_unfurl_message")
+        channel, ts = shared["channel"], shared["ts"]
+    else:
+        _need(args, "channel", "ts")
+        ch = s.channel(args["channel"])
+        if ch is None:
+            raise SlackError("cannot_find_channel")
+        channel, ts = ch["id"], args["ts"]
+    message = s.find_message(channel, ts)
+    if message is None:
+        raise SlackError("cannot_unfurl_message")
+    unfurls, metadata = args.get("unfurls"), args.get("metadata")
+    if not unfurls and not metadata:
+        raise SlackError("invalid_arguments", ["[ERROR] either unfurls or metadata must be provided"])
+    if unfurls is not None and (not isinstance(unfurls, dict) or not all(isinstance(u, dict) for u in unfurls.values())):
+        raise SlackError("invalid_arguments", ["[ERROR] unfurls must be a JSON map of URL to unfurl"])
+    offered = {link["url"] for link in s.unfurlable_links(message.get("text", ""))}
+    offered |= {link["url"] for sh in s.shared_links.values() if (sh["channel"], sh["ts"]) == (channel, ts)
+                for link in sh["links"]}
+    for url, unfurl in (unfurls or {}).items():
+        if url not in offered:
+            raise SlackError("cannot_unfurl_message")
+        if unfurl.get("blocks"):
+            errors = validate_blocks(unfurl["blocks"], f"/unfurls/{url}/blocks", 50)
+            if errors:
+                raise SlackError("invalid_blocks", errors)
+    key = f"{channel}:{ts}"
+    if unfurls:  # a second call for the same message changes its unfurls rather than adding more
+        s.unfurls.setdefault(key, {}).update(copy.deepcopy(unfurls))
+    if metadata:
+        s.unfurl_metadata[key] = copy.deepcopy(metadata)
+    return {}
+
+
+async def entity_present_details(s, args):
+    _need(args, "trigger_id")
+    for key in ("metadata", "error"):
+        if isinstance(args.get(key), str) and args[key][:1] == "{":
+            try:
+                args[key] = json.loads(args[key])
+            except ValueError:
+                raise SlackError("invalid_arguments", [f"[ERROR] {key} is not valid JSON"]) from None
+    s.entity_details.append(copy.deepcopy(args))
+    return {}
+
+
 async def auth_test(s, args):
     out = {"url": f"https://{s.domain}.slack.com/", "team": s.team, "user": "sandbox-bot",
            "team_id": s.team_id, "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": False}
@@ -764,6 +958,8 @@ METHODS = {
     "conversations.replies": conversations_replies, "conversations.open": conversations_open,
     "conversations.history": conversations_history,
     "reactions.add": reactions_add, "reactions.remove": reactions_remove, "reactions.get": reactions_get,
+    "functions.completeSuccess": functions_complete_success, "functions.completeError": functions_complete_error,
+    "chat.unfurl": chat_unfurl, "entity.presentDetails": entity_present_details,
 }
 
 
@@ -807,7 +1003,7 @@ async def api(request: web.Request) -> web.Response:
         if method == "apps.connections.open":
             if token != app_token:  # it takes the app-level token, never the bot token
                 raise SlackError("not_allowed_token_type" if token == s.token else "invalid_auth")
-        elif token != s.token:
+        elif token != s.token and token not in s.execution_tokens:  # the bot token, or a run's own
             raise SlackError("invalid_auth")
         wait = s.latency(method)
         if wait > 0:
@@ -823,7 +1019,8 @@ async def api(request: web.Request) -> web.Response:
         if exc.messages:
             body["response_metadata"] = {"messages": exc.messages}
     s.calls.append({"method": method, "args": args, "at": time.monotonic(), "status": status,
-                    "error": body.get("error"), "response": copy.deepcopy(body)})
+                    "error": body.get("error"), "response": copy.deepcopy(body),
+                    "execution": s.execution_tokens.get(token or "")})
     for listener in s.listeners:
         listener(s.calls[-1])
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)

@@ -27,6 +27,17 @@ Browser endpoints (JSON, not Slack's; ``user`` is who the person says they are):
   POST /ui/home      {user}                               App Home opened (app_home_opened event)
   POST /ui/react     {user, channel, ts, name}            add the reaction, or take it back if it is there
   POST /ui/respond/{key}                                  a response_url, as the app would use it
+  POST /ui/workflow  {user, callback_id?, inputs}         Workflow Builder runs the app's step: a
+                     function_executed event (callback_id: default the first declared function)
+                     -> {ok, function_execution_id}; the outcome shows in /ui/state "workflows"
+  POST /ui/entity_details {user, channel, ts, url}        a click on a Work Object unfurl:
+                     entity_details_requested (when subscribed) -> {ok, trigger_id}
+
+Workflow steps: a function the app declares (its manifest's ``functions``) gets ``function_executed``
+without a subscription, as Slack sends it; the run ends when the app calls ``functions.completeSuccess``
+or ``.completeError`` (``SlackState.executions``). Unfurls: a person's message with links in the app's
+``unfurl_domains`` sends ``link_shared`` (when subscribed), and what the app sets with ``chat.unfurl``
+shows under the message.
 """
 from __future__ import annotations
 
@@ -102,7 +113,8 @@ class SlackUI:
                  commands: list[dict] | None = None, shortcuts: list[dict] | None = None,
                  home_tab: bool = False, dm_read_only: bool = False, events: list[str] | None = None,
                  people: list[str] | None = None, panel: Callable[[], dict] | None = None,
-                 ack_timeout: float = 3.0, retry_delays: tuple[float, ...] = (0.0, 60.0, 300.0)):
+                 ack_timeout: float = 3.0, retry_delays: tuple[float, ...] = (0.0, 60.0, 300.0),
+                 functions: dict[str, dict] | None = None, unfurl_domains: list[str] | None = None):
         self.s, self.request_url, self.secret = state, request_url, signing_secret
         self.app_name, self.home_tab, self.panel, self.ack_timeout = app_name, home_tab, panel, ack_timeout
         self.dm_read_only = dm_read_only   # the manifest's messages_tab_read_only_enabled
@@ -124,6 +136,11 @@ class SlackUI:
         self.retry_delays = retry_delays               # Slack's event redeliveries (seconds after a failure)
         self.deliveries: list[dict] = []               # every event delivery: event_id, type, retry, status
         self._tasks: set[asyncio.Task] = set()
+        if functions is not None:          # the manifest's `functions` (None: the state's default)
+            state.app_functions = dict(functions)
+        if unfurl_domains is not None:     # the manifest's `features.unfurl_domains`
+            state.unfurl_domains = list(unfurl_domains)
+        self.runs: list[str] = []          # function_execution_ids started from here, oldest first
         state.listeners.append(self._on_call)
 
     # -- changes ------------------------------------------------------------------------------
@@ -190,6 +207,11 @@ class SlackUI:
             "messages": {c["id"]: s.messages.get(c["id"], []) for c in channels},
             "ephemeral": ephemeral, "modal": modal, "home": s.home_views.get(me),
             "panel": self.panel() if self.panel else None,
+            "unfurls": {key: {"unfurls": u, "entity": key in s.unfurl_metadata} for key, u in s.unfurls.items()
+                        if key.split(":")[0] in {c["id"] for c in channels}},
+            "workflows": {"functions": [s.function_definition(cid) for cid in s.app_functions],
+                          "runs": [{k: v for k, v in s.executions[r].items() if k not in ("bot_access_token",)}
+                                   for r in reversed(self.runs) if s.executions[r]["user"] == me][:5]},
         }
 
     def _slackbot(self, user: str, channel: str, text: str, thread_ts: str | None = None,
@@ -273,6 +295,45 @@ class SlackUI:
                 return
             reason = "http_timeout" if status == 0 else "http_error"
 
+    def _link_events(self, channel: str, message: dict) -> None:
+        if "link_shared" in self.events:
+            event = self.s.link_shared_event(channel, message)
+            if event is not None:
+                self.dispatch(event)
+
+    def run_workflow(self, user: str, callback_id: str | None, inputs: dict) -> dict:
+        """Workflow Builder runs the app's step: ``function_executed`` goes to the app (no subscription
+        needed: a declared function gets it). Returns the run (``SlackState.executions``)."""
+        callback_id = callback_id or next(iter(self.s.app_functions), None)
+        if callback_id not in self.s.app_functions:
+            raise web.HTTPNotFound(text=f"the app declares no function {callback_id!r}")
+        if not isinstance(inputs, dict):
+            raise web.HTTPBadRequest(text="inputs must be an object")
+        event = self.s.function_executed_event(callback_id, inputs, user=user)
+        self.runs.append(event["function_execution_id"])
+        self.dispatch(event)
+        self.changed()
+        return self.s.executions[event["function_execution_id"]]
+
+    def entity_details(self, user: str, channel: str, ts: str, url: str) -> str | None:
+        """A click on a Work Object unfurl: ``entity_details_requested`` with a fresh trigger_id."""
+        metadata = self.s.unfurl_metadata.get(f"{channel}:{ts}") or {}
+        entity = next((e for e in metadata.get("entities") or [] if e.get("url") == url or e.get("app_unfurl_url") == url),
+                      None)
+        if "entity_details_requested" not in self.events:
+            return None
+        trigger_id = self._trigger(user)
+        domain = (urllib.parse.urlparse(url).hostname or "").lower()
+        event = {"type": "entity_details_requested", "user": user,
+                 "external_ref": (entity or {}).get("external_ref") or {}, "entity_url": (entity or {}).get("url", url),
+                 "link": {"url": url, "domain": domain}, "app_unfurl_url": url, "event_ts": self.s.next_ts(),
+                 "trigger_id": trigger_id, "user_locale": "en-US", "channel": channel, "message_ts": ts}
+        message = self.s.find_message(channel, ts) or {}
+        if message.get("thread_ts"):
+            event["thread_ts"] = message["thread_ts"]
+        self.dispatch(event)
+        return trigger_id
+
     def react(self, user: str, channel: str, ts: str, name: str) -> bool:
         """``user`` adds the reaction, or takes it back when they had it; True when added."""
         message = self.s.find_message(channel, ts)
@@ -331,6 +392,7 @@ class SlackUI:
         message = self.s.post_user_message(channel, user, text, thread_ts or None)
         self.changed()
         self._message_events(channel, message)
+        self._link_events(channel, message)
         return message
 
     async def command(self, user: str, channel: str, text: str, thread_ts: str | None = None) -> None:
@@ -554,6 +616,18 @@ class SlackUI:
         await self.home_opened(b["user"])
         return web.json_response({"ok": True})
 
+    async def _workflow(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        run = self.run_workflow(b["user"], b.get("callback_id"), b.get("inputs") or {})
+        return web.json_response({"ok": True, "function_execution_id": run["function_execution_id"]})
+
+    async def _entity_details(self, request: web.Request) -> web.Response:
+        b = await self._body(request)
+        if self.s.find_message(b.get("channel", ""), b.get("ts")) is None:
+            raise web.HTTPNotFound(text="no such message")
+        return web.json_response({"ok": True, "trigger_id": self.entity_details(b["user"], b["channel"], b["ts"],
+                                                                             b.get("url") or "")})
+
     async def _respond(self, request: web.Request) -> web.Response:
         if request.match_info["key"] not in self.responders:
             raise web.HTTPNotFound(text="unknown response_url")
@@ -584,7 +658,8 @@ class SlackUI:
         app.router.add_get("/ui/state", self._state)
         for path, handler in (("message", self._message), ("shortcut", self._shortcut), ("submit", self._submit),
                               ("action", self._action), ("close", self._close), ("home", self._home),
-                              ("react", self._react),
+                              ("react", self._react), ("workflow", self._workflow),
+                              ("entity_details", self._entity_details),
                               ("respond/{key}", self._respond)):
             app.router.add_post(f"/ui/{path}", handler)
         app.on_shutdown.append(self._shutdown)

@@ -21,6 +21,20 @@ Emulated
   POST /tickets/{id}/replies                  data: reply
   Every response uses the envelope {"data": ..., "errorCode": -1, "errorText": null}; errorCode -1 = success.
 
+Webhook (backends/README.md): when a ticket's status changes and a webhook URL is set (``webhook_url=``,
+``--webhook-url``, env SOCIALBOARDS_SANDBOX_WEBHOOK_URL, or POST /_sandbox/webhook), the sandbox POSTs
+  {CommunityName, EventType: "ticket_status_change", TicketId,
+   Events: [{InboxLink, PreviousTicketStatus, Ticket}]}
+as JSON to that URL, once, and records the outcome in ``state.webhook_deliveries`` ({url, body, status,
+error}). No signature or secret header is documented: the secret is the URL's own path, as the receiver
+configures it (e.g. http://127.0.0.1:3000/webhooks/socialboards/<secret>).
+Control (no auth, not Socialboards'):
+  POST /_sandbox/tickets/{id}/status  {status}   change the status as an agent would in the inbox ->
+                                                 {ticket, webhook: delivery or null}; 400 unknown status,
+                                                 404 unknown ticket; the same status again sends nothing
+  POST /_sandbox/webhook  {url | null}           set or clear the webhook URL
+  GET  /agent                                    a small page to change statuses by hand
+
 Choices where the documents are silent (all [guess]):
   * errorCode values: 400 validation, 401 auth, 404 unknown ticket/category/route, 429 rate limit,
     500 server error.  Validation and not-found errors on a known route keep HTTP 200 (the docs say every
@@ -37,6 +51,9 @@ Choices where the documents are silent (all [guess]):
   * Ticket ids count up from 4484636 (the seed's example id).  Reply author.email, when given, must be a
     teammate's e-mail.  Unknown keys in /tickets/list are rejected; from/to/orderBy/source/customFields
     are accepted but do not filter.
+  * Ticket statuses: "open" (new tickets), "pending", "completed" (STATUSES; a reply with
+    isTicketNeededToBeCompleted completes the ticket and sends the webhook too).  Webhook: one attempt,
+    no retries, 5 s timeout; Ticket in the body is the ticket as /tickets/list answers it, after the change.
   * Faults: state.next_faults items "500", "429" (Retry-After: 1), "401", "drop" (connection closed with
     no response), "not_json" (the request is carried out, then answered 200 with an HTML page) and
     "no_data" (carried out, then answered 200 with the success envelope lacking `data`) are consumed one
@@ -57,15 +74,19 @@ Run by hand:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import json
+import os
 import re
 import secrets
 import time
 import uuid
 import warnings
 from datetime import datetime, timezone
+from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from ._server import recorded, serve_forever, start_app
@@ -78,6 +99,9 @@ TICKET_KEYS = {"title", "message", "isHtml", "creator", "assigneeId", "categoryI
                "sentiment", "sourceName", "tags", "attachments"}
 CREATOR_KEYS = {"name", "email", "image", "phoneNumber"}
 LIST_KEYS = {"categoryId", "customFields", "from", "orderBy", "skip", "source", "status", "take", "ticketIds", "to"}
+STATUSES = ("open", "pending", "completed")  # [guess] the docs name no list; "open" and "completed" are seen
+WEBHOOK_ENV = "SOCIALBOARDS_SANDBOX_WEBHOOK_URL"
+AGENT_PAGE = Path(__file__).with_name("socialboards_agent.html")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -109,8 +133,9 @@ class SocialboardsState:
 
     def __init__(self, *, client_id: str = CLIENT_ID, refresh_token: str = REFRESH_TOKEN, token_ttl: float = 3599,
                  community: str = "sandbox", categories: list | None = None, teammates: list | None = None,
-                 custom_fields: list | None = None):
+                 custom_fields: list | None = None, webhook_url: str | None = None):
         self.client_id = client_id
+        self.webhook_url = webhook_url  # where ticket_status_change goes; None: nowhere
         self.initial_refresh_token = refresh_token
         self.token_ttl = token_ttl
         self.community = community
@@ -128,6 +153,41 @@ class SocialboardsState:
         self.clock_offset = 0.0
         self.next_ticket_id = FIRST_TICKET_ID
         self.next_reply_id = 156372820
+        self.webhook_deliveries: list[dict] = []  # {url, body, status (0: no answer), error}
+
+    def inbox_link(self, ticket_id: int) -> str:
+        return f"https://inbox.socialboards.com/{self.community}/tickets?ticketId={ticket_id}"
+
+    def status_change_body(self, ticket: dict, previous: str) -> dict:
+        """The documented webhook body for one ticket whose status went from ``previous`` to its own."""
+        return {"CommunityName": self.community, "EventType": "ticket_status_change", "TicketId": ticket["id"],
+                "Events": [{"InboxLink": self.inbox_link(ticket["id"]), "PreviousTicketStatus": previous,
+                            "Ticket": copy.deepcopy(ticket)}]}
+
+    async def set_status(self, ticket_id: int, status: str) -> dict | None:
+        """Change a ticket's status as an agent in the inbox does; sends the webhook when one is set.
+        Returns the delivery (or None: no change, or no webhook URL). KeyError / ValueError for bad input."""
+        ticket = self.tickets[ticket_id]
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        previous = ticket["status"]
+        if status == previous:
+            return None
+        ticket["status"] = status
+        return await self.send_webhook(self.status_change_body(ticket, previous))
+
+    async def send_webhook(self, body: dict) -> dict | None:
+        if not self.webhook_url:
+            return None
+        delivery = {"url": self.webhook_url, "body": body, "status": 0, "error": None}
+        self.webhook_deliveries.append(delivery)
+        try:
+            async with aiohttp.ClientSession() as http, http.post(
+                    self.webhook_url, json=body, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                delivery["status"] = r.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            delivery["error"] = f"{type(exc).__name__}: {exc}"
+        return delivery
 
     def now(self) -> float:
         return time.time() + self.clock_offset
@@ -140,7 +200,8 @@ class SocialboardsState:
 
     def dump(self) -> dict:
         keys = ("client_id", "refresh_token", "token_ttl", "community", "categories", "teammates",
-                "custom_fields", "access_tokens", "requests", "next_faults", "clock_offset")
+                "custom_fields", "access_tokens", "requests", "next_faults", "clock_offset", "webhook_url",
+                "webhook_deliveries")
         out = {k: getattr(self, k) for k in keys}
         out["tickets"] = {str(k): v for k, v in self.tickets.items()}
         out["replies"] = {str(k): v for k, v in self.replies.items()}
@@ -162,7 +223,7 @@ def _iso_now(state: SocialboardsState) -> str:
 @web.middleware
 async def _middleware(request: web.Request, handler):
     state: SocialboardsState = request.app["state"]
-    if request.path.startswith("/_sandbox/"):
+    if request.path.startswith("/_sandbox/") or request.path == "/agent":  # the sandbox's own, not Socialboards'
         return await handler(request)
     raw = await request.read()
     state.requests.append(recorded(request, raw))
@@ -421,7 +482,7 @@ async def _create_reply(request: web.Request) -> web.Response:
     state.replies[ticket["id"]].append(reply)
     ticket["replyCount"] += 1
     if body.get("isTicketNeededToBeCompleted"):
-        ticket["status"] = "completed"
+        await state.set_status(ticket["id"], "completed")
     return ok(reply)
 
 
@@ -430,6 +491,32 @@ async def _sandbox(request: web.Request) -> web.Response:  # GET /_sandbox/state
         request.app["state"].reset()
         return web.json_response({"ok": True})
     return web.json_response(request.app["state"].dump())
+
+
+async def _control_status(request: web.Request) -> web.Response:  # POST /_sandbox/tickets/{id}/status
+    state: SocialboardsState = request.app["state"]
+    body = await _json_body(request)
+    ticket_id = _int_or_none(request.match_info["ticketId"])
+    if ticket_id not in state.tickets:
+        return web.json_response({"error": f"no ticket {request.match_info['ticketId']}"}, status=404)
+    try:
+        delivery = await state.set_status(ticket_id, (body or {}).get("status") if isinstance(body, dict) else None)
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"ticket": state.tickets[ticket_id], "webhook": delivery})
+
+
+async def _control_webhook(request: web.Request) -> web.Response:  # POST /_sandbox/webhook {url | null}
+    body = await _json_body(request)
+    url = body.get("url") if isinstance(body, dict) else None
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        return web.json_response({"error": "url must be an http(s) URL or null"}, status=400)
+    request.app["state"].webhook_url = url
+    return web.json_response({"url": url})
+
+
+async def _agent_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(AGENT_PAGE, headers={"Cache-Control": "no-cache"})
 
 
 def create_app(state: SocialboardsState | None = None) -> web.Application:
@@ -451,6 +538,9 @@ def create_app(state: SocialboardsState | None = None) -> web.Application:
     r.add_post("/tickets/{ticketId}/replies", _create_reply)
     r.add_get("/_sandbox/state", _sandbox)
     r.add_post("/_sandbox/reset", _sandbox)
+    r.add_post("/_sandbox/tickets/{ticketId}/status", _control_status)
+    r.add_post("/_sandbox/webhook", _control_webhook)
+    r.add_get("/agent", _agent_page)
     return app
 
 
@@ -465,9 +555,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8084)
     parser.add_argument("--token-ttl", type=float, default=3599)
     parser.add_argument("--refresh-token", default=REFRESH_TOKEN)
+    parser.add_argument("--webhook-url", default=os.environ.get(WEBHOOK_ENV) or None,
+                        help=f"where to POST ticket_status_change (default: ${WEBHOOK_ENV}, else nowhere)")
     args = parser.parse_args(argv)
 
-    state = SocialboardsState(token_ttl=args.token_ttl, refresh_token=args.refresh_token)
+    state = SocialboardsState(token_ttl=args.token_ttl, refresh_token=args.refresh_token,
+                              webhook_url=args.webhook_url)
     serve_forever(lambda: start(state, args.host, args.port))
 
 

@@ -149,6 +149,11 @@ function elementEl(block, e, ctx, kept) {
                       checked: chosen.has(o.value), onchange: dispatch }), textEl(o.text))));
     }
     case "button":
+      if (ctx.unfurl) {  // an unfurl's button: a link opens; other actions are not played by the stand-in
+        return el("button", { type: "button", class: `button ${e.style || ""}`,
+          onclick: () => (e.url ? window.open(e.url, "_blank", "noopener") : toast("Buttons in unfurls only open their links here.")) },
+          plain(e.text));
+      }
       return el("button", { type: "button", class: `button ${e.style || ""}`, onclick: () => act(ctx, block, e) }, plain(e.text));
     default:
       return el("span", { class: "unsupported" }, `[${e.type}]`);
@@ -247,11 +252,18 @@ function messageEl(m, channel, inThread) {
     type: "button", class: `reaction${r.users.includes(ui.me) ? " mine" : ""}`, "data-reaction": r.name,
     title: r.users.map((id) => user(id).name).join(", "), onclick: () => react(channel, m.ts, r.name) },
     emoji(`:${r.name}:`), " ", el("span", { class: "count" }, String(r.count))))) : null;
+  const shared = !m.ephemeral && (ui.state.unfurls || {})[`${channel}:${m.ts}`];
+  const unfurls = shared ? Object.entries(shared.unfurls).map(([url, u]) => el("div", { class: "unfurl", "data-url": url },
+    (u.blocks || []).map((b) => blockEl(b, { unfurl: true })),
+    !(u.blocks || []).length && el("div", { class: "text", html: mrkdwn(u.text || u.title || "") }),
+    el("div", { class: "unfurl-url" }, url,
+      shared.entity && el("button", { type: "button", class: "button entity-details",
+        onclick: () => post("/ui/entity_details", { channel, ts: m.ts, url }) }, "Details")))) : null;
   return el("div", { class: `message${m.ephemeral ? " ephemeral" : ""}`, "data-ts": m.ts }, avatar(m.user),
     el("div", { class: "body" },
       el("div", { class: "meta" }, el("b", {}, u.name), u.is_bot && el("span", { class: "badge" }, "APP"),
          el("time", {}, clock(m.ts)), m.ephemeral && el("span", { class: "only-you" }, "Only visible to you")),
-      content, reactions, replies),
+      content, unfurls, reactions, replies),
     tools);
 }
 
@@ -354,13 +366,63 @@ function renderSidebar(st) {
   };
   $("#channels").replaceChildren(...st.channels.filter((c) => !c.is_im).map(item));
   $("#dms").replaceChildren(...st.channels.filter((c) => c.is_im).map(item));
+  const runs = (st.workflows || { runs: [] }).runs;
+  $("#runs-section").hidden = !runs.length;
+  $("#runs").replaceChildren(...runs.map((r) => el("li", { class: r.state, "data-run": r.function_execution_id },
+    r.state === "running" ? `${r.callback_id}: running…`
+      : r.state === "completed" ? `${r.callback_id}: ` + Object.entries(r.outputs || {}).map(([k, v]) => `${k} ${v}`).join(" · ")
+      : `${r.callback_id} failed: ${r.error}`)));
+  $("#workflow-button").hidden = !(st.workflows && st.workflows.functions.length);
 }
+
+// ---------------------------------------------------------------- Workflow Builder (the app's step)
+function openWorkflow() {
+  const fn = ui.state.workflows.functions[0];
+  $("#workflow-title").textContent = fn.title;
+  const channels = ui.state.channels.filter((c) => !c.is_im);
+  $("#workflow-form").replaceChildren(...fn.input_parameters.map((p) => {
+    let field;
+    if (p.type === "slack#/types/user_id") {
+      field = el("select", { name: p.name }, !p.is_required && el("option", { value: "" }, "—"),
+        ui.state.people.map((x) => el("option", { value: x.id, selected: x.id === ui.me }, x.name)));
+    } else if (p.type === "slack#/types/channel_id") {
+      field = el("select", { name: p.name }, !p.is_required && el("option", { value: "" }, "—"),
+        channels.map((c) => el("option", { value: c.id, selected: c.id === ui.channel }, `#${c.name}`)));
+    } else {
+      field = el(p.name === "description" ? "textarea" : "input", { name: p.name, rows: p.name === "description" ? 3 : null });
+    }
+    field.required = !!p.is_required;
+    return el("div", { class: "block input", "data-param": p.name },
+      el("label", { class: "label" }, p.title || p.name, !p.is_required && el("span", { class: "optional" }, " (optional)")),
+      field, p.description && el("div", { class: "hint" }, p.description));
+  }));
+  $("#workflow-form").dataset.callback = fn.callback_id;
+  $("#workflow-overlay").hidden = false;
+  const first = $("#workflow-form input, #workflow-form textarea");
+  if (first) first.focus();
+}
+
+async function runWorkflow() {
+  const form = $("#workflow-form");
+  if (!form.reportValidity()) return;
+  const inputs = {};
+  for (const field of form.querySelectorAll("[name]")) if (field.value.trim()) inputs[field.name] = field.value.trim();
+  $("#workflow-overlay").hidden = true;
+  if (await post("/ui/workflow", { callback_id: form.dataset.callback, inputs })) toast("Workflow started");
+}
+$("#workflow-button").addEventListener("click", openWorkflow);
+$("#workflow-run").addEventListener("click", runWorkflow);
+$("#workflow-form").addEventListener("submit", (e) => { e.preventDefault(); runWorkflow(); });
+for (const id of ["#workflow-x", "#workflow-cancel"]) $(id).addEventListener("click", () => { $("#workflow-overlay").hidden = true; });
 
 function renderPanel(panel) {
   $("#panel").hidden = !panel;
   if (!panel) return;
   $("#panel-title").textContent = panel.title;
   $("#panel-subtitle").textContent = panel.subtitle || "";
+  const link = $("#panel-link");
+  link.hidden = !panel.link;
+  if (panel.link) { link.href = panel.link.href; link.textContent = panel.link.text; }
   $("#panel-items").replaceChildren(...(panel.items.length ? panel.items.map((t) => el("div", { class: "ticket", "data-ticket": t.id },
     el("div", { class: "ticket-id" }, t.id), el("div", { class: "ticket-title" }, t.title),
     el("dl", {}, t.fields.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),

@@ -378,3 +378,33 @@ def test_a_direct_message_gets_a_create_ticket_button(page, demo):
     page.click("#modal-x")
     expect(page.locator(f"#panel .ticket[data-ticket='{ticket}'] .ticket-title")).to_have_text(
         "My badge does not open the garage")
+
+
+def test_the_serval_agent_panel_changes_a_ticket_and_the_slack_page_shows_it(page, browser):
+    # The demo's panel links Serval's agent panel; a change there is the ticket's, as the API answers it.
+    link = page.locator("#panel-link")
+    expect(link).to_contain_text("Agent panel")
+    agent = browser.new_context().new_page()
+    errors: list = []
+    agent.on("pageerror", lambda error: errors.append(error))
+    agent.goto(link.get_attribute("href"))
+    row = agent.locator("tr[data-ticket='IT-2']")  # seeded: "VPN drops every hour", In Progress
+    expect(row).to_contain_text("VPN drops every hour")
+    expect(row.locator("select[data-field=statusId] option:checked")).to_have_text("In Progress")
+    row.locator("select[data-field=assignedToUserId]").select_option(label="Bob Baker")
+    expect(row.locator("select[data-field=assignedToUserId] option:checked")).to_have_text("Bob Baker")
+    row.locator("select[data-field=priorityId]").select_option(label="High")
+    expect(row.locator("select[data-field=priorityId] option:checked")).to_have_text("High")
+    # statuses come grouped as the spec's TicketStatusGroup: TODO, IN_PROGRESS, DONE, CANCELED
+    groups = row.locator("select[data-field=statusId] optgroup")
+    expect(groups).to_have_count(4)
+    assert [groups.nth(i).get_attribute("label") for i in range(4)] == ["TODO", "IN_PROGRESS", "DONE", "CANCELED"]
+    row.locator("select[data-field=statusId]").select_option(label="Done")
+    expect(row).to_have_class(re.compile("done"))
+
+    card = page.locator("#panel .ticket[data-ticket='IT-2']")
+    expect(card).to_contain_text("StatusDone")
+    expect(card).to_contain_text("Assigneebob@example.com")
+    expect(card).to_contain_text("PriorityHigh")
+    agent.context.close()
+    assert not errors, errors
