@@ -115,6 +115,8 @@ async def test_manifest_scopes_and_events_are_exactly_those_the_bot_uses(running
     mention_root = slack_state.post_user_message("C123", "U222", "Root of a thread")
     mention = slack_state.post_user_message("C123", "U111", "<@UBOT> file it", thread_ts=mention_root["ts"])
     linked = serval[0].create_ticket({"teamId": "team-it", "name": "Linked"})  # a pasted link to it unfolds
+    slack_state.app_functions, slack_state.unfurl_domains = MANIFEST["functions"], MANIFEST["features"]["unfurl_domains"]
+    pasted = slack_state.post_user_message("C123", "U222", f"See <{TICKET_URL.format(id=linked['id'])}>")
     deliveries = {
         "reaction_added": event("reaction_added.bolt-tests.json", reaction="ticket",
                                 item={"type": "message", "channel": "C123", "ts": root["ts"]}),
@@ -125,11 +127,10 @@ async def test_manifest_scopes_and_events_are_exactly_those_the_bot_uses(running
                                 ts=in_private["ts"], event_ts=in_private["ts"]),
         "message.im": event("message.real-capture.im.json"),
         "function_executed": {**payload("function_executed.DERIVED.create_ticket.json"),
-                              "event": {**payload("function_executed.DERIVED.create_ticket.json")["event"],
-                                        "inputs": {"title": "From a workflow", "requester": "U111"}}},
+                              "event": slack_state.function_executed_event("create_ticket", {
+                                  "title": "From a workflow", "requester": "U111"})},
         "link_shared": {**payload("link_shared.DERIVED.ticket_link.json"),
-                        "event": {**payload("link_shared.DERIVED.ticket_link.json")["event"], "links": [
-                            {"domain": "app.serval.com", "url": TICKET_URL.format(id=linked["id"])}]}},
+                        "event": slack_state.link_shared_event("C123", pasted)},
         "app_home_opened": {"type": "event_callback", "event_id": "EvHOME", "team_id": "T111", "api_app_id": "A111",
                             "event": {"type": "app_home_opened", "user": "U111", "channel": "D0LFFBKLZ", "tab": "home",
                                       "event_ts": "1.1"}},

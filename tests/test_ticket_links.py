@@ -1,8 +1,8 @@
 """Ticket links (issue 23, item 2): SERVAL_TICKET_URL links the tickets the bot names, and a pasted
-ticket link (`link_shared`, as tests/payloads/link_shared.DERIVED.ticket_link.json) unfolds through
-`chat.unfurl` into the ticket's card, looked up in the Serval stand-in; an unknown ticket or a link
-over the rate budget stays a plain link. `chat.unfurl` is answered by `tests/slack_extra.py` (the
-Slack stand-in does not serve it yet)."""
+ticket link posted on the Slack stand-in (`link_shared` for the app's unfurl domains, in the
+envelope of tests/payloads/link_shared.DERIVED.ticket_link.json) unfolds through `chat.unfurl` into
+the ticket's card, looked up in the Serval stand-in; an unknown ticket or a link over the rate
+budget stays a plain link."""
 
 from __future__ import annotations
 
@@ -13,25 +13,24 @@ from typing import Any
 import pytest
 
 from bot.slack import views
-from tests import slack_extra
 from tests.conftest import eventually, make_settings, payload, submission
 from tests.test_ticket_flow import filled, open_modal_with_command
-from tests.test_workflow_step import TOKEN, deliver, execution
+from tests.test_workflow_step import MANIFEST, Runs, deliver, own_token
 
 FAST = dict(retry_base_seconds=0.05, retry_max_seconds=0.3)
 TEMPLATE = "https://app.serval.com/tickets/{id}"
 
 
 @pytest.fixture
-async def extra(slack):
-    state, runner, url = await slack_extra.start(slack[1])
-    yield state, url
-    await runner.cleanup()
+def slack_state(slack) -> Any:
+    """The Slack stand-in, knowing the app's unfurl domains from manifest.yml."""
+    slack[0].unfurl_domains = MANIFEST["features"]["unfurl_domains"]
+    return slack[0]
 
 
 @pytest.fixture
-def settings(tmp_path, extra, serval):
-    return make_settings(tmp_path, extra[1], serval[1], serval_ticket_url=TEMPLATE, unfurl_lookups_per_minute=3, **FAST)
+def settings(tmp_path, slack_state, slack, serval):
+    return make_settings(tmp_path, slack[1], serval[1], serval_ticket_url=TEMPLATE, unfurl_lookups_per_minute=3, **FAST)
 
 
 def seeded(serval_state: Any, name: str = "VPN drops every hour", **more: Any) -> dict[str, Any]:
@@ -45,12 +44,14 @@ def seeded(serval_state: Any, name: str = "VPN drops every hour", **more: Any) -
     return ticket
 
 
-def shared(*urls: str, **changes: Any) -> dict[str, Any]:
+def shared(slack_state: Any, *urls: str, source: str = "conversations_history") -> tuple[dict[str, Any], str]:
+    """Someone posts the links in #general: the `link_shared` delivery, and the message's key in
+    the stand-in's unfurls ("<channel>:<ts>")."""
+    message = slack_state.post_user_message("C123", "U222", "See " + " and ".join(f"<{u}>" for u in urls))
     body = payload("link_shared.DERIVED.ticket_link.json")
     body["event_id"] = f"Ev{uuid.uuid4().hex[:10].upper()}"
-    body["event"]["links"] = [{"domain": "app.serval.com", "url": u} for u in urls]
-    body["event"].update(changes)
-    return body
+    body["event"] = slack_state.link_shared_event("C123", message, source=source)
+    return body, f"C123:{message['ts']}"
 
 
 def card_text(unfurl: dict[str, Any]) -> str:
@@ -58,44 +59,45 @@ def card_text(unfurl: dict[str, Any]) -> str:
     return section["text"]["text"] + " | " + " | ".join(f["text"] for f in section.get("fields", []))
 
 
-async def test_a_ticket_link_unfolds_into_its_card(running, sender, extra, serval):
-    calls, _ = extra
+async def test_a_ticket_link_unfolds_into_its_card(running, sender, slack_state, serval):
     serval_state, _ = serval
     ticket = seeded(serval_state)
     url = TEMPLATE.format(id=ticket["id"])
-    await deliver(sender, shared(url))
-    call = (await calls.wait_for("chat.unfurl"))[0]
-    assert call["args"]["channel"] == "C0HELP" and call["args"]["ts"] == "1764870100.000200"
-    unfurl = call["args"]["unfurls"][url]
+    body, key = shared(slack_state, url)
+    await deliver(sender, body)
+    call = (await slack_state.wait_for("chat.unfurl"))[0]
+    assert not call["error"], call
+    assert f'{call["args"]["channel"]}:{call["args"]["ts"]}' == key
+    unfurl = slack_state.unfurls[key][url]
     text = card_text(unfurl)
     for part in (ticket["friendlyIdentifier"], "VPN drops every hour", "*Status*\nOpen", "*Assignee*\nAlice Anderson",
                  "*Priority*\nHigh", "*Requester*\nBob Baker"):
         assert part in text, (part, text)
     button = unfurl["blocks"][1]["elements"][0]
     assert button["text"]["text"] == "View in Serval" and button["url"] == url
-    assert call["token"] == "xoxb-test"
 
 
-async def test_an_unknown_ticket_or_a_foreign_link_stays_a_plain_link(running, sender, slack, extra, serval):
-    calls, _ = extra
+async def test_an_unknown_ticket_or_a_foreign_link_stays_a_plain_link(running, sender, slack_state, serval):
     serval_state, _ = serval
     before = len(serval_state.requests)
-    await deliver(sender, shared(TEMPLATE.format(id=str(uuid.uuid4())), "https://app.serval.com/settings"))
+    body, _key = shared(slack_state, TEMPLATE.format(id=str(uuid.uuid4())), "https://app.serval.com/settings")
+    await deliver(sender, body)
     await eventually(lambda: len(serval_state.requests) > before)  # looked up: no such ticket
     await asyncio.sleep(0.3)
-    assert calls.calls_to("chat.unfurl") == []
-    assert not [c for c in slack[0].calls if c["method"].startswith("chat.")]  # nobody is told anything
+    assert slack_state.calls_to("chat.unfurl") == []
+    assert not [c for c in slack_state.calls if c["method"].startswith("chat.")]  # nobody is told anything
     # the link typed in the composer, for a ticket that exists: unfurled by its unfurl_id
     ticket = seeded(serval_state, "Printer jam")
     url = TEMPLATE.format(id=ticket["id"])
-    await deliver(sender, shared(url, source="composer", unfurl_id="C0HELP.1.abc"))
-    call = (await calls.wait_for("chat.unfurl"))[0]
-    assert call["args"]["unfurl_id"] == "C0HELP.1.abc" and call["args"]["source"] == "composer"
-    assert "Printer jam" in card_text(call["args"]["unfurls"][url])
+    body, key = shared(slack_state, url, source="composer")
+    await deliver(sender, body)
+    call = (await slack_state.wait_for("chat.unfurl"))[0]
+    assert call["args"]["unfurl_id"] == body["event"]["unfurl_id"] and call["args"]["source"] == "composer"
+    assert not call["error"] and "Printer jam" in card_text(slack_state.unfurls[key][url])
 
 
-async def test_many_links_at_once_stay_within_the_rate_budget_and_the_cache_answers_repeats(running, sender, extra, serval):
-    calls, _ = extra
+async def test_many_links_at_once_stay_within_the_rate_budget_and_the_cache_answers_repeats(running, sender, slack_state,
+                                                                                         serval):
     serval_state, _ = serval
     tickets = [seeded(serval_state, f"Ticket {i}") for i in range(5)]
     urls = [TEMPLATE.format(id=t["id"]) for t in tickets]
@@ -103,22 +105,26 @@ async def test_many_links_at_once_stay_within_the_rate_budget_and_the_cache_answ
     def lookups() -> int:
         return len([r for r in serval_state.requests if r["method"] == "GET" and r["path"].startswith("/v2/tickets/")])
 
-    await deliver(sender, shared(*urls))
-    call = (await calls.wait_for("chat.unfurl"))[0]
-    assert len(call["args"]["unfurls"]) == 3 and lookups() == 3  # UNFURL_LOOKUPS_PER_MINUTE=3
+    body, key = shared(slack_state, *urls)
+    await deliver(sender, body)
+    await slack_state.wait_for("chat.unfurl")
+    assert len(slack_state.unfurls[key]) == 3 and lookups() == 3  # UNFURL_LOOKUPS_PER_MINUTE=3
     # the same links again: the cached cards, no more look-ups (and the budget is spent)
-    await deliver(sender, shared(*urls[:3]))
-    again = (await calls.wait_for("chat.unfurl", 2))[1]
-    assert sorted(again["args"]["unfurls"]) == sorted(urls[:3]) and lookups() == 3
+    body, again = shared(slack_state, *urls[:3])
+    await deliver(sender, body)
+    await slack_state.wait_for("chat.unfurl", 2)
+    assert sorted(slack_state.unfurls[again]) == sorted(urls[:3]) and lookups() == 3
 
 
-async def test_the_workflow_step_outputs_the_tickets_link(running, sender, extra, serval):
-    calls, _ = extra
-    await deliver(sender, execution())
-    outputs = (await calls.wait_for("functions.completeSuccess"))[0]["args"]["outputs"]
+async def test_the_workflow_step_outputs_the_tickets_link(running, sender, slack_state, serval):
+    runs = Runs(slack_state)
+    body = runs.execution()
+    await deliver(sender, body)
+    done = (await runs.wait_for("functions.completeSuccess"))[0]
     ticket = next(iter(serval[0].tickets.values()))
+    outputs = done["args"]["outputs"]
     assert outputs["ticket_url"] == TEMPLATE.format(id=ticket["id"]) and outputs["ticket_id"] == ticket["friendlyIdentifier"]
-    assert (await calls.wait_for("functions.completeSuccess"))[0]["token"] == TOKEN
+    assert own_token(done, body)
 
 
 async def test_messages_that_name_a_ticket_link_it(running, sender, slack, serval):
@@ -147,16 +153,16 @@ def details_requested(url: str) -> dict[str, Any]:
             "type": "entity_details_requested", "user": "U111", "external_ref": {"id": "123", "type": "serval"},
             "entity_url": url, "link": {"url": url, "domain": "app.serval.com"}, "app_unfurl_url": url,
             "event_ts": "123456789.1234566", "trigger_id": "1234567890123.1234567890123.abcdef0123",
-            "user_locale": "en-US", "channel": "C0HELP", "message_ts": "1755035323.759739",
+            "user_locale": "en-US", "channel": "C123", "message_ts": "1755035323.759739",
         },
     }
 
 
-async def test_work_objects_carry_the_ticket_and_answer_its_flexpane(tmp_path, extra, serval):
+async def test_work_objects_carry_the_ticket_and_answer_its_flexpane(tmp_path, slack_state, slack, serval):
     from server.http import serve_http
     from tests.conftest import SlackSender
 
-    calls, url = extra
+    url = slack[1]
     serval_state, serval_url = serval
     running = await serve_http(make_settings(tmp_path, url, serval_url, serval_ticket_url=TEMPLATE,
                                              unfurl_work_objects=True, **FAST), host="127.0.0.1", port=0)
@@ -166,9 +172,11 @@ async def test_work_objects_carry_the_ticket_and_answer_its_flexpane(tmp_path, e
         ticket = seeded(serval_state)
         link = TEMPLATE.format(id=ticket["id"])
         posted = link + "?tab=activity"  # the link as pasted; the entity's url is the ticket's own
-        await deliver(sender, shared(posted))
-        call = (await calls.wait_for("chat.unfurl"))[0]
-        entity = call["args"]["metadata"]["entities"][0]
+        body, key = shared(slack_state, posted)
+        await deliver(sender, body)
+        call = (await slack_state.wait_for("chat.unfurl"))[0]
+        assert not call["error"], call
+        entity = slack_state.unfurl_metadata[key]["entities"][0]
         assert entity["entity_type"] == "slack#/entities/task" and entity["app_unfurl_url"] == posted
         assert entity["url"] == link and entity["external_ref"] == {"id": ticket["id"], "type": "serval"}
         payload_ = entity["entity_payload"]
@@ -178,11 +186,12 @@ async def test_work_objects_carry_the_ticket_and_answer_its_flexpane(tmp_path, e
         # the flexpane: the ticket's details, or "not found" for a ticket that is not there
         await deliver(sender, details_requested(link))
         await deliver(sender, details_requested(TEMPLATE.format(id=str(uuid.uuid4()))))
-        answers = await calls.wait_for("entity.presentDetails", 2)
-        shown = next(a for a in answers if a["args"].get("metadata"))
-        assert shown["args"]["metadata"]["external_ref"]["id"] == ticket["id"]
-        assert shown["args"]["trigger_id"] == "1234567890123.1234567890123.abcdef0123"
-        assert any(a["args"].get("error") == {"status": "not_found"} for a in answers)
+        await slack_state.wait_for("entity.presentDetails", 2)
+        answers = slack_state.entity_details  # the calls' arguments, as the stand-in read them
+        shown = next(a for a in answers if a.get("metadata"))
+        assert shown["metadata"]["external_ref"]["id"] == ticket["id"]
+        assert shown["trigger_id"] == "1234567890123.1234567890123.abcdef0123"
+        assert any(a.get("error") == {"status": "not_found"} for a in answers)
     finally:
         await sender.aclose()
         await running.close()

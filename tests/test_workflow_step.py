@@ -1,48 +1,67 @@
-"""The *Create a ticket* workflow step (issue 23, item 1): `function_executed`, as Slack documents it
-(tests/payloads/function_executed.DERIVED.create_ticket.json), signed and sent through the real HTTP
-endpoint and Bolt app; the ticket goes to the Serval stand-in, and the execution ends with
-`functions.completeSuccess` or `functions.completeError`, answered by `tests/slack_extra.py` (the
-Slack stand-in does not serve these methods yet), called with the execution's own token."""
+"""The *Create a ticket* workflow step (issue 23, item 1): Workflow Builder runs it on the Slack
+stand-in (`SlackState.function_executed_event`: the event as Slack documents it, with a token of the
+run's own), signed and sent through the real HTTP endpoint and Bolt app, or over Socket Mode; the
+ticket goes to the Serval stand-in, and the run ends with `functions.completeSuccess` or
+`functions.completeError`, called with the run's own token."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sandbox.serval import Fault
 from server.http import serve_http
-from tests import slack_extra
 from tests.conftest import SlackSender, eventually, make_settings, payload
 from tests.test_logging import BOT, SIGNING, captured  # noqa: F401 (fixture)
 from tests.test_reliability import serval_clients  # noqa: F401 (fixture)
 from tests.test_ticket_flow import created
 
 FAST = dict(retry_base_seconds=0.05, retry_max_seconds=0.3)
-TOKEN = "xwfp-EXAMPLE-just-in-time-token"
+MANIFEST = yaml.safe_load((Path(__file__).parent.parent / "manifest.yml").read_text())
+
+
+class Runs:
+    """Workflow Builder, on the Slack stand-in: it knows the app's steps from manifest.yml, starts
+    runs, and records how each ended (`SlackState.executions`)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        state.app_functions = MANIFEST["functions"]
+
+    def execution(self, **inputs: Any) -> dict[str, Any]:
+        """A run of the step, as the Events API delivers it: the documented envelope, the stand-in's
+        event (its inputs: the documented ones, for people and channels the stand-in knows)."""
+        body = payload("function_executed.DERIVED.create_ticket.json")
+        given = {**body["event"]["inputs"], "requester": "U111", "channel": "C111", **inputs}
+        body["event"] = self.state.function_executed_event("create_ticket", {k: v for k, v in given.items() if v is not None})
+        body["event_id"] = f"Ev{uuid.uuid4().hex[:10].upper()}"
+        return body
+
+    def calls_to(self, method: str) -> list[dict[str, Any]]:
+        return self.state.calls_to(method)
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        return await self.state.wait_for(method, count, timeout)
 
 
 @pytest.fixture
-async def extra(slack):
-    state, runner, url = await slack_extra.start(slack[1])
-    yield state, url
-    await runner.cleanup()
+def runs(slack) -> Runs:
+    return Runs(slack[0])
 
 
 @pytest.fixture
-def settings(tmp_path, extra, serval):
-    return make_settings(tmp_path, extra[1], serval[1], **FAST)
+def settings(tmp_path, slack, serval):
+    return make_settings(tmp_path, slack[1], serval[1], **FAST)
 
 
-def execution(*, event_id: str | None = None, execution_id: str | None = None, **inputs: Any) -> dict[str, Any]:
-    body = payload("function_executed.DERIVED.create_ticket.json")
-    body["event_id"] = event_id or f"Ev{uuid.uuid4().hex[:10].upper()}"
-    body["event"]["function_execution_id"] = execution_id or f"Fx{uuid.uuid4().hex[:10].upper()}"
-    body["event"]["inputs"].update(requester="U111", channel="C111")  # people and channels the stand-in knows
-    body["event"]["inputs"].update(inputs)
-    return body
+def own_token(call: dict[str, Any], body: dict[str, Any]) -> bool:
+    """The call carried the run's own token (the stand-in notes whose run a token belongs to)."""
+    return call["execution"] == body["event"]["function_execution_id"] and not call["error"]
 
 
 async def deliver(sender: SlackSender, body: dict[str, Any], retry: int = 0) -> None:
@@ -50,13 +69,13 @@ async def deliver(sender: SlackSender, body: dict[str, Any], retry: int = 0) -> 
     assert r.status_code == 200 and not r.content, (r.status_code, r.text)
 
 
-async def test_the_step_completes_once_with_the_ticket_under_redelivery(running, sender, extra, serval):
-    calls, _ = extra
+async def test_the_step_completes_once_with_the_ticket_under_redelivery(running, sender, runs, serval):
+    calls = runs
     serval_state, _ = serval
-    body = execution(priority="high")
+    body = runs.execution(priority="high")
     await deliver(sender, body)
     await deliver(sender, body, retry=1)  # Slack's redelivery: the same event
-    again = execution(execution_id=body["event"]["function_execution_id"], priority="high")  # another delivery of it
+    again = {**body, "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}"}  # the same run, delivered under another id
     await asyncio.gather(deliver(sender, again), deliver(sender, again, retry=2))
     done = await calls.wait_for("functions.completeSuccess")
     await running.bot.tickets.idle(10)
@@ -67,8 +86,10 @@ async def test_the_step_completes_once_with_the_ticket_under_redelivery(running,
     assert ticket["name"] == "VPN drops every hour"
     assert ticket["priorityId"] == "pri-it-high"  # "high": matched by name
     call = done[0]
-    assert call["token"] == TOKEN  # the execution's own token, not the bot's
+    assert own_token(call, body)  # the run's own token, not the bot's
     assert call["args"]["function_execution_id"] == body["event"]["function_execution_id"]
+    run = runs.state.executions[body["event"]["function_execution_id"]]
+    assert run["state"] == "completed" and run["outputs"] == call["args"]["outputs"]
     sub = (await running.bot.storage.tickets_of("U111"))[0]  # the requester's ticket (Home lists it)
     assert call["args"]["outputs"] == {"ticket_id": sub.ticket["display_id"], "ticket_system": "Serval"}
     assert sub.ticket["display_id"].startswith("IT-") and sub.ticket["id"] == ticket["id"]
@@ -76,26 +97,27 @@ async def test_the_step_completes_once_with_the_ticket_under_redelivery(running,
     assert sub.payload["function"]["ended"] == "success" and "token" not in sub.payload["function"]
 
 
-async def test_an_unknown_priority_or_team_ends_the_step_with_an_error_naming_it(running, sender, extra, serval):
-    calls, _ = extra
+async def test_an_unknown_priority_or_team_ends_the_step_with_an_error_naming_it(running, sender, runs, serval):
+    calls = runs
     serval_state, _ = serval
-    await deliver(sender, execution(priority="Whenever"))
-    await deliver(sender, execution(team="Facilities"))
-    await deliver(sender, execution(title="  "))
+    bodies = [runs.execution(priority="Whenever"), runs.execution(team="Facilities"), runs.execution(title="  ")]
+    for body in bodies:
+        await deliver(sender, body)
     errors = await calls.wait_for("functions.completeError", 3)
     texts = sorted(c["args"]["error"] for c in errors)
     assert any('"priority" is "Whenever"' in t and "High" in t for t in texts), texts
     assert any('"team" is "Facilities"' in t for t in texts), texts
     assert any('"title" is empty' in t for t in texts), texts
-    assert all(c["token"] == TOKEN for c in errors)
+    assert all(any(own_token(c, b) for b in bodies) for c in errors)
+    assert all(runs.state.executions[b["event"]["function_execution_id"]]["state"] == "failed" for b in bodies)
     assert created(serval_state) == [] and not calls.calls_to("functions.completeSuccess")
 
 
-async def test_the_step_completes_once_serval_is_back(running, sender, extra, serval):
-    calls, _ = extra
+async def test_the_step_completes_once_serval_is_back(running, sender, runs, serval):
+    calls = runs
     serval_state, _ = serval
     serval_state.faults["POST /v2/tickets"] = Fault(error_rate=1.0, status=503)
-    await deliver(sender, execution())
+    await deliver(sender, runs.execution())
     await eventually(lambda: len([r for r in serval_state.requests if r["path"] == "/v2/tickets"]) >= 3, timeout=10)
     assert not calls.calls_to("functions.completeSuccess") and not calls.calls_to("functions.completeError")
     del serval_state.faults["POST /v2/tickets"]
@@ -105,8 +127,8 @@ async def test_the_step_completes_once_serval_is_back(running, sender, extra, se
     assert len(serval_state.tickets) == 1 and not calls.calls_to("functions.completeError")
 
 
-async def test_the_step_ends_with_an_error_after_give_up(tmp_path, extra, serval):
-    calls, url = extra
+async def test_the_step_ends_with_an_error_after_give_up(tmp_path, slack, runs, serval):
+    calls, url = runs, slack[1]
     serval_state, serval_url = serval
     serval_state.faults["POST /v2/tickets"] = Fault(error_rate=1.0, status=503)
     running = await serve_http(make_settings(tmp_path, url, serval_url, give_up_after_seconds=1.0, **FAST),
@@ -114,7 +136,7 @@ async def test_the_step_ends_with_an_error_after_give_up(tmp_path, extra, serval
     sender = SlackSender(running.url)
     try:
         await eventually(lambda: running.bot.people.known_workspace, timeout=10)
-        await deliver(sender, execution())
+        await deliver(sender, runs.execution())
         error = (await calls.wait_for("functions.completeError", timeout=15))[0]["args"]["error"]
         assert error.startswith("The ticket could not be created: Serval has not answered for too long")
         assert not calls.calls_to("functions.completeSuccess")
@@ -123,14 +145,14 @@ async def test_the_step_ends_with_an_error_after_give_up(tmp_path, extra, serval
         await running.close()
 
 
-async def test_a_step_journaled_before_a_stop_completes_after_the_restart(tmp_path, extra, serval):
+async def test_a_step_journaled_before_a_stop_completes_after_the_restart(tmp_path, slack, runs, serval):
     """Slack's delivery is acknowledged once journaled: a process that stops before the ticket is
-    made (Serval slow) leaves it to the next one, which completes the step once."""
-    calls, url = extra
+    made (Serval down) leaves it to the next one, which completes the step once."""
+    calls, url = runs, slack[1]
     serval_state, serval_url = serval
     serval_state.faults["POST /v2/tickets"] = Fault(error_rate=1.0, status=503)
     settings = make_settings(tmp_path, url, serval_url, **FAST)
-    body = execution()
+    body = runs.execution()
     first = await serve_http(settings, host="127.0.0.1", port=0)
     sender = SlackSender(first.url)
     try:
@@ -152,10 +174,10 @@ async def test_a_step_journaled_before_a_stop_completes_after_the_restart(tmp_pa
         await second.close()
 
 
-async def test_the_executions_token_never_reaches_the_log(captured, tmp_path, slack, extra, serval):  # noqa: F811
+async def test_the_executions_token_never_reaches_the_log(captured, tmp_path, slack, runs, serval):  # noqa: F811
     """At LOG_LEVEL=DEBUG (every request and Web API call logged), from the delivery to the end."""
-    slack_state, _ = slack
-    calls, url = extra
+    slack_state, url = slack
+    calls = runs
     slack_state.token = BOT
     settings = make_settings(tmp_path, url, serval[1], slack_bot_token=BOT, slack_signing_secret=SIGNING,
                              log_level="DEBUG", **FAST)
@@ -163,8 +185,9 @@ async def test_the_executions_token_never_reaches_the_log(captured, tmp_path, sl
     sender = SlackSender(running.url, SIGNING)
     try:
         await eventually(lambda: running.bot.people.known_workspace, timeout=10)
-        await deliver(sender, execution(priority="Nope"))  # an error: the path that logs most
-        await deliver(sender, execution())
+        bodies = [runs.execution(priority="Nope"), runs.execution()]  # an error (the path that logs most), a ticket
+        for body in bodies:
+            await deliver(sender, body)
         await calls.wait_for("functions.completeError")
         await calls.wait_for("functions.completeSuccess")
         await running.bot.tickets.idle(10)
@@ -173,7 +196,9 @@ async def test_the_executions_token_never_reaches_the_log(captured, tmp_path, sl
         await running.close()
     log = captured.getvalue()
     assert "functions.completeSuccess" in log and len(log.splitlines()) > 30  # the log covers the step, verbosely
-    assert TOKEN not in log and TOKEN[:12] not in log
+    for body in bodies:
+        token = body["event"]["bot_access_token"]
+        assert token not in log and token[:14] not in log
 
 
 async def test_over_socket_mode_a_sigkill_mid_create_still_completes_once(tmp_path, slack, serval_clients):  # noqa: F811
@@ -182,14 +207,14 @@ async def test_over_socket_mode_a_sigkill_mid_create_still_completes_once(tmp_pa
     from sandbox.slack_socket import APP_TOKEN, SocketModeServer
     from tests.test_reliability import BotProcess
 
-    slack_state, slack_url = slack
+    slack_state, url = slack
     serval_state, serval_url = serval_clients
-    calls, runner, url = await slack_extra.start(slack_url)
+    calls = Runs(slack_state)
     server = await SocketModeServer.start(slack_state)
     serval_state.faults["POST /v2/tickets"] = Fault(latency=1.5)  # the create is on its way when the bot dies
     bot = BotProcess(tmp_path, url, serval_url, args=(), SLACK_APP_TOKEN=APP_TOKEN, SERVAL_TIMEOUT="2",
                      RETRY_MAX_SECONDS="0.5")
-    body = execution()
+    body = calls.execution()
     try:
         await bot.start()
         ack = await server.send("events_api", body)
@@ -207,10 +232,9 @@ async def test_over_socket_mode_a_sigkill_mid_create_still_completes_once(tmp_pa
         assert len(calls.calls_to("functions.completeSuccess")) == 1 and len(serval_state.tickets) == 1
         ticket = next(iter(serval_state.tickets.values()))
         assert done[0]["args"]["outputs"]["ticket_id"] == ticket["friendlyIdentifier"]
-        assert done[0]["token"] == TOKEN and not calls.calls_to("functions.completeError")
+        assert own_token(done[0], body) and not calls.calls_to("functions.completeError")
     finally:
         bot.stop()
         await server.close()
-        await runner.cleanup()
     logs = bot.log_path.read_text()
-    assert TOKEN not in logs and "resuming" in logs
+    assert body["event"]["bot_access_token"] not in logs and "resuming" in logs

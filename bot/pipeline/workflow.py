@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 FUNCTION = "function"  # the step that ends the execution in Slack
 CALLBACK_ID = "create_ticket"  # manifest.yml: functions.create_ticket
-# What Slack calls a token it no longer takes: the execution ended (timed out, cancelled) meanwhile.
-EXECUTION_GONE = {"invalid_auth", "token_expired", "token_revoked", "function_execution_not_found", "not_authed"}
+# What Slack answers when the run is over: it timed out or was cancelled meanwhile (its token is no
+# longer taken), or an earlier attempt of this step ended it and its answer was lost.
+EXECUTION_GONE = {"invalid_auth", "token_expired", "token_revoked", "function_execution_not_found", "not_authed",
+                  "execution_not_in_running_state"}
 
 
 def _field(fields: list[FormField], field_id: str, label: str) -> FormField | None:
@@ -130,7 +132,7 @@ class Function:
         except SlackApiError as exc:
             if exc.response.get("error") not in EXECUTION_GONE:
                 raise
-            log.warning("submission %s: the workflow step ended before the ticket was ready (%s)",
+            log.warning("submission %s: the workflow step's run was over already (%s)",
                         sub.id, exc.response.get("error"))
         fn.pop("token", None)  # the execution is over: its token is not kept
         fn["ended"] = "success" if sub.ticket else "error"
