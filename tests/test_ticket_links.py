@@ -136,7 +136,7 @@ async def test_messages_that_name_a_ticket_link_it(running, sender, slack, serva
     await sender.interactive(submission(view, filled("Links", share=True)))
     await eventually(lambda: slack_state.calls_to("chat.postMessage") and slack_state.calls_to("chat.postEphemeral"))
     ticket = next(iter(serval_state.tickets.values()))
-    ref = f"*<{TEMPLATE.format(id=ticket['id'])}|{ticket['friendlyIdentifier']}>*"
+    ref = f"<{TEMPLATE.format(id=ticket['id'])}|{ticket['friendlyIdentifier']}>"
     assert ref in slack_state.calls_to("chat.postEphemeral")[0]["args"]["text"]
     assert ref in slack_state.calls_to("chat.postMessage")[0]["args"]["text"]
     outcome = await eventually(lambda: [c for c in slack_state.calls_to("views.update") if ref in str(c["args"]["view"])])

@@ -132,10 +132,10 @@ def help_text(command: str, emoji: str = "ticket") -> str:
     )
 
 def ticket_ref(display_id: str, url: str | None = None) -> str:
-    """How a message names a ticket: *IT-42*, a link to the ticket's page when one is known
-    (SERVAL_TICKET_URL, REZOLVE_TICKET_URL, Socialboards' inbox)."""
+    """How a message names a ticket: *IT-42*, or a link to the ticket's page when one is known
+    (SERVAL_TICKET_URL, REZOLVE_TICKET_URL, Socialboards' inbox), which stands out as a link."""
     if url and url.startswith(("https://", "http://")) and not any(c in url for c in "<>| \n"):
-        return f"*<{url}|{escape(display_id)}>*"
+        return f"<{url}|{escape(display_id)}>"
     return f"*{escape(display_id)}*"
 
 def thread_reply_text(display_id: str, title: str, user_id: str, url: str | None = None) -> str:
