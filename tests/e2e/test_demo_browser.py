@@ -408,3 +408,31 @@ def test_the_serval_agent_panel_changes_a_ticket_and_the_slack_page_shows_it(pag
     expect(card).to_contain_text("PriorityHigh")
     agent.context.close()
     assert not errors, errors
+
+
+def test_the_workflow_step_files_a_ticket_whose_link_unfolds(page, demo):
+    """Issue 23 in the demo: the channel's ⚡ Workflow button runs the app's *Create a ticket* step
+    (the real bot, through the journal), its outputs name the ticket and its link, and that link
+    posted in the channel unfolds into the ticket's card."""
+    be(page, "U111")
+    open_channel(page, "C111")
+    page.click("#workflow-button")
+    form = page.locator("#workflow-overlay")
+    expect(form.locator("#workflow-title")).to_have_text("Create a ticket")
+    form.locator("[name=title]").fill("Badge reader at the side door")
+    form.locator("[name=priority]").fill("high")
+    page.click("#workflow-run")
+    expect(form).to_be_hidden()
+    run = page.locator("#runs li.completed").last  # the run's outputs, once the bot ended it
+    expect(run).to_contain_text(re.compile(r"ticket_id IT-\d+"), timeout=20_000)
+    expect(run).to_contain_text("ticket_system Serval")
+    link = re.search(r"https://\S+/tickets/[0-9a-f-]+", run.inner_text()).group(0)
+    ticket = re.search(r"IT-\d+", run.inner_text()).group(0)
+
+    send(page.locator("#composer-text"), f"Status of {link} please?")
+    message = page.locator("#messages .message", has_text="Status of")
+    unfurl = message.locator(f".unfurl[data-url='{link}']")
+    expect(unfurl).to_contain_text(ticket, timeout=20_000)
+    expect(unfurl).to_contain_text("Badge reader at the side door")
+    expect(unfurl).to_contain_text("High")
+    expect(unfurl.locator("button", has_text="View in Serval")).to_be_visible()
