@@ -178,7 +178,7 @@ class Settings(BaseSettings):
 
     # Ticket links that unfold (link_shared → chat.unfurl)
     unfurl_cache_seconds: float = Field(default=60.0, ge=0)  # a looked-up ticket is shown this long without asking again
-    unfurl_lookups_per_minute: int = Field(default=60, ge=0)  # at most this many ticket look-ups for links (0: no unfurls)
+    unfurl_lookups_per_minute: int = Field(default=60, ge=0)  # ticket look-ups for links at most (0: no unfurls)
     unfurl_work_objects: bool = False  # unfurls carry the ticket as a Work Object (the app's Work Object Previews on)
 
     # People and channels
@@ -229,7 +229,8 @@ class Settings(BaseSettings):
         if problem := http_url_problem(v.replace("{id}", "x").replace("{display_id}", "x")):
             raise ValueError(problem)
         if "{id}" not in v and "{display_id}" not in v:
-            raise ValueError("must name the ticket with {id} and/or {display_id}, e.g. https://acme.example.com/tickets/{id}")
+            raise ValueError("must name the ticket with {id} and/or {display_id}, "
+                             "e.g. https://acme.example.com/tickets/{id}")
         return v
 
     @field_validator("slash_command")

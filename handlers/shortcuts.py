@@ -135,9 +135,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
 
         async def open_form() -> None:
             if not (channel_id and ts):
-                await open_view(client, trigger_id, views.notice_modal("Slack did not say which message this is; try again.",
-                                                                       title="Add to ticket"),
-                                user_id=user_id, channel_id=channel_id, what="the form")
+                notice = views.notice_modal("Slack did not say which message this is; try again.", title="Add to ticket")
+                await open_view(client, trigger_id, notice, user_id=user_id, channel_id=channel_id, what="the form")
                 return
             where = adding.Message(channel_id, channel.get("name"), ts, message.get("thread_ts") or ts).dump()
             opened = await open_view(client, trigger_id, views.add_message_modal(where, None), user_id=user_id,

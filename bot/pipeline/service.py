@@ -186,7 +186,8 @@ class TicketService:
                 except Exception as exc:
                     log.debug("permalink of %s: %s", ticket.display_id, exc)
             created = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc).strftime("%Y-%m-%d")
-            return views.HomeTicket(ticket.display_id, sub.payload["title"], status, link, created, self.ctx.link(ticket))
+            return views.HomeTicket(ticket.display_id, sub.payload["title"], status, link, created,
+                                    self.ctx.link(ticket))
 
         return list(await asyncio.gather(*(one(s) for s in subs)))
 

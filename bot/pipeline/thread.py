@@ -43,7 +43,8 @@ class Reply:
             )
             kwargs = dict(channel=origin.channel_id, thread_ts=origin.thread_ts, text=text)
         elif sub.payload.get("share") and origin.channel_id:
-            kwargs = dict(channel=origin.channel_id, text=views.shared_ticket_text(ticket.display_id, title, user_id, self.ctx.link(ticket)))
+            text = views.shared_ticket_text(ticket.display_id, title, user_id, self.ctx.link(ticket))
+            kwargs = dict(channel=origin.channel_id, text=text)
         else:
             return False  # nothing to post
         resp = await self.ctx.slack.chat_postMessage(**kwargs)

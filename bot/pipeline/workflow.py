@@ -54,7 +54,8 @@ def _match(field: FormField, value: str) -> str | None:
 
 def _unknown(name: str, value: str, field: FormField | None, system: str) -> BackendError:
     if field is None:
-        return BackendError(f'The input "{name}" is "{value}", but {system} has no {name} to choose here; leave it empty.')
+        return BackendError(f'The input "{name}" is "{value}", but {system} has no {name} to choose here; '
+                            "leave it empty.")
     known = ", ".join(o.label for o in field.options[:10]) + (", …" if len(field.options) > 10 else "")
     return BackendError(f'The input "{name}" is "{value}", which is no {name} in {system}. Use one of: {known}.')
 
@@ -90,7 +91,8 @@ async def resolve(ctx: Context, sub: Submission, backend: TicketBackend) -> None
             info = await ctx.slack.conversations_info(channel=origin.channel_id)
             p["origin"] = {**p["origin"], "channel_name": (info.get("channel") or {}).get("name")}
         except SlackApiError as exc:  # a private channel the bot is not in: the ticket just says "Slack"
-            log.info("submission %s: channel %s cannot be read (%s)", sub.id, origin.channel_id, exc.response.get("error"))
+            log.info("submission %s: channel %s cannot be read (%s)", sub.id, origin.channel_id,
+                     exc.response.get("error"))
     p["resolved"] = True
 
 
@@ -126,7 +128,8 @@ class Function:
         client = self._client(fn["token"])
         try:
             if sub.ticket:
-                await client.functions_completeSuccess(function_execution_id=fn["execution_id"], outputs=outputs(self.ctx, sub))
+                await client.functions_completeSuccess(function_execution_id=fn["execution_id"],
+                                                       outputs=outputs(self.ctx, sub))
             else:
                 await client.functions_completeError(function_execution_id=fn["execution_id"], error=error_text(sub))
         except SlackApiError as exc:

@@ -174,7 +174,8 @@ def already_ticket_text(display_id: str | None) -> str:
 
 def followup_text(display_id: str, warnings: list[str], url: str | None = None) -> str:
     """What went wrong after the person was told their ticket id."""
-    return f"About your ticket {ticket_ref(display_id, url)}:" + "".join(f"\n:warning: {escape_warning(w)}" for w in warnings)
+    return f"About your ticket {ticket_ref(display_id, url)}:" + "".join(
+        f"\n:warning: {escape_warning(w)}" for w in warnings)
 
 def added_text(display_id: str, title: str, warnings: list[str], url: str | None = None) -> str:
     """The person chose "Add to this ticket instead"."""
