@@ -238,3 +238,25 @@ async def test_over_socket_mode_a_sigkill_mid_create_still_completes_once(tmp_pa
         await server.close()
     logs = bot.log_path.read_text()
     assert body["event"]["bot_access_token"] not in logs and "resuming" in logs
+
+
+async def test_team_and_priority_are_matched_by_name_or_id(tmp_path, slack, runs, serval):
+    """Two teams: the team by its name (any case), then the priority among that team's."""
+    serval_state, serval_url = serval
+    serval_state.add_team("Facilities", "FAC", team_id="team-fac")
+    running = await serve_http(make_settings(tmp_path, slack[1], serval_url, **FAST), host="127.0.0.1", port=0)
+    sender = SlackSender(running.url)
+    try:
+        await eventually(lambda: running.bot.people.known_workspace, timeout=10)
+        await deliver(sender, runs.execution(title="Light out in room 4", team="facilities", priority="URGENT"))
+        await deliver(sender, runs.execution(title="By id", team="team-it", priority="pri-it-low"))
+        await runs.wait_for("functions.completeSuccess", 2)
+        by_name = {t["name"]: t for t in serval_state.tickets.values()}
+        assert by_name["Light out in room 4"]["teamId"] == "team-fac"
+        assert by_name["Light out in room 4"]["priorityId"] == "pri-fac-urgent"
+        assert by_name["By id"]["teamId"] == "team-it" and by_name["By id"]["priorityId"] == "pri-it-low"
+        outputs = {c["args"]["outputs"]["ticket_id"][:3] for c in runs.calls_to("functions.completeSuccess")}
+        assert outputs == {"FAC", "IT-"}
+    finally:
+        await sender.aclose()
+        await running.close()
