@@ -36,16 +36,16 @@ def register(app: AsyncApp, bot: Bot) -> None:
         if not found:
             return
         unfurls = {url: views.ticket_unfurl(card, url, system) for url, card, system in found}
-        where: dict[str, Any] = {}
+        args: dict[str, Any] = {"unfurls": unfurls}
         if bot.settings.unfurl_work_objects:  # the same tickets as Work Objects (their flexpane: below)
-            where["metadata"] = {"entities": [views.ticket_entity(card, bot.cards.link(card.ticket) or url, system, url)
+            args["metadata"] = {"entities": [views.ticket_entity(card, bot.cards.link(card.ticket) or url, system, url)
                                               for url, card, system in found]}
         if event.get("source") == "composer" and event.get("unfurl_id"):  # a link typed, not yet sent
-            where.update(unfurl_id=event["unfurl_id"], source="composer")
+            args.update(unfurl_id=event["unfurl_id"], source="composer")
         else:
-            where.update(channel=event.get("channel"), ts=event.get("message_ts"))
+            args.update(channel=event.get("channel"), ts=event.get("message_ts"))
         try:
-            await client.chat_unfurl(unfurls=unfurls, **where)
+            await client.chat_unfurl(**args)
         except Exception as exc:  # the link stays a plain link
             log.warning("chat.unfurl of %d ticket link(s) in %s failed: %s", len(unfurls), event.get("channel"),
                         slack_error(exc))
