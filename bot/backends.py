@@ -22,11 +22,13 @@ def serval_backend(settings: Settings) -> ServalBackend:
         client_secret=settings.serval_client_secret.get_secret_value() if settings.serval_client_secret else None,
         timeout=settings.serval_timeout,
     )
-    return ServalBackend(
+    backend = ServalBackend(
         client,
         team_id=settings.serval_team_id,
         slack_integration_id=settings.serval_slack_integration_id,
     )
+    backend.link_template = settings.serval_ticket_url  # Serval's API gives no link: the tenant's page
+    return backend
 
 
 def rezolve_backend(settings: Settings) -> RezolveBackend:
@@ -42,7 +44,7 @@ def rezolve_backend(settings: Settings) -> RezolveBackend:
         catalog_type=settings.rezolve_catalog_type,
         timeout=settings.rezolve_timeout,
     )
-    return RezolveBackend(
+    backend = RezolveBackend(
         client,
         team_id=settings.rezolve_team_id,
         item_type_id=settings.rezolve_item_type_id,
@@ -50,6 +52,8 @@ def rezolve_backend(settings: Settings) -> RezolveBackend:
         summary_field_id=settings.rezolve_summary_field_id or None,
         description_field_id=settings.rezolve_description_field_id or None,
     )
+    backend.link_template = settings.rezolve_ticket_url
+    return backend
 
 
 def socialboards_backend(settings: Settings) -> SocialboardsBackend:

@@ -24,6 +24,7 @@ from .installations import Installations, WorkspaceClient
 from .ops import metrics
 from .slack import views
 from .backends import make_backends
+from .cards import TicketCards
 from .slack.people import People
 from .routing import Router, RoutingError, load_routing_file
 from .pipeline.service import TicketService
@@ -71,6 +72,7 @@ class Bot:
     tickets: TicketService
     people: People
     router: Router
+    cards: TicketCards  # ticket links → their cards (link_shared)
     threads: Threads = field(default_factory=Threads)  # threads known to be taken (the shortcut's hint)
     follower: Follower | None = None  # tickets followed after they are filed (bot.follow)
     installations: Installations | None = None  # installs by OAuth (SLACK_CLIENT_ID), else one SLACK_BOT_TOKEN
@@ -137,7 +139,11 @@ class Bot:
             await service_slack.views_publish(user_id=user_id, view=views.home_view(await tickets.recent_tickets(user_id)))
 
         follower.publish_home = publish_home
-        bot = cls(settings, storage, slack, backends, tickets, people, router, follower=follower,
+        cards = TicketCards(backends, ttl=settings.unfurl_cache_seconds, per_minute=settings.unfurl_lookups_per_minute)
+        if cards.domains():
+            log.info("ticket links unfold for %s: the Slack app's unfurl_domains (manifest.yml) must list them",
+                     ", ".join(cards.domains()))
+        bot = cls(settings, storage, slack, backends, tickets, people, router, cards, follower=follower,
                   installations=installations)
         tickets.ctx.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
         tickets.is_admin = bot.may_configure  # admins may edit any ticket's details

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # What an install asks for unless SLACK_SCOPES says otherwise: the manifest's bot scopes (tests/test_oauth.py
 # checks they are the same).
 BOT_SCOPES = ("commands", "chat:write", "users:read", "users:read.email", "reactions:read", "app_mentions:read",
-              "channels:history", "groups:history", "im:history", "channels:read", "groups:read")
+              "channels:history", "groups:history", "im:history", "channels:read", "groups:read", "links:read", "links:write")
 STATE_SECONDS = 600  # an install started at /slack/install must come back within this time
 
 

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     serval_team_id: str = ""
     serval_slack_integration_id: str = ""
     serval_timeout: float = Field(default=10.0, gt=0)
+    serval_ticket_url: str = ""  # a ticket's page, e.g. https://acme.serval.com/tickets/{id}; empty: no links
 
     # Rezolve.ai and Socialboards (see docs/backends.md)
     rezolve_base_url: str = "https://api.rezolve.ai"
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
     rezolve_scope: str = ""  # e.g. tickets:write, when the write scope is an optional client scope
     rezolve_catalog_type: Literal["template", "agent", "user"] = "template"
     rezolve_timeout: float = Field(default=10.0, gt=0)
+    rezolve_ticket_url: str = ""  # a ticket's page, e.g. https://acme.rezolve.ai/tickets/{display_id}; empty: no links
     socialboards_base_url: str = "https://api.socialboards.com"
     socialboards_token_url: str = ""  # default: {SOCIALBOARDS_BASE_URL}/token
     socialboards_client_id: str = ""
@@ -186,6 +188,10 @@ class Settings(BaseSettings):
     status_poll_seconds: float = Field(default=60.0, gt=0)  # how often a recently changed ticket is looked at
     status_poll_max_per_minute: int = Field(default=60, ge=1)  # calls to the ticket system for following, at most
     track_days: float = Field(default=30.0, gt=0)  # a ticket unchanged this long is no longer followed
+    # Ticket links that unfold (link_shared → chat.unfurl)
+    unfurl_cache_seconds: float = Field(default=60.0, ge=0)  # a looked-up ticket is shown this long without asking again
+    unfurl_lookups_per_minute: int = Field(default=60, ge=0)  # ticket look-ups for links at most (0: no unfurls)
+    unfurl_work_objects: bool = False  # unfurls carry the ticket as a Work Object (the app's Work Object Previews on)
 
     # People and channels
     unmatched_requester: Literal["describe", "create", "refuse"] = "describe"
@@ -224,6 +230,19 @@ class Settings(BaseSettings):
     def _url(cls, v: str) -> str:
         if problem := http_url_problem(v):
             raise ValueError(problem)
+        return v
+
+    @field_validator("serval_ticket_url", "rezolve_ticket_url")
+    @classmethod
+    def _ticket_url(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            return v
+        if problem := http_url_problem(v.replace("{id}", "x").replace("{display_id}", "x")):
+            raise ValueError(problem)
+        if "{id}" not in v and "{display_id}" not in v:
+            raise ValueError("must name the ticket with {id} and/or {display_id}, "
+                             "e.g. https://acme.example.com/tickets/{id}")
         return v
 
     @field_validator("slash_command")

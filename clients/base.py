@@ -11,8 +11,10 @@ Nothing here knows about Slack: people are names and e-mail addresses, threads a
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 FieldKind = Literal["text", "multiline", "select", "date", "number"]
 
@@ -120,6 +122,35 @@ class TicketState:
         return self.phase in ("done", "canceled")
 
 
+@dataclass(frozen=True)
+class TicketCard:
+    """A ticket as a link to it unfolds: who and what, in words."""
+
+    ticket: CreatedTicket
+    title: str
+    status: str | None = None
+    assignee: str | None = None
+    priority: str | None = None
+    requester: str | None = None
+
+
+_PLACEHOLDER = re.compile(r"\{(id|display_id)\}")
+
+
+def link_pattern(template: str) -> re.Pattern[str] | None:
+    """What links made from `template` look like: `{id}` and `{display_id}` become named groups.
+    None for an empty template, or one with neither placeholder."""
+    if not template or not _PLACEHOLDER.search(template):
+        return None
+    parts, at = [], 0
+    for m in _PLACEHOLDER.finditer(template):
+        parts.append(re.escape(template[at:m.start()]))
+        parts.append(f"(?P<{m.group(1)}>[^/?#&]+)" if f"(?P<{m.group(1)}>" not in "".join(parts) else "[^/?#&]+")
+        at = m.end()
+    parts.append(re.escape(template[at:]))
+    return re.compile("".join(parts) + r"/?(?:[?#].*)?", re.IGNORECASE)
+
+
 class BackendError(Exception):
     """A ticket system refused or failed a call.
 
@@ -159,6 +190,37 @@ class TicketBackend:
 
     async def start(self) -> None:
         """Begin background work (e.g. refreshing cached lists). Must not fail when offline."""
+
+    @property
+    def lists_known(self) -> bool:
+        """The cached lists behind `form_fields` (teams, priorities, the form) have been loaded at
+        least once: a field missing from the form is then really missing, not just unknown yet."""
+        return True
+
+    # The ticket's web page for people, `{id}` and/or `{display_id}` filled in (e.g.
+    # SERVAL_TICKET_URL); empty: the system gives no link, or the ticket's own `url` is used.
+    link_template: str = ""
+
+    def link(self, ticket: CreatedTicket) -> str | None:
+        """The ticket's web page for people, when the system has one (or one is configured)."""
+        if ticket.url:
+            return ticket.url
+        if not link_pattern(self.link_template):
+            return None
+        return self.link_template.replace("{id}", quote(ticket.id, safe="")).replace(
+            "{display_id}", quote(ticket.display_id, safe=""))
+
+    def ticket_ref(self, url: str) -> dict[str, str] | None:
+        """The ticket a link names, as `{"id": …}` and/or `{"display_id": …}`; None when the link is
+        not one of this system's ticket links."""
+        pattern = link_pattern(self.link_template)
+        m = pattern.fullmatch(url.strip()) if pattern else None
+        return {k: v for k, v in m.groupdict().items() if v} if m else None
+
+    async def ticket_card(self, ref: dict[str, str]) -> TicketCard | None:
+        """What a link to the ticket `ref` (see `ticket_ref`) shows; None when there is no such
+        ticket, or the system cannot say. Raises BackendError when the system fails."""
+        return None
 
     async def form_fields(self) -> list[FormField]:
         return []

@@ -4,7 +4,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.core import Bot
 
-from . import actions, commands, config, edit, events, follow, home, installs, modal, shortcuts
+from . import actions, commands, config, edit, events, follow, functions, home, installs, links, modal, shortcuts
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
@@ -17,4 +17,6 @@ def register(app: AsyncApp, bot: Bot) -> None:
     events.register(app, bot)
     edit.register(app, bot)
     follow.register(app, bot)
+    functions.register(app, bot)
+    links.register(app, bot)
     installs.register(app, bot)

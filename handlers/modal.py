@@ -53,7 +53,8 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return
         if stored.ticket:  # a repeat of a submission whose ticket exists: its outcome, not "Creating…"
             await ack(response_action="update",
-                      view=views.created_modal(stored.ticket["display_id"], stored.payload["title"]))
+                      view=views.created_modal(stored.ticket["display_id"], stored.payload["title"],
+                                               bot.tickets.link_of(stored.ticket)))
             return
         bot.threads.note(stored.thread_key)  # taken now: the next shortcut on it is answered before its form
         await ack(response_action="update", view=views.progress_modal(form.title))

@@ -154,11 +154,14 @@ CONTAINER = Obj({**_strings("type", "view_id", "message_ts", "channel_id", "thre
 RESPONSE_URL = Obj(_strings("block_id", "action_id", "channel_id", "response_url"))
 EVENT = Obj({
     **_strings("type", "subtype", "text", "ts", "thread_ts", "event_ts", "channel_type", "bot_id", "tab",
-               "reaction", "item_user", "user_team", "source_team", "app_id"),
+               "reaction", "item_user", "user_team", "source_team", "app_id", "message_ts", "unfurl_id", "source",
+               "trigger_id", "entity_url", "app_unfurl_url"),
     "user": USER, "channel": CHANNEL, "team": TEAM, "hidden": BOOL,
     "item": Obj(_strings("type", "channel", "ts", "file", "file_comment")),
     "message": MESSAGE, "previous_message": MESSAGE, "view": VIEW, "blocks": ListOf(OBJECT), "files": ListOf(OBJECT),
-    "function": Obj(_strings("callback_id")),
+    "function": Obj(_strings("callback_id")), "function_execution_id": STR, "bot_access_token": STR,
+    "inputs": OBJECT, "links": ListOf(Obj(_strings("domain", "url"))), "link": Obj(_strings("domain", "url")),
+    "external_ref": Obj(_strings("id", "type")),
 }, frozenset({"type"}))
 
 ENVELOPE = Obj({

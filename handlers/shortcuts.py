@@ -14,7 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import background
-from bot.slack import suggestions, views
+from bot.slack import adding, suggestions, views
 from bot.core import Bot
 from bot.slack.forms import QuotedMessage, new_ticket_form
 from bot.slack.people import Workspace
@@ -118,3 +118,69 @@ def register(app: AsyncApp, bot: Bot) -> None:
             return None
 
         await after_ack(open_form, client, user_id=user_id, channel_id=channel_id, what="open the ticket form")
+
+    # --- *Add to ticket* --------------------------------------------------------------------------
+
+    @app.message_shortcut(views.ADD_SHORTCUT_CALLBACK_ID)
+    async def add_to_ticket_shortcut(ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient) -> None:
+        """The form opens first (nothing is asked before views.open); the person's open tickets are
+        added to it once known, when nobody waits on the bot."""
+        await ack()
+        message = shortcut.get("message") or {}
+        channel = shortcut.get("channel") or {}
+        channel_id = channel.get("id")
+        user_id = (shortcut.get("user") or {}).get("id", "")
+        ts = message.get("ts") or shortcut.get("message_ts")
+        trigger_id = shortcut["trigger_id"]
+
+        async def open_form() -> None:
+            if not (channel_id and ts):
+                notice = views.notice_modal("Slack did not say which message this is; try again.", title="Add to ticket")
+                await open_view(client, trigger_id, notice, user_id=user_id, channel_id=channel_id, what="the form")
+                return
+            where = adding.Message(channel_id, channel.get("name"), ts, message.get("thread_ts") or ts).dump()
+            opened = await open_view(client, trigger_id, views.add_message_modal(where, None), user_id=user_id,
+                                     channel_id=channel_id, what="the form")
+            if not (opened and opened.get("id")):
+                return
+
+            async def list_tickets() -> None:
+                try:
+                    tickets = await adding.open_tickets(bot, user_id)
+                except Exception as exc:
+                    log.warning("could not list the open tickets of %s: %s", user_id, exc)
+                    tickets = []
+                try:  # `hash`: a form submitted or changed meanwhile stays as it is
+                    await client.views_update(view_id=opened["id"], hash=opened.get("hash"),
+                                              view=views.add_message_modal(where, tickets))
+                except Exception as exc:
+                    log.info("form %s: its ticket list was not added: %s", opened["id"], slack_error(exc))
+
+            background.later(list_tickets)
+
+        await after_ack(open_form, client, user_id=user_id, channel_id=channel_id, what="open the form")
+
+    @app.view_submission(views.ADD_MODAL_CALLBACK_ID)
+    async def add_to_ticket_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
+                                      client: AsyncWebClient) -> None:
+        user_id = (body.get("user") or {}).get("id") or ""
+        where = adding.Message.load(view.get("private_metadata"))
+        chosen, typed = adding.picked(view)
+        if where is None or not view.get("id"):
+            await ack(response_action="update", view=views.notice_modal(
+                "This form is out of date: use *Add to ticket* on the message again.", title="Add to ticket"))
+            return
+        if chosen is None and not typed:
+            await ack(response_action="errors",
+                      errors={views.ADD_ID_BLOCK: "Pick one of your tickets, or type its id or paste its link."})
+            return
+        await ack(response_action="update", view=views.adding_modal(chosen.display_id if chosen else typed[:100]))
+
+        async def add() -> None:
+            ticket = chosen or await adding.find_ticket(bot, typed, user_id)
+            if ticket is None:
+                await client.views_update(view_id=view["id"], view=views.not_found_modal(typed))
+                return
+            await adding.add(bot, view_id=view["id"], message=where, ticket=ticket, user_id=user_id)
+
+        await after_ack(add, client, user_id=user_id, channel_id=where.channel_id, what="add the message to the ticket")

@@ -53,10 +53,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("the journal", ["bot.journal", "bot.journal.*"]),
     ("Slack's building blocks, routes, back ends, metrics",
      ["bot.slack", "bot.slack.text", "bot.slack.views", "bot.slack.drafts", "bot.slack.people", "bot.routing", "bot.backends",
-      "bot.ops.metrics", "bot.slack.cards", "bot.installations"]),
+      "bot.ops.metrics", "bot.slack.cards", "bot.cards", "bot.installations"]),
     ("the pipeline: worker, intake, ticket steps; following tickets", ["bot.pipeline", "bot.pipeline.*", "bot.follow", "bot.follow.*"]),
     ("assembly", ["bot.core"]),
-    ("what handlers ask of the bot; operations", ["bot.slack.forms", "bot.slack.suggestions", "bot.slack.edits",
+    ("what handlers ask of the bot; operations", ["bot.slack.forms", "bot.slack.suggestions", "bot.slack.edits", "bot.slack.adding",
                                                  "bot.ops.health", "bot.ops.checks"]),
     ("Slack listeners", ["handlers", "handlers.*"]),
 ]

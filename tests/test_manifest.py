@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 from bot.slack import views
-from tests.conftest import eventually, select_value, submission
+from tests.conftest import eventually, make_settings, payload, select_value, submission
 from tests.test_events import event, thread_replies
 from tests.test_ticket_flow import filled, open_modal_with_command, open_modal_with_shortcut, shortcut
 
@@ -23,6 +24,7 @@ METHOD_SCOPES = {
     "chat.update": {"chat:write"},
     "users.info": {"users:read", "users:read.email"},  # .email: the profile e-mail used for matching
     "users.lookupByEmail": {"users:read.email"},
+    "chat.unfurl": {"links:write"},
 }
 # conversations.* need the scope of the conversation's kind (public C…, private G…, DM D…).
 CONVERSATION_SCOPES = {
@@ -38,7 +40,16 @@ EVENT_SCOPES = {
     "message.channels": {"channels:history"},
     "message.groups": {"groups:history"},
     "message.im": {"im:history"},
+    "function_executed": set(),  # a workflow step of the app's own (manifest `functions`)
+    "link_shared": {"links:read"},
 }
+TICKET_URL = "https://app.serval.com/tickets/{id}"
+
+
+@pytest.fixture
+def settings(tmp_path, slack, serval):
+    """Ticket links on, so that a pasted one unfolds (link_shared, chat.unfurl)."""
+    return make_settings(tmp_path, slack[1], serval[1], serval_ticket_url=TICKET_URL)
 
 
 def scopes_of(call: dict) -> set[str]:
@@ -56,9 +67,19 @@ def test_manifest_validates_against_slacks_schema():
 def test_manifest_declares_the_command_shortcut_and_socket_mode():
     features = MANIFEST["features"]
     assert [c["command"] for c in features["slash_commands"]] == ["/ticket"]
-    assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", "create_ticket")]
+    assert [(s["type"], s["callback_id"]) for s in features["shortcuts"]] == [("message", "create_ticket"),
+                                                                             ("message", "add_to_ticket")]
     assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
     assert MANIFEST["settings"]["socket_mode_enabled"] is True
+    # the workflow step: declared, org-ready, run by this app (docs/slack-native.md)
+    step = MANIFEST["functions"]["create_ticket"]
+    assert {k for k, v in step["input_parameters"].items() if v["is_required"]} == {"title", "requester"}
+    assert step["input_parameters"]["requester"]["type"] == "slack#/types/user_id"
+    assert step["input_parameters"]["channel"]["type"] == "slack#/types/channel_id"
+    assert set(step["output_parameters"]) == {"ticket_id", "ticket_url", "ticket_system"}
+    assert MANIFEST["settings"]["org_deploy_enabled"] is True and MANIFEST["settings"]["function_runtime"] == "remote"
+    # ticket links: the domain of the example SERVAL_TICKET_URL, and Socialboards' inbox
+    assert {"app.serval.com", "inbox.socialboards.com"} <= set(features["unfurl_domains"])
     # people write to the bot in its Messages tab: each message gets a Create ticket button
     home = features["app_home"]
     assert home["messages_tab_enabled"] is True and home["messages_tab_read_only_enabled"] is False
@@ -93,6 +114,9 @@ async def test_manifest_scopes_and_events_are_exactly_those_the_bot_uses(running
     in_private = slack_state.post_user_message("G111", "U222", "Private request")
     mention_root = slack_state.post_user_message("C123", "U222", "Root of a thread")
     mention = slack_state.post_user_message("C123", "U111", "<@UBOT> file it", thread_ts=mention_root["ts"])
+    linked = serval[0].create_ticket({"teamId": "team-it", "name": "Linked"})  # a pasted link to it unfolds
+    slack_state.app_functions, slack_state.unfurl_domains = MANIFEST["functions"], MANIFEST["features"]["unfurl_domains"]
+    pasted = slack_state.post_user_message("C123", "U222", f"See <{TICKET_URL.format(id=linked['id'])}>")
     deliveries = {
         "reaction_added": event("reaction_added.bolt-tests.json", reaction="ticket",
                                 item={"type": "message", "channel": "C123", "ts": root["ts"]}),
@@ -102,6 +126,11 @@ async def test_manifest_scopes_and_events_are_exactly_those_the_bot_uses(running
         "message.groups": event("message.slack-docs.groups.json", channel="G111", user="U222", text=in_private["text"],
                                 ts=in_private["ts"], event_ts=in_private["ts"]),
         "message.im": event("message.real-capture.im.json"),
+        "function_executed": {**payload("function_executed.DERIVED.create_ticket.json"),
+                              "event": slack_state.function_executed_event("create_ticket", {
+                                  "title": "From a workflow", "requester": "U111"})},
+        "link_shared": {**payload("link_shared.DERIVED.ticket_link.json"),
+                        "event": slack_state.link_shared_event("C123", pasted)},
         "app_home_opened": {"type": "event_callback", "event_id": "EvHOME", "team_id": "T111", "api_app_id": "A111",
                             "event": {"type": "app_home_opened", "user": "U111", "channel": "D0LFFBKLZ", "tab": "home",
                                       "event_ts": "1.1"}},

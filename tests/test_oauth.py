@@ -195,8 +195,8 @@ async def test_two_workspaces_are_each_served_with_their_own_token(oauth_bot, br
                 if c["error"] and c["method"] != "views.update"] == []
     finally:
         await sender.aclose()
-    subs = await oauth_bot.bot.storage.pending_submissions() or []
-    assert subs == []
+    await oauth_bot.bot.tickets.idle(10)
+    assert [s.id for s in await oauth_bot.bot.storage.pending_submissions()] == []  # both done
 
 
 async def test_the_stand_in_refuses_a_token_used_for_another_workspace(oauth_bot, browser, slack):

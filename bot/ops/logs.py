@@ -62,6 +62,9 @@ def current_log_context() -> dict[str, str]:
 # --- redaction ----------------------------------------------------------------------------------
 
 URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]*):([^/\s@]+)@")  # scheme://user:password@host
+# Slack tokens of any kind by their shape: some arrive inside request bodies that libraries log
+# before the bot could learn them (a workflow step's `bot_access_token` in a Socket Mode envelope).
+SLACK_TOKEN = re.compile(r"\bx(?:ox[a-z]|wf[a-z]|app)-[0-9A-Za-z][0-9A-Za-z-]{5,}")
 REDACTED = "[redacted]"
 MIN_SECRET = 6  # shorter values would redact ordinary words
 
@@ -96,6 +99,7 @@ class RedactingFormatter(logging.Formatter):
         pattern = self.pattern()
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
+        text = SLACK_TOKEN.sub(REDACTED, text)
         return URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
 
     def format(self, record: logging.LogRecord) -> str:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 CREATE, NOTIFY, COMPLETE, REPLY, HISTORY, CONNECT, FOLLOWUP = (
     "create", "notify", "complete", "reply", "history", "connect", "followup"
 )
+WORKFLOW = "workflow"  # the source of a ticket made by the *Create a ticket* workflow step
 # Where a ticket starts from a message in a thread: the thread is reserved, replied in and connected.
 MESSAGE_SOURCES = {"reaction", "mention", "intake"}  # tickets made from a conversation, without a form
 THREAD_SOURCES = {"shortcut"} | MESSAGE_SOURCES
@@ -51,6 +52,11 @@ class Context:
     def backend(self, name: str | None = None) -> TicketBackend:
         """The named back end; the default one for None or a name no longer configured."""
         return self.backends.get(name or self.default_backend) or self.backends[self.default_backend]
+
+    def link(self, ticket: CreatedTicket) -> str | None:
+        """The ticket's page, for messages that name it (None: no link configured)."""
+        backend = self.backends.get(ticket.backend)
+        return backend.link(ticket) if backend else ticket.url
 
     def ticket(self, sub: Submission) -> CreatedTicket:
         assert sub.ticket is not None

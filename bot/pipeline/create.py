@@ -17,6 +17,7 @@ from .context import COMPLETE, CONNECT, FOLLOWUP, HISTORY, REPLY, Context, copya
 from .queued import QueuedNotices
 from .requesters import Requesters
 from .worker import Failure
+from . import workflow
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class Create:
         backend = self.ctx.backend(sub.payload["origin"].get("backend"))
         if sub.payload.get("from_message") and not sub.payload.get("read"):
             await self._read_message(sub, backend)
+        if sub.payload.get("function") and not sub.payload.get("resolved"):
+            await workflow.resolve(self.ctx, sub, backend)  # a workflow step's inputs
         self._await_earlier_create(sub, backend)
         draft = await self.who.draft(sub, backend)
         if sub.payload.get("add_to"):

@@ -16,6 +16,7 @@ from ..slack.views import Origin
 from .context import MESSAGE_SOURCES, THREAD_SOURCES
 from .queued import QueuedNotices
 from .worker import Worker
+from .workflow import WORKFLOW, payload_for
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,58 @@ class Intake:
             "copy_history": bool(thread_ts and (message_ts != thread_ts or source == "mention")),
         }
         return await self._journal(Submission.new(dedupe_key, payload, self._thread_key(origin)), None)
+
+    async def submit_addition(
+        self,
+        *,
+        dedupe_key: str,
+        ticket: CreatedTicket,
+        channel_id: str,
+        channel_name: str | None,
+        message_ts: str,
+        thread_ts: str,
+        user_id: str,
+        view_id: str | None,
+        connect: bool,
+    ) -> Submission:
+        """*Add to ticket*: journal a message to be added to an existing ticket (read from Slack when
+        it is added: its text, author, link and files' names), and start working on it.
+        `connect`: the thread has no ticket yet, and is connected to this one (raises ThreadTaken
+        when another took it meanwhile)."""
+        origin = Origin(source="shortcut", channel_id=channel_id, channel_name=channel_name, thread_ts=thread_ts,
+                        message_ts=message_ts, backend=ticket.backend)
+        payload = {
+            "origin": asdict(origin),
+            "user_id": user_id,
+            "requester_id": None,  # the message's author, per ON_BEHALF_OF: decided when it is read
+            "view_id": view_id,
+            "title": "",
+            "description": "",
+            "values": {},
+            "share": False,
+            "from_message": {"ts": message_ts, "title": None},
+            "copy_history": False,
+            "add_to": asdict(ticket),
+        }
+        key = self._thread_key(origin) if connect else None
+        return await self._journal(Submission.new(dedupe_key, payload, key), view_id)
+
+    async def submit_function(self, *, execution_id: str, token: str, inputs: dict[str, Any]) -> Submission:
+        """Journal an execution of the *Create a ticket* workflow step (`function_executed`) and start
+        working on it; returns at once. A repeat (same `function_execution_id`: Slack's redelivery,
+        here or on another replica) starts nothing. Its inputs are checked by the create step, so a
+        wrong one ends the execution with an error naming it."""
+        channel_id = str(inputs.get("channel") or "") or None
+        route = await self.router.route(channel_id) if self.router else None
+        origin = Origin(
+            source=WORKFLOW,
+            channel_id=channel_id,
+            backend=route.backend if route else None,
+            team_id=route.values.get("team_id") if route else None,
+        )
+        payload = payload_for(execution_id=execution_id, token=token, inputs=inputs, origin=origin,
+                              values=dict(route.values) if route else {})
+        return await self._journal(Submission.new(f"function:{execution_id}", payload, None), None)
 
     @staticmethod
     def _thread_key(origin: Origin) -> str | None:

@@ -2,10 +2,11 @@
 durable worker (`worker`: leases, retries, the failure rule) carries each submission through the
 ticket steps, in this order:
 
-create → notify the person → complete → reply in Slack → copy the thread's history → connect the
-thread → follow-up notice → follow the ticket (`bot.follow`, when the back end can)
+create → notify the person → complete → end a workflow step's execution → reply in Slack → copy
+the thread's history → connect the thread → follow-up notice → follow the ticket (`bot.follow`,
+when the back end can)
 
-(`create`, `tell`, `thread`; what they share is in `context`, who a ticket is for in
+(`create`, `tell`, `workflow`, `thread`; what they share is in `context`, who a ticket is for in
 `requesters`). Home's ticket list and *Edit details* read the journal and the ticket system here.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from clients.base import BackendError, FormField, TicketBackend
+from clients.base import BackendError, CreatedTicket, FormField, TicketBackend
 
 from ..slack import views
 from ..journal.storage import Storage, Submission, ThreadTaken, journaled
@@ -37,6 +38,7 @@ from .requesters import Requesters
 from .tell import Followup, Notify
 from .thread import Connect, History, Reply
 from .worker import Failure, Step, Worker
+from .workflow import Function
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,8 @@ class TicketService:
         who = Requesters(ctx)
         notify = Notify(ctx)
         self.notices = QueuedNotices(ctx, notify.outcome_modal, queued_after)
-        steps = [Create(ctx, who, self.notices), notify, Complete(ctx, who), Reply(ctx), History(ctx, who),
-                 Connect(ctx), Followup(ctx)]
+        steps = [Create(ctx, who, self.notices), notify, Complete(ctx, who), Function(ctx), Reply(ctx),
+                 History(ctx, who), Connect(ctx), Followup(ctx)]
         if follower is not None:  # the ticket is followed after it is filed (bot.follow)
             steps.append(follower)
         self.worker.steps = [Step(s.name, s.run, s.failed) for s in steps]
@@ -121,6 +123,10 @@ class TicketService:
         """The extra fields the back end's form needs (back ends cache these themselves)."""
         return await self.backend(backend).form_fields()
 
+    def link_of(self, ticket: dict[str, Any]) -> str | None:
+        """The page of a journaled ticket (`Submission.ticket`), for a message naming it."""
+        return self.ctx.link(journaled(CreatedTicket, ticket))
+
     async def thread_ticket(self, channel_id: str, thread_ts: str) -> tuple[bool, str | None]:
         """(taken, display id): is this thread linked to a ticket, or about to be?"""
         return await self.ctx.thread_ticket(channel_id, thread_ts)
@@ -132,6 +138,14 @@ class TicketService:
     async def submit_message(self, **kwargs: Any) -> Submission:
         """A message in a conversation: see `Intake.submit_message`."""
         return await self.intake.submit_message(**kwargs)
+
+    async def submit_addition(self, **kwargs: Any) -> Submission:
+        """*Add to ticket*: see `Intake.submit_addition`."""
+        return await self.intake.submit_addition(**kwargs)
+
+    async def submit_function(self, **kwargs: Any) -> Submission:
+        """An execution of the *Create a ticket* workflow step: see `Intake.submit_function`."""
+        return await self.intake.submit_function(**kwargs)
 
     async def first_delivery(self, event_id: str) -> bool:
         """Record a Slack event id; False when it was recorded before (a redelivery)."""
@@ -182,7 +196,8 @@ class TicketService:
                 except Exception as exc:
                     log.debug("permalink of %s: %s", ticket.display_id, exc)
             created = dt.datetime.fromtimestamp(sub.created_at, dt.timezone.utc).strftime("%Y-%m-%d")
-            return views.HomeTicket(ticket.display_id, sub.payload["title"], status, link, created)
+            return views.HomeTicket(ticket.display_id, sub.payload["title"], status, link, created,
+                                    self.ctx.link(ticket))
 
         return list(await asyncio.gather(*(one(s) for s in subs)))
 

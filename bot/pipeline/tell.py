@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from ..slack import cards, views
 from ..journal.storage import Submission, journaled
 from ..slack.views import Origin
-from .context import MESSAGE_SOURCES, Context
+from .context import MESSAGE_SOURCES, WORKFLOW, Context
 from .failures import SLACK_NO_ACCESS
 from .worker import Failure
 
@@ -28,6 +28,8 @@ class Notify:
         """Tell the person the outcome as soon as it is known: the ticket id right after create."""
         p = sub.payload
         origin = journaled(Origin, p["origin"])
+        if origin.source == WORKFLOW:
+            return False  # the workflow step's outputs (or error) are its notice
         if origin.source in MESSAGE_SOURCES:
             await self._in_thread(sub, origin)
             p["told_warnings"] = len(sub.warnings)
@@ -35,9 +37,9 @@ class Notify:
         if sub.ticket:
             ticket = self.ctx.ticket(sub)
             if p.get("add_to"):
-                text = views.added_text(ticket.display_id, p["title"], sub.warnings)
+                text = views.added_text(ticket.display_id, p["title"], sub.warnings, self.ctx.link(ticket))
             else:
-                text = views.created_text(ticket.display_id, p["title"], sub.warnings)
+                text = views.created_text(ticket.display_id, p["title"], sub.warnings, self.ctx.link(ticket))
         else:
             text = views.failed_text(sub.last_error or "unknown error", p["title"], p["description"])
         if p.get("view_id"):
@@ -60,8 +62,8 @@ class Notify:
         if sub.ticket:
             ticket = self.ctx.ticket(sub)
             if p.get("add_to"):
-                return views.added_modal(ticket.display_id, p["title"])
-            return views.created_modal(ticket.display_id, p["title"])
+                return views.added_modal(ticket.display_id, p["title"], self.ctx.link(ticket))
+            return views.created_modal(ticket.display_id, p["title"], self.ctx.link(ticket))
         if p.get("field_errors"):
             return await self._form_with_errors(sub)
         return views.failed_modal(sub.last_error or "unknown error", p["title"], p["description"])
@@ -78,7 +80,7 @@ class Notify:
         backend = self.ctx.backend(origin.backend)
         reply = views.ticket_thread_reply(
             ticket.display_id, p["title"], p.get("requester_id") or p["user_id"],
-            sub.id if backend.can_edit else None, sub.warnings,
+            sub.id if backend.can_edit else None, sub.warnings, url=self.ctx.link(ticket),
         )
         card = self.ctx.card(ticket, reply["text"], sub.id if backend.can_edit else None)
         if card is not None:  # the reply is the ticket's live card
@@ -119,10 +121,11 @@ class Followup:
     async def run(self, sub: Submission) -> bool:
         """What went wrong after the person was told the ticket id (a reply, the thread link)."""
         told = sub.payload.get("told_warnings", 0)
-        if not sub.ticket or len(sub.warnings) <= told:
+        if not sub.ticket or len(sub.warnings) <= told or sub.payload.get("function"):
             return False
         p = sub.payload
-        text = views.followup_text(self.ctx.ticket(sub).display_id, sub.warnings[told:])
+        ticket = self.ctx.ticket(sub)
+        text = views.followup_text(ticket.display_id, sub.warnings[told:], self.ctx.link(ticket))
         await self.ctx.tell(p["user_id"], journaled(Origin, p["origin"]).channel_id, text)
         p["told_warnings"] = len(sub.warnings)
         return True

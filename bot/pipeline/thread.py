@@ -33,15 +33,18 @@ class Reply:
         title = sub.payload["title"]
         if origin.source in MESSAGE_SOURCES:
             return False  # the thread reply was the notice
+        if sub.payload.get("from_message") and not sub.thread_key:
+            return False  # *Add to ticket* in a thread that has its own ticket: nothing to announce there
         if origin.source == "shortcut" and origin.channel_id and origin.thread_ts:
             text = (
-                views.linked_reply_text(ticket.display_id, user_id)
+                views.linked_reply_text(ticket.display_id, user_id, self.ctx.link(ticket))
                 if sub.payload.get("add_to")
-                else views.thread_reply_text(ticket.display_id, title, user_id)
+                else views.thread_reply_text(ticket.display_id, title, user_id, self.ctx.link(ticket))
             )
             kwargs = dict(channel=origin.channel_id, thread_ts=origin.thread_ts, text=text)
         elif sub.payload.get("share") and origin.channel_id:
-            kwargs = dict(channel=origin.channel_id, text=views.shared_ticket_text(ticket.display_id, title, user_id))
+            text = views.shared_ticket_text(ticket.display_id, title, user_id, self.ctx.link(ticket))
+            kwargs = dict(channel=origin.channel_id, text=text)
         else:
             return False  # nothing to post
         card = self.ctx.card(ticket, kwargs["text"])  # the reply is the ticket's live card

@@ -12,7 +12,7 @@ from typing import Any
 
 from clients.base import TicketState
 
-from .text import escape
+from .text import escape, ticket_ref
 from .views import EDIT_TICKET_ACTION as EDIT_ACTION  # *Edit details* stays on the card it was on
 
 CLOSE_ACTION, REOPEN_ACTION, COMMENT_ACTION = "ticket_close", "ticket_reopen", "ticket_comment"
@@ -69,7 +69,7 @@ def state_line(state: TicketState) -> str:
 def card_message(card: Card, state: TicketState | None) -> dict[str, Any]:
     """The card's text and blocks (chat.postMessage and chat.update take both)."""
     headline = card.headline
-    if card.url:
+    if card.url and card.url not in headline:  # the reply names the ticket with its link already
         headline += f"\n<{card.url}|Open the ticket>"
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": headline[:3000]}}]
     text = headline
@@ -93,12 +93,12 @@ def card_message(card: Card, state: TicketState | None) -> dict[str, Any]:
 
 
 def closed_notice(display_id: str, title: str, state: TicketState, *, by: str | None, by_user: str | None,
-                  key_value: str | None) -> dict[str, Any]:
+                  key_value: str | None, url: str | None = None) -> dict[str, Any]:
     """The one short notice when a ticket is resolved or cancelled, with *Reopen* where it can be."""
     verb = "was cancelled" if state.phase == "canceled" else "was resolved"
     icon = ":no_entry_sign:" if state.phase == "canceled" else ":white_check_mark:"
     who = f" by <@{by_user}>" if by_user else (f" by {escape(by)}" if by else "")
-    text = f"{icon} Ticket *{escape(display_id)}* {verb}{who}: {escape(title)}"
+    text = f"{icon} Ticket {ticket_ref(display_id, url)} {verb}{who}: {escape(title)}"
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]
     if key_value:
         blocks.append({"type": "actions", "block_id": ACTIONS_BLOCK,

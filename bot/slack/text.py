@@ -131,20 +131,27 @@ def help_text(command: str, emoji: str = "ticket") -> str:
         "Replies in a linked thread are synced with the ticket. Your tickets are in my *Home* tab."
     )
 
-def thread_reply_text(display_id: str, title: str, user_id: str) -> str:
+def ticket_ref(display_id: str, url: str | None = None) -> str:
+    """How a message names a ticket: *IT-42*, or a link to the ticket's page when one is known
+    (SERVAL_TICKET_URL, REZOLVE_TICKET_URL, Socialboards' inbox), which stands out as a link."""
+    if url and url.startswith(("https://", "http://")) and not any(c in url for c in "<>| \n"):
+        return f"<{url}|{escape(display_id)}>"
+    return f"*{escape(display_id)}*"
+
+def thread_reply_text(display_id: str, title: str, user_id: str, url: str | None = None) -> str:
     return (
-        f":ticket: <@{user_id}> created ticket *{escape(display_id)}*: {escape(title)}\n"
+        f":ticket: <@{user_id}> created ticket {ticket_ref(display_id, url)}: {escape(title)}\n"
         "Replies in this thread are synced with the ticket."
     )
 
-def shared_ticket_text(display_id: str, title: str, user_id: str) -> str:
+def shared_ticket_text(display_id: str, title: str, user_id: str, url: str | None = None) -> str:
     return (
-        f":ticket: <@{user_id}> opened ticket *{escape(display_id)}*: {escape(title)}\n"
+        f":ticket: <@{user_id}> opened ticket {ticket_ref(display_id, url)}: {escape(title)}\n"
         "Reply in this thread to add to the ticket."
     )
 
-def created_text(display_id: str, title: str, warnings: list[str]) -> str:
-    text = f":white_check_mark: Your ticket *{escape(display_id)}* was created: {escape(title)}"
+def created_text(display_id: str, title: str, warnings: list[str], url: str | None = None) -> str:
+    text = f":white_check_mark: Your ticket {ticket_ref(display_id, url)} was created: {escape(title)}"
     for w in warnings:
         text += f"\n:warning: {escape_warning(w)}"
     return text
@@ -165,20 +172,21 @@ def already_ticket_text(display_id: str | None) -> str:
         return f"This thread already has ticket *{escape(display_id)}*: replies here are synced with it."
     return "A ticket is already being created for this thread."
 
-def followup_text(display_id: str, warnings: list[str]) -> str:
+def followup_text(display_id: str, warnings: list[str], url: str | None = None) -> str:
     """What went wrong after the person was told their ticket id."""
-    return f"About your ticket *{escape(display_id)}*:" + "".join(f"\n:warning: {escape_warning(w)}" for w in warnings)
+    return f"About your ticket {ticket_ref(display_id, url)}:" + "".join(
+        f"\n:warning: {escape_warning(w)}" for w in warnings)
 
-def added_text(display_id: str, title: str, warnings: list[str]) -> str:
+def added_text(display_id: str, title: str, warnings: list[str], url: str | None = None) -> str:
     """The person chose "Add to this ticket instead"."""
-    text = f":white_check_mark: Added to ticket *{escape(display_id)}*: {escape(title)}"
+    text = f":white_check_mark: Added to ticket {ticket_ref(display_id, url)}: {escape(title)}"
     for w in warnings:
         text += f"\n:warning: {escape_warning(w)}"
     return text
 
-def linked_reply_text(display_id: str, user_id: str) -> str:
+def linked_reply_text(display_id: str, user_id: str, url: str | None = None) -> str:
     return (
-        f":link: <@{user_id}> added this thread to ticket *{escape(display_id)}*.\n"
+        f":link: <@{user_id}> added this thread to ticket {ticket_ref(display_id, url)}.\n"
         "Replies in this thread are synced with the ticket."
     )
 

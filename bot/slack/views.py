@@ -24,14 +24,18 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     StaticSelectElement,
 )
+from slack_sdk.models.metadata import (
+    EntityAttributes, EntityCustomField, EntityMetadata, EntityPayload, EntityStringField, EntityTitle,
+    EntityTypedField, ExternalRef, TaskEntityFields,
+)
 from slack_sdk.models.views import View
 
-from clients.base import CreatedTicket, FormField, TicketSummary
+from clients.base import CreatedTicket, FormField, TicketCard, TicketSummary
 
 from ..journal.storage import journaled
 from .text import (  # noqa: F401 (the bot's words, also used through `views`)
     SLACK_TEXT_LIMIT, TITLE_PREFILL_LENGTH,
-    escape, escape_warning, plain, shorten, title_from_message, message_from, app_name, message_text, alert_from, description_from_message, quoted, typed_back, help_text, thread_reply_text, shared_ticket_text, created_text, failed_text, not_member_warning, already_ticket_text, followup_text, added_text, linked_reply_text, failed_from_message_text,
+    escape, escape_warning, plain, shorten, title_from_message, message_from, app_name, message_text, alert_from, description_from_message, quoted, typed_back, help_text, thread_reply_text, shared_ticket_text, created_text, failed_text, not_member_warning, already_ticket_text, followup_text, added_text, linked_reply_text, failed_from_message_text, ticket_ref,
 )
 
 MODAL_CALLBACK_ID = "ticket_modal"
@@ -301,8 +305,8 @@ def queued_modal(title: str, system: str) -> dict[str, Any]:
     )
 
 
-def created_modal(display_id: str, title: str) -> dict[str, Any]:
-    return notice_modal(f":white_check_mark: Ticket *{escape(display_id)}* created\n{escape(title)}")
+def created_modal(display_id: str, title: str, url: str | None = None) -> dict[str, Any]:
+    return notice_modal(f":white_check_mark: Ticket {ticket_ref(display_id, url)} created\n{escape(title)}")
 
 
 def failed_modal(reason: str, title: str, description: str) -> dict[str, Any]:
@@ -477,6 +481,7 @@ class HomeTicket:
     status: str | None
     thread_link: str | None
     created_at: str
+    url: str | None = None  # the ticket's page, when known
 
 
 def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
@@ -497,7 +502,7 @@ def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
             )
         )
     for t in tickets:
-        line = f"*{escape(t.display_id)}* {escape(t.title)}"
+        line = f"{ticket_ref(t.display_id, t.url)} {escape(t.title)}"
         details = [f"Status: {escape(t.status)}" if t.status else "Status: unknown", f"opened {t.created_at}"]
         if t.thread_link:
             details.append(f"<{t.thread_link}|Slack thread>")
@@ -508,16 +513,16 @@ def home_view(tickets: list[HomeTicket]) -> dict[str, Any]:
 EDIT_TICKET_ACTION = "edit_ticket"
 
 
-def added_modal(display_id: str, title: str) -> dict[str, Any]:
-    return notice_modal(f":white_check_mark: Added to ticket *{escape(display_id)}*\n{escape(title)}")
+def added_modal(display_id: str, title: str, url: str | None = None) -> dict[str, Any]:
+    return notice_modal(f":white_check_mark: Added to ticket {ticket_ref(display_id, url)}\n{escape(title)}")
 
 
 def ticket_thread_reply(display_id: str, title: str, user_id: str, edit_value: str | None,
-                        warnings: list[str] = ()) -> dict[str, Any]:
+                        warnings: list[str] = (), url: str | None = None) -> dict[str, Any]:
     """The reply in a conversation a ticket was made from (reaction, mention, request channel):
     text and blocks, with an *Edit details* button when the ticket can be edited from Slack."""
     text = (
-        f":ticket: Ticket *{escape(display_id)}* created for <@{user_id}>: {escape(title)}\n"
+        f":ticket: Ticket {ticket_ref(display_id, url)} created for <@{user_id}>: {escape(title)}\n"
         "Replies in this thread are synced with the ticket."
     )
     for w in warnings:
@@ -535,3 +540,90 @@ def ticket_thread_reply(display_id: str, title: str, user_id: str, edit_value: s
     return {"text": text, "blocks": blocks}
 
 
+
+
+VIEW_TICKET_ACTION = "view_ticket"  # the unfolded link's *View in …* button (a link: nothing to do)
+
+
+def ticket_unfurl(card: TicketCard, url: str, system: str) -> dict[str, Any]:
+    """A ticket link, unfolded: its id and title, status, assignee, priority, requester, and a
+    button to the ticket's page."""
+    head = f"*{escape(card.ticket.display_id)}* {escape(shorten(card.title, 200))}"
+    details = [("Status", card.status), ("Assignee", card.assignee or ("Unassigned" if card.status else None)),
+               ("Priority", card.priority), ("Requester", card.requester)]
+    section: dict[str, Any] = {"type": "section", "text": _mrkdwn(head)}
+    fields = [_mrkdwn(f"*{name}*\n{escape(shorten(value, 150))}") for name, value in details if value]
+    if fields:
+        section["fields"] = fields
+    button = {"type": "button", "action_id": VIEW_TICKET_ACTION, "text": _plain(shorten(f"View in {system}", 75)),
+              "url": url[:3000], "value": card.ticket.display_id[:2000]}
+    return {"blocks": [section, {"type": "actions", "block_id": "ticket_link", "elements": [button]}]}
+
+
+# --- *Add to ticket*: a message into one of the person's tickets --------------------------------
+
+ADD_SHORTCUT_CALLBACK_ID = "add_to_ticket"  # manifest.yml: the message shortcut
+ADD_MODAL_CALLBACK_ID = "add_to_ticket_modal"
+ADD_PICK_BLOCK, ADD_ID_BLOCK = "add_pick", "add_id"
+
+
+def add_option_value(ticket: CreatedTicket) -> str | None:
+    """A ticket as a select option's value (at most 150 characters), or None when it does not fit."""
+    value = json.dumps({"i": ticket.id, "d": ticket.display_id, "b": ticket.backend}, separators=(",", ":"))
+    return value if len(value) <= 150 else None
+
+
+def picked_ticket(value: Any) -> CreatedTicket | None:
+    try:
+        data = json.loads(value)
+        return CreatedTicket(id=str(data["i"]), display_id=str(data["d"]), backend=str(data["b"]))
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def add_message_modal(metadata: str, tickets: list[tuple[CreatedTicket, str]] | None) -> dict[str, Any]:
+    """Pick one of your open tickets, or type a ticket's id or paste its link. `tickets`: the
+    person's open tickets and their titles; None while they are being looked up."""
+    blocks: list[dict[str, Any]] = []
+    options = [{"text": _plain(shorten(f"{t.display_id} {title}", 75)), "value": v}
+               for t, title in tickets or [] if (v := add_option_value(t))][:100]
+    if options:
+        blocks.append(_input(ADD_PICK_BLOCK, "One of your open tickets",
+                             {"type": "static_select", "action_id": VALUE, "options": options,
+                              "placeholder": _plain("Choose a ticket")}, optional=True))
+    elif tickets is None:
+        blocks.append(_context(":hourglass_flowing_sand: Looking up your open tickets…"))
+    else:
+        blocks.append(_context("You have no open tickets from Slack: type the ticket's id or paste its link."))
+    blocks.append(_input(ADD_ID_BLOCK, "Or its id or link", _text_input(
+        initial_value=None, max_length=500, placeholder="IT-42, or the ticket's link"), optional=True))
+    blocks.append(_context("The message is added with its author, its link and the names of its files. "
+                           "A thread without a ticket is connected to it."))
+    return {"type": "modal", "callback_id": ADD_MODAL_CALLBACK_ID, "title": _plain("Add to ticket"),
+            "submit": _plain("Add"), "close": _plain("Cancel"), "private_metadata": metadata[:3000], "blocks": blocks}
+
+
+def not_found_modal(typed: str) -> dict[str, Any]:
+    return notice_modal(f":x: I found no ticket *{escape(shorten(typed, 200))}*. Use *Add to ticket* again and "
+                        "pick one of your tickets, or paste the ticket's link.", title="Add to ticket")
+
+
+def ticket_entity(card: TicketCard, url: str, system: str, posted_url: str | None = None) -> dict[str, Any]:
+    """The ticket as a Work Object (a `task` entity, slack_sdk's models): what Slack shows in the
+    unfurl and its flexpane where the app has Work Objects on. `posted_url`: the link as posted
+    (`app_unfurl_url`, required in `chat.unfurl`)."""
+    fields = TaskEntityFields(
+        status=EntityStringField(value=card.status) if card.status else None,
+        priority=EntityStringField(value=card.priority) if card.priority else None,
+        assignee=EntityTypedField(type="string", value=card.assignee) if card.assignee else None,
+    )
+    custom = ([EntityCustomField(label="Requester", key="requester", type="string", value=card.requester)]
+              if card.requester else None)
+    payload = EntityPayload(
+        attributes=EntityAttributes(title=EntityTitle(text=shorten(card.title, 200)), display_id=card.ticket.display_id,
+                                    product_name=system),
+        fields=fields, custom_fields=custom,
+    )
+    return EntityMetadata(entity_type="slack#/entities/task", entity_payload=payload,
+                          external_ref=ExternalRef(id=card.ticket.id, type=card.ticket.backend), url=url,
+                          app_unfurl_url=posted_url).to_dict()

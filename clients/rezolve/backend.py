@@ -121,6 +121,10 @@ class RezolveBackend(TicketBackend):
     def _fields(self) -> list[FormField] | None:
         return self._form.value
 
+    @property
+    def lists_known(self) -> bool:
+        return self._fields is not None
+
     async def start(self) -> None:
         """Load the form in the background and keep it fresh, so a modal never waits on Rezolve.ai."""
         self._form.start()

@@ -172,22 +172,24 @@ class RezolveClient:
     async def userinfo(self) -> UserInfo:
         return await self._get(USERINFO, "reading the bot's user info", "the bot's user info", _userinfo)
 
+    async def _ticket_list(self, body: dict[str, Any], doing: str, what: str) -> tuple[list[dict[str, Any]], int | None]:
+        """`POST /ticket/list` (it changes nothing): (rows, total count if given)."""
+        r = await self._request("POST", TICKET_LIST, json=body, unsafe=False)
+        answer = _json_body(r) if r.status_code == 200 else {}
+        if r.status_code != 200 or answer.get("success") is False:
+            raise _error(r, doing)
+        try:
+            return _rows(answer)
+        except ValueError as exc:
+            log.warning("%s answered %s with a body the bot cannot read: %s", SYSTEM, what.replace("the ", "a ", 1), exc)
+            raise _unreadable(what) from exc
+
     async def search_tickets(
         self, search: str, *, top: int = SEARCH_PAGE, offset: int = 0
     ) -> tuple[list[dict[str, Any]], int | None]:
         """One page of `POST /ticket/list` with a full-text `search`: (rows, total count if given)."""
-        r = await self._request("POST", TICKET_LIST, json={"search": search, "top": top, "offset": offset},
-                                unsafe=False)  # a search changes nothing
-        if r.status_code != 200:
-            raise _error(r, "searching tickets")
-        body = _json_body(r)
-        if body.get("success") is False:
-            raise _error(r, "searching tickets")
-        try:
-            return _rows(body)
-        except ValueError as exc:
-            log.warning("%s answered a ticket search with a body the bot cannot read: %s", SYSTEM, exc)
-            raise _unreadable("the ticket search") from exc
+        return await self._ticket_list({"search": search, "top": top, "offset": offset}, "searching tickets",
+                                       "the ticket search")
 
     async def tickets_by_object_id(self, object_ids: list[str]) -> list[dict[str, Any]]:
         """`POST /ticket/list` filtered on `object_id IN [...]` (at most SEARCH_PAGE): the rows found
@@ -195,17 +197,7 @@ class RezolveClient:
         body = {"top": min(len(object_ids), SEARCH_PAGE), "offset": 0,
                 "filter": {"op": "AND", "operand": [{"id": "followed", "column": "object_id", "op": "IN",
                                                      "operand": list(object_ids)}]}}
-        r = await self._request("POST", TICKET_LIST, json=body, unsafe=False)
-        if r.status_code != 200:
-            raise _error(r, "listing tickets")
-        data = _json_body(r)
-        if data.get("success") is False:
-            raise _error(r, "listing tickets")
-        try:
-            return _rows(data)[0]
-        except ValueError as exc:
-            log.warning("%s answered a ticket list with a body the bot cannot read: %s", SYSTEM, exc)
-            raise _unreadable("the ticket list") from exc
+        return (await self._ticket_list(body, "listing tickets", "the ticket list"))[0]
 
     async def create_ticket(self, team_id: str, item_type_id: str, body: CreateTicketRequest) -> CreateTicketResponse:
         path = f"/api/v2/ticketing/ticket/create/{team_id}/{item_type_id}"

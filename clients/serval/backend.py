@@ -19,6 +19,7 @@ from ..base import (
     Person,
     ThreadMessage,
     TicketBackend,
+    TicketCard,
     TicketDetails,
     TicketDraft,
     TicketState,
@@ -71,7 +72,7 @@ class ServalBackend(TicketBackend):
         self._user_cache_ttl = user_cache_ttl
         self._user_miss_reload_after = user_miss_reload_after
         self._users_by_email: dict[str, str] = {}
-        self._user_names: dict[str, str] = {}  # user id -> name, for the live card's assignee
+        self._user_names: dict[str, str] = {}  # user id -> a name people read (the live card, unfurls)
         self._users_loaded_at = -1e18
         self._users_loading: asyncio.Task[None] | None = None
         self._search_available = True  # until POST /v2/tickets/search answers 404/405/501
@@ -88,6 +89,10 @@ class ServalBackend(TicketBackend):
 
     async def start(self) -> None:
         self._catalog.start()
+
+    @property
+    def lists_known(self) -> bool:
+        return bool(self.teams or self.priorities)
 
     async def refresh_catalog(self) -> bool:
         teams = await self.client.list_teams()
@@ -294,33 +299,39 @@ class ServalBackend(TicketBackend):
             known = self.statuses[team_id] = await self.client.list_statuses(team_id)
         return known
 
+    async def _user_name(self, user_id: str | None) -> str | None:
+        """A Serval user's name for people to read (the live card, unfurls): from the cached user
+        list, asked again for an id it lacks (at most every `user_miss_reload_after`); the id itself
+        until the list can be had."""
+        if not user_id:
+            return None
+        if user_id not in self._user_names and time.monotonic() - self._users_loaded_at > self._user_miss_reload_after:
+            try:
+                await self._load_users()
+            except BackendError as exc:
+                log.info("Serval users cannot be listed now: %s", exc.message)
+        return self._user_names.get(user_id, user_id)
+
+    async def _described(self, current: Ticket, team_id: str) -> tuple[Status | None, str | None]:
+        """The ticket's status (from the team's catalog, asked again for a status it lacks) and its
+        priority in words (None for `NONE`)."""
+        status = next((s for s in await self._team_statuses(team_id, current.statusId) if s.id == current.statusId), None)
+        priority = next((p.priority for p in self.priorities.get(team_id, []) if p.id == current.priorityId), None)
+        return status, (priority.capitalize() if priority and priority != "NONE" else None)
+
     async def ticket_state(self, ticket: CreatedTicket) -> TicketState:
         """`GET /v2/tickets/{id}`: its status (and the status's group: `DONE` is done, `CANCELED`
-        canceled, any other open), assignee, priority, due date and SLA breach time. Names come
-        from the cached catalog and user list (asked again only for an id they lack)."""
+        canceled, any other open), assignee, priority, due date and SLA breach time."""
         current = await self.client.get_ticket(ticket.id)
-        team_id = current.teamId or ticket.extra.get("teamId") or self.team_id
-        status = next((s for s in await self._team_statuses(team_id, current.statusId) if s.id == current.statusId), None)
-        group = (status.statusGroup or "") if status else ""
-        priority = next((p.priority for p in self.priorities.get(team_id, []) if p.id == current.priorityId), None)
-        assignee = None
-        if current.assignedToUserId:
-            if current.assignedToUserId not in self._user_names and (
-                time.monotonic() - self._users_loaded_at > self._user_miss_reload_after
-            ):
-                try:
-                    await self._load_users()
-                except BackendError as exc:  # the card shows the id until the list can be had
-                    log.info("Serval users cannot be listed now: %s", exc.message)
-            assignee = self._user_names.get(current.assignedToUserId, current.assignedToUserId)
+        status, priority = await self._described(current, current.teamId or ticket.extra.get("teamId") or self.team_id)
         due = None
         if current.dueDate and current.dueDate.year:
             due = f"{current.dueDate.year:04d}-{current.dueDate.month:02d}-{current.dueDate.day:02d}"
         return TicketState(
             status=status.name if status else None,
-            phase={"DONE": "done", "CANCELED": "canceled"}.get(group, "open"),
-            assignee=assignee,
-            priority=priority.capitalize() if priority and priority != "NONE" else None,
+            phase={"DONE": "done", "CANCELED": "canceled"}.get((status.statusGroup or "") if status else "", "open"),
+            assignee=await self._user_name(current.assignedToUserId),
+            priority=priority,
             due_date=due,
             sla_breach_at=current.slaBreachesAt or None,
             completed_at=current.completedAt or None,
@@ -416,6 +427,24 @@ class ServalBackend(TicketBackend):
                 text = f"{intro}\n{text}"
         return await self.client.create_message(
             ticket.id, CreateMessageRequest(message=text, authorUserId=message.author_id or None)
+        )
+
+    async def ticket_card(self, ref: dict[str, str]) -> TicketCard | None:
+        """`GET /v2/tickets/{id}`, described as for the live card. Only links with the ticket's id can
+        be looked up (Serval finds no ticket by its friendly id)."""
+        if not ref.get("id"):
+            return None
+        try:
+            t = await self.client.get_ticket(ref["id"])
+        except BackendError as exc:
+            if exc.status in (400, 404):  # no such ticket (or no ticket id at all)
+                return None
+            raise
+        status, priority = await self._described(t, t.teamId or self.team_id)
+        return TicketCard(
+            ticket=_created(t), title=t.name or t.friendlyIdentifier or t.id, status=status.name if status else None,
+            assignee=await self._user_name(t.assignedToUserId), priority=priority,
+            requester=await self._user_name(t.requesterUserId),
         )
 
     async def ticket_details(self, ticket: CreatedTicket) -> TicketDetails:

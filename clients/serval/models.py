@@ -86,6 +86,7 @@ class Ticket(_Model):
     priorityId: str | None = None
     requesterUserId: str | None = None
     createdByUserId: str | None = None
+    assignedToUserId: str | None = None
     type: str | None = None
     dueDate: DueDate | None = None
     assignedToUserId: str | None = None

@@ -9,7 +9,9 @@ from typing import Any
 
 
 from .._refresh import KeptFresh
-from ..base import BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketDraft, TicketState
+from ..base import (
+    BackendError, CreatedTicket, FormField, Option, TicketBackend, TicketCard, TicketDraft, TicketState,
+)
 
 from .models import (
     CATEGORY, SENTIMENT, TAGS,
@@ -77,6 +79,8 @@ class SocialboardsBackend(TicketBackend):
         self.client = client
         self.request_timeout = client.timeout
         self.community = community or None
+        if self.community:  # the inbox's page of a ticket (what `_created` gives each ticket as its url)
+            self.link_template = f"{INBOX_URL}/{self.community}/tickets?ticketId={{id}}"
         self.default_sentiment = default_sentiment
         self._form = KeptFresh(self._load, system=SYSTEM, what="form", every=cache_ttl, first_load_wait=first_load_wait)
         self.assignee_ttl = cache_ttl
@@ -259,6 +263,18 @@ class SocialboardsBackend(TicketBackend):
         if not isinstance(ticket, dict) or not isinstance(ticket_id, (int, str)) or not str(ticket_id).isdigit():
             raise ValueError("the event has no Ticket with an id")
         return [(str(ticket_id), ticket_state(ticket, self._assignee_names))]
+    async def ticket_card(self, ref: dict[str, str]) -> TicketCard | None:
+        """`POST /tickets/list` with the ticket's id: its title, status and author (the requester)."""
+        ticket_id = ref.get("id") or ref.get("display_id") or ""
+        if not ticket_id.isdigit():
+            return None
+        found = await self.client.list_tickets(ListTicketsRequest(ticketIds=[int(ticket_id)], take=1))
+        if not found:
+            return None
+        t = found[0]
+        author = t.author.name or t.author.email if t.author else None
+        return TicketCard(ticket=self._created(t.id), title=t.title or f"Ticket {t.id}",
+                          status=t.status.replace("_", " ").capitalize() if t.status else None, requester=author)
 
     async def aclose(self) -> None:
         await self._form.aclose()

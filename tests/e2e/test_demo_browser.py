@@ -408,3 +408,66 @@ def test_the_serval_agent_panel_changes_a_ticket_and_the_slack_page_shows_it(pag
     expect(card).to_contain_text("PriorityHigh")
     agent.context.close()
     assert not errors, errors
+
+
+def test_the_workflow_step_files_a_ticket_whose_link_unfolds(page, demo):
+    """Issue 23 in the demo: the channel's ⚡ Workflow button runs the app's *Create a ticket* step
+    (the real bot, through the journal), its outputs name the ticket and its link, and that link
+    posted in the channel unfolds into the ticket's card."""
+    be(page, "U111")
+    open_channel(page, "C111")
+    page.click("#workflow-button")
+    form = page.locator("#workflow-overlay")
+    expect(form.locator("#workflow-title")).to_have_text("Create a ticket")
+    form.locator("[name=title]").fill("Badge reader at the side door")
+    form.locator("[name=priority]").fill("high")
+    page.click("#workflow-run")
+    expect(form).to_be_hidden()
+    run = page.locator("#runs li.completed").last  # the run's outputs, once the bot ended it
+    expect(run).to_contain_text(re.compile(r"ticket_id IT-\d+"), timeout=20_000)
+    expect(run).to_contain_text("ticket_system Serval")
+    link = re.search(r"https://\S+/tickets/[0-9a-f-]+", run.inner_text()).group(0)
+    ticket = re.search(r"IT-\d+", run.inner_text()).group(0)
+
+    send(page.locator("#composer-text"), f"Status of {link} please?")
+    message = page.locator("#messages .message", has_text="Status of")
+    unfurl = message.locator(f".unfurl[data-url='{link}']")
+    expect(unfurl).to_contain_text(ticket, timeout=20_000)
+    expect(unfurl).to_contain_text("Badge reader at the side door")
+    expect(unfurl).to_contain_text("High")
+    expect(unfurl.locator("button", has_text="View in Serval")).to_be_visible()
+
+
+def test_add_to_ticket_puts_a_message_into_ones_ticket_and_connects_its_thread(page, demo):
+    be(page, "U111")
+    open_channel(page, "C111")
+    page.click("#workflow-button")  # a ticket of Alice's to add to (made here: tests run in any order)
+    form = page.locator("#workflow-overlay")
+    form.locator("[name=title]").fill("Door alarm keeps beeping")
+    page.click("#workflow-run")
+    run = page.locator("#runs li.completed", has_text="ticket_id")
+    expect(run.last).to_contain_text(re.compile(r"ticket_id IT-\d+"), timeout=20_000)
+    ticket = re.search(r"ticket_id (IT-\d+)", run.last.inner_text()).group(1)
+
+    be(page, "U222")
+    open_channel(page, "C111")
+    send(page.locator("#composer-text"), "The side door alarm is beeping again")
+    message = page.locator("#messages .message", has_text="The side door alarm is beeping again")
+    expect(message).to_be_visible()
+
+    be(page, "U111")
+    open_channel(page, "C111")
+    message.hover()
+    message.locator("button[title='More actions']").click()
+    page.locator("#menu button", has_text="Add to ticket").click()
+    modal = page.locator("#modal-overlay")
+    expect(modal.locator("#modal-title")).to_have_text("Add to ticket")
+    pick = modal.locator("[data-block=add_pick] select")
+    expect(pick.locator("option", has_text=ticket)).to_have_count(1, timeout=20_000)  # her open tickets, once known
+    pick.select_option(label=next(t for t in pick.locator("option").all_inner_texts() if t.startswith(ticket + " ")))
+    page.click("#modal-submit")
+    expect(modal).to_contain_text(f"Added to ticket {ticket}", timeout=20_000)
+    page.click("#modal-close")
+    # the message had no thread with a ticket: its thread is connected now, and the bot says so there
+    message.locator(".replies").click()
+    expect(page.locator("#thread")).to_contain_text(f"added this thread to ticket {ticket}")
