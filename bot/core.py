@@ -14,6 +14,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
 from clients.base import TicketBackend
@@ -101,6 +102,10 @@ class Bot:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         slack = slack_client(settings, session, installations=installations)
         service_slack = slack_client(settings, session, wait_on_rate_limit=False, installations=installations)
+        if installations is not None and settings.slack_client_secret is not None:  # token rotation, if the app has it on
+            installations.rotator = AsyncTokenRotator(client_id=settings.slack_client_id, client=slack,
+                                                      client_secret=settings.slack_client_secret.get_secret_value())
+            installations.exclusive = storage.exclusive
         people = People(slack, storage, refresh=settings.people_refresh_seconds)
         service_people = People(service_slack, storage, refresh=settings.people_refresh_seconds)
         follower = Follower(

@@ -10,15 +10,19 @@ single SLACK_BOT_TOKEN none of this applies: the client uses that token, as befo
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from slack_sdk.oauth.installation_store.models.bot import Bot as InstalledBot
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore, SQLAlchemyInstallationStore
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -97,6 +101,11 @@ class Installations:
             expiration_seconds=STATE_SECONDS, engine=engine, logger=log, table_name="slack_oauth_states",
         )
         self.cache_seconds = cache_seconds
+        # Token rotation (an install whose token expires): renewed this long before it does, one
+        # replica at a time (`exclusive`: the database's lock), through slack_sdk's rotator.
+        self.rotator: AsyncTokenRotator | None = None
+        self.exclusive: Callable[[str], AbstractAsyncContextManager[None]] | None = None
+        self.rotate_before_seconds = 7200.0
         self._cache: dict[tuple[str | None, str | None], tuple[float, InstalledBot | None]] = {}
 
     @staticmethod
@@ -117,7 +126,37 @@ class Installations:
             # A workspace of an org where the app is installed org-wide: Slack may say either.
             found = await self.store.async_find_bot(enterprise_id=w.enterprise_id, team_id=None, is_enterprise_install=True)
         self._cache[key] = (time.monotonic(), found)
+        if found is not None and self._expiring(found):
+            found = await self._rotate(w, found)
         return found
+
+    def _expiring(self, found: InstalledBot) -> bool:
+        return bool(self.rotator and found.bot_refresh_token and found.bot_token_expires_at
+                    and found.bot_token_expires_at <= time.time() + self.rotate_before_seconds)
+
+    async def _rotate(self, w: Workspace, found: InstalledBot) -> InstalledBot:
+        """A new bot token for one about to expire (`oauth.v2.access`, grant_type=refresh_token), saved
+        for every replica. A refresh token works once: replicas take turns, and one that finds the token
+        renewed by another meanwhile uses that one."""
+        assert self.rotator is not None
+        key = self._key(w)
+        lock = self.exclusive(f"slack.rotate.{key[0]}.{key[1]}") if self.exclusive else contextlib.nullcontext()
+        async with lock:
+            latest = await self.store.async_find_bot(enterprise_id=key[0], team_id=key[1],
+                                                     is_enterprise_install=found.is_enterprise_install)
+            if latest is None:
+                self._cache.pop(key, None)
+                return found
+            if not self._expiring(latest):
+                renewed = latest
+            else:
+                renewed = await self.rotator.perform_bot_token_rotation(
+                    bot=latest, minutes_before_expiration=int(self.rotate_before_seconds // 60)) or latest
+                if renewed is not latest:
+                    await self.store.async_save_bot(renewed)
+                    log.info("the bot token of %s was renewed (token rotation)", w)
+        self._cache[key] = (time.monotonic(), renewed)
+        return renewed
 
     async def token(self, w: Workspace | None) -> str:
         """The bot token for this workspace. Raises NotInstalled."""

@@ -265,6 +265,7 @@ class SlackState:
         self.enterprise_id: str | None = None  # set: the workspace belongs to this Enterprise Grid org
         self.client_id, self.client_secret = "1111.2222", "sandbox-client-secret"  # the app's, for oauth.v2.access
         self.token_rotation = False  # oauth.v2.access gives refresh tokens and tokens that expire
+        self.token_expires_in = 43200  # seconds, with token rotation
         self.bot_user_id, self.bot_id, self.app_id = "UBOT", "BBOT", "ASANDBOX"
         # What the app's manifest declares: its custom functions (workflow steps) and unfurl domains.
         self.app_functions: dict[str, dict] = copy.deepcopy(DEFAULT_FUNCTIONS)
@@ -1056,7 +1057,7 @@ async def oauth_v2_access(s, args):
     if s.token_rotation:
         refresh = "xoxe-1-" + secrets.token_hex(16)
         s.refresh_tokens[refresh] = token
-        out.update(refresh_token=refresh, expires_in=43200)
+        out.update(refresh_token=refresh, expires_in=s.token_expires_in)
     return out
 
 

@@ -265,3 +265,56 @@ async def test_the_followed_tickets_card_is_edited_with_its_workspaces_token(oau
     edit = (await eventually(lambda: slack_state.calls_to("chat.update"), timeout=10))[0]
     assert (edit["args"]["channel"], edit["team"], edit["error"]) == ("C222", "T222", None)
     assert "In Progress" in json.dumps(edit["args"]["blocks"])
+
+
+# --- an Enterprise Grid org-wide install ---------------------------------------------------------------
+
+
+async def test_an_org_wide_install_serves_every_workspace_of_the_org(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    for team, channel, user in (("T333", "C333", "U333A"), ("T444", "C444", "U444A")):
+        slack_state.add_workspace(team, f"Org {team}", enterprise_id="E100")
+        slack_state.add_channel(channel, f"help-{team.lower()}", team_id=team)
+        slack_state.add_user(user, email=f"{user.lower()}@org.example", team_id=team, enterprise_id="E100")
+    done = await install(browser, slack_state, None, enterprise_id="E100", org=True)
+    assert done.status_code < 400, done.text
+    stored = await oauth_bot.bot.installations.bot(Workspace("T333", "E100", True))
+    assert stored is not None and stored.is_enterprise_install and stored.team_id is None
+    sender = SlackSender(oauth_bot.url)
+    try:
+        for team, channel, user in (("T333", "C333", "U333A"), ("T444", "C444", "U444A")):
+            trigger = slack_state.issue_trigger_id(team)
+            r = await sender.command("Laptop broken", team_id=team, channel_id=channel, user_id=user, trigger_id=trigger,
+                                     enterprise_id="E100", is_enterprise_install="true")
+            assert r.status_code == 200, r.text
+            await opened_view(slack_state, trigger)
+        opened = slack_state.calls_to("views.open")
+        assert [(c["team"], c["error"]) for c in opened] == [("E100", None), ("E100", None)]  # the org's token
+        # A workspace outside the org is not served by the org's install.
+        r = await sender.command("Help", team_id="T222", channel_id="C222", user_id="U333",
+                                 trigger_id=slack_state.issue_trigger_id("T222"))
+        assert "not installed" in r.text
+    finally:
+        await sender.aclose()
+
+
+# --- token rotation ---------------------------------------------------------------------------------
+
+
+async def test_a_token_about_to_expire_is_renewed_with_its_refresh_token(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    slack_state.token_rotation, slack_state.token_expires_in = True, 3600  # within the 2 h the bot renews before
+    await install(browser, slack_state, "T222")
+    first = tokens_of(slack_state, "T222")
+    assert len(first) == 1
+    oauth_bot.bot.installations._cache.clear()  # as after the 30 s a token is kept in memory
+    sender = SlackSender(oauth_bot.url)
+    try:
+        await command(sender, slack_state, "T222", "C222", "U333", "VPN down")
+    finally:
+        await sender.aclose()
+    refreshed = [c for c in slack_state.calls_to("oauth.v2.access") if c["args"].get("grant_type") == "refresh_token"]
+    assert refreshed and all(c["error"] is None for c in refreshed)
+    assert first[0] not in slack_state.bot_tokens  # the old token is gone: the form opened with the new one
+    stored = await oauth_bot.bot.installations.store.async_find_bot(enterprise_id=None, team_id="T222")
+    assert stored is not None and stored.bot_token in slack_state.bot_tokens
