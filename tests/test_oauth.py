@@ -318,3 +318,25 @@ async def test_a_token_about_to_expire_is_renewed_with_its_refresh_token(oauth_b
     assert first[0] not in slack_state.bot_tokens  # the old token is gone: the form opened with the new one
     stored = await oauth_bot.bot.installations.store.async_find_bot(enterprise_id=None, team_id="T222")
     assert stored is not None and stored.bot_token in slack_state.bot_tokens
+
+
+# --- replicas on PostgreSQL ---------------------------------------------------------------------------
+
+
+async def test_a_replica_serves_a_workspace_installed_through_another(tmp_path, slack, serval, second, pg_url):
+    slack_state, url = slack
+    settings = make_settings(tmp_path, url, serval[1], slack_bot_token="", slack_client_id=slack_state.client_id,
+                             slack_client_secret=slack_state.client_secret, database_url=pg_url)
+    one = await serve_http(settings, host="127.0.0.1", port=0)
+    other = await serve_http(settings, host="127.0.0.1", port=0)
+    browser = Browser(one.url)
+    sender = SlackSender(other.url)
+    try:
+        assert (await install(browser, slack_state, "T222")).status_code == 200
+        await command(sender, slack_state, "T222", "C222", "U333", "VPN down")  # opened with T222's token
+        assert await other.bot.installations.bot(Workspace("T111")) is None
+    finally:
+        await browser.http.aclose()
+        await sender.aclose()
+        await other.close()
+        await one.close()
