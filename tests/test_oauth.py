@@ -340,3 +340,24 @@ async def test_a_replica_serves_a_workspace_installed_through_another(tmp_path, 
         await sender.aclose()
         await other.close()
         await one.close()
+
+
+async def test_work_journaled_for_a_workspace_that_uninstalls_fails_with_the_reason(oauth_bot, browser, slack, serval, caplog):
+    slack_state, serval_state = slack[0], serval[0]
+    await install(browser, slack_state, "T222")
+    serval_state.delay("POST /v2/tickets", 1.0)  # the ticket is on its way when the app is removed
+    sender = SlackSender(oauth_bot.url)
+    try:
+        view = await command(sender, slack_state, "T222", "C222", "U333", "VPN down")
+        r = await sender.interactive(team_submission(view, filled("VPN down"), "T222", "U333"))
+        assert r.status_code == 200, r.text
+        r = await sender.event(slack_state.uninstall("T222"))
+        assert r.status_code == 200
+    finally:
+        await sender.aclose()
+    await eventually(lambda: created(serval_state), timeout=10)
+    await oauth_bot.bot.tickets.idle(10)
+    assert [s.id for s in await oauth_bot.bot.storage.pending_submissions()] == []  # nothing left to retry
+    assert "could not tell <U333> the outcome: the app is not installed in workspace T222" in caplog.text
+    assert [c for c in slack_state.calls if c["method"] == "chat.postEphemeral"] == []  # no call with a revoked token
+    assert "Traceback" not in caplog.text
