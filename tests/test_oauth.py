@@ -22,6 +22,8 @@ from bot.installations import BOT_SCOPES, Workspace
 from server.http import Running, serve_http
 from tests.conftest import SlackSender, eventually, make_settings, submission
 from tests.test_after_ticket import agent_changes
+from tests.test_app_commands import app, bot_env
+from tests.test_reliability import serval_clients  # noqa: F401  (fixture)
 from tests.test_ticket_flow import created, filled, opened_view
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -361,3 +363,24 @@ async def test_work_journaled_for_a_workspace_that_uninstalls_fails_with_the_rea
     assert "could not tell <U333> the outcome: the app is not installed in workspace T222" in caplog.text
     assert [c for c in slack_state.calls if c["method"] == "chat.postEphemeral"] == []  # no call with a revoked token
     assert "Traceback" not in caplog.text
+
+
+# --- python app.py check -------------------------------------------------------------------------------
+
+
+async def test_check_lists_the_installs_and_the_scopes_each_misses(oauth_bot, browser, slack, serval_clients):  # noqa: F811
+    slack_state, url = slack
+    await install(browser, slack_state, "T111", scopes=",".join(BOT_SCOPES))
+    await install(browser, slack_state, "T222", scopes="commands,chat:write")
+    code, out, err = await app("check", env=bot_env(Path(oauth_bot.bot.settings.database_path).parent, url,
+                                                    serval_clients[1], SLACK_BOT_TOKEN="",
+                                                    SLACK_CLIENT_ID=slack_state.client_id,
+                                                    SLACK_CLIENT_SECRET=slack_state.client_secret))
+    installs = [line for line in out.splitlines() if "Slack install" in line]
+    assert len(installs) == 2, out + err
+    assert any(line.startswith("✓ ") and "workspace T111" in line and "no token rotation" in line for line in installs), out
+    missing = next(line for line in installs if "workspace T222" in line)
+    assert "MISSING" in missing and "users:read" in missing.split("MISSING")[1], missing
+    assert slack_state.client_secret not in out + err
+    assert not any(t in out + err for t in slack_state.bot_tokens)
+    assert code != 0  # a problem to act on
