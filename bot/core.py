@@ -27,7 +27,7 @@ from .slack import views
 from .backends import make_backends
 from .cards import TicketCards
 from .slack.people import People
-from .routing import Router, RoutingError, load_routing_file
+from .routing import Router, RoutingError, load_routing_file, load_workspaces
 from .pipeline.service import TicketService
 from .settings import Settings, SettingsError, ensure_private_dir
 from .journal.storage import Storage
@@ -143,6 +143,10 @@ class Bot:
         async def publish_home(user_id: str) -> None:  # a ticket of theirs changed
             await service_slack.views_publish(user_id=user_id, view=views.home_view(await tickets.recent_tickets(user_id)))
 
+        tickets.ctx.integrations = {  # the routing file's `workspaces:`
+            team: entry.serval_slack_integration_id
+            for team, entry in load_workspaces(settings.routing_file).items() if entry.serval_slack_integration_id
+        }
         follower.publish_home = publish_home
         cards = TicketCards(backends, ttl=settings.unfurl_cache_seconds, per_minute=settings.unfurl_lookups_per_minute)
         if cards.domains():

@@ -64,10 +64,30 @@ def emoji_name(text: str) -> str:
     return name
 
 
+class WorkspaceEntry(BaseModel):
+    """What differs for one Slack workspace (or Enterprise Grid org) of an install by OAuth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serval_slack_integration_id: str | None = None  # Serval's Slack integration of that workspace
+
+
+WORKSPACE_ID = re.compile(r"[TE][A-Z0-9]{2,}")
+
+
 class RoutingFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channels: dict[str, RouteEntry] = {}
+    workspaces: dict[str, WorkspaceEntry] = {}
+
+    @field_validator("workspaces")
+    @classmethod
+    def _workspace_ids(cls, workspaces: dict[str, WorkspaceEntry]) -> dict[str, WorkspaceEntry]:
+        for team_id in workspaces:
+            if not WORKSPACE_ID.fullmatch(team_id):
+                raise ValueError(f"{team_id!r} is not a workspace or org id (like T0123ABCD or E0123ABCD)")
+        return workspaces
 
     @field_validator("channels")
     @classmethod
@@ -76,6 +96,14 @@ class RoutingFile(BaseModel):
             if not CHANNEL_ID.match(channel_id):
                 raise ValueError(f"{channel_id!r} is not a channel id (like C0123ABCD)")
         return channels
+
+
+def load_workspaces(path: str) -> dict[str, WorkspaceEntry]:
+    """The routing file's `workspaces:` section (read after `load_routing_file` checked the file)."""
+    file = Path(path)
+    if not file.exists():
+        return {}
+    return RoutingFile.model_validate(yaml.safe_load(file.read_text()) or {}).workspaces
 
 
 def load_routing_file(path: str, backends: set[str], *, required: bool = False) -> dict[str, RouteEntry]:

@@ -272,9 +272,12 @@ class TicketBackend:
         *,
         direct_message: bool,
         accounted_for: tuple[str, ...] = (),
+        integration_id: str | None = None,
     ) -> None:
         """Link a chat thread to the ticket so the system keeps both in sync. `accounted_for`: the
-        system's ids of messages already in the thread (copied from it), not to be posted back."""
+        system's ids of messages already in the thread (copied from it), not to be posted back.
+        `integration_id`: the system's chat integration the thread is in, where it has one per chat
+        workspace (None: the one configured)."""
 
     can_add_messages: bool = False  # add_message works: a thread's history can be copied in
 

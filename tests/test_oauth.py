@@ -24,7 +24,7 @@ from tests.conftest import SlackSender, eventually, make_settings, submission
 from tests.test_after_ticket import agent_changes
 from tests.test_app_commands import app, bot_env
 from tests.test_reliability import serval_clients  # noqa: F401  (fixture)
-from tests.test_ticket_flow import created, filled, opened_view
+from tests.test_ticket_flow import connects, created, filled, opened_view
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -384,3 +384,39 @@ async def test_check_lists_the_installs_and_the_scopes_each_misses(oauth_bot, br
     assert slack_state.client_secret not in out + err
     assert not any(t in out + err for t in slack_state.bot_tokens)
     assert code != 0  # a problem to act on
+
+
+# --- per-workspace ticket-system settings ----------------------------------------------------------------
+
+
+async def test_each_workspace_connects_its_threads_through_its_own_serval_integration(tmp_path, slack, serval, second):
+    slack_state, url = slack
+    routing = tmp_path / "routing.yml"
+    routing.write_text("workspaces:\n  T222:\n    serval_slack_integration_id: integ-slack-2\n")
+    settings = make_settings(tmp_path, url, serval[1], slack_bot_token="", slack_client_id=slack_state.client_id,
+                             slack_client_secret=slack_state.client_secret, routing_file=str(routing))
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    browser, sender = Browser(running.url), SlackSender(running.url)
+    try:
+        await install(browser, slack_state, "T111")
+        await install(browser, slack_state, "T222")
+        for team, channel, user in (("T222", "C222", "U333"), ("T111", "C111", "U111")):
+            view = await command(sender, slack_state, team, channel, user, "Printer jammed")
+            r = await sender.interactive(team_submission(view, filled("Printer jammed", share=True), team, user))
+            assert r.status_code == 200, r.text
+            await running.bot.tickets.idle(10)
+    finally:
+        await browser.http.aclose()
+        await sender.aclose()
+        await running.close()
+    targets = [r["body"]["channelTarget"]["slackChannel"]["integrationId"] for r in connects(serval[0])]
+    assert targets == ["integ-slack-2", "integ-slack-1"]  # T222's own; T111 has SERVAL_SLACK_INTEGRATION_ID
+
+
+def test_a_workspace_id_in_the_routing_file_is_checked(tmp_path):
+    from bot.routing import RoutingError, load_routing_file
+
+    routing = tmp_path / "routing.yml"
+    routing.write_text("workspaces:\n  second:\n    serval_slack_integration_id: x\n")
+    with pytest.raises(RoutingError, match="'second' is not a workspace or org id"):
+        load_routing_file(str(routing), {"serval"})

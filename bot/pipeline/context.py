@@ -48,6 +48,16 @@ class Context:
     unmatched_requester: str = "describe"
     identity_refresh: float = 3600.0
     may_file_for_others: Callable[[str], Awaitable[bool]] | None = None  # ON_BEHALF_OF
+    # The routing file's `workspaces:`: Serval's Slack integration per workspace (or org) id.
+    integrations: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def integration(self, sub: Submission) -> str | None:
+        """The ticket system's chat integration for the submission's workspace (None: the configured one)."""
+        workspace = sub.payload.get("workspace") or {}
+        for key in (workspace.get("team_id"), workspace.get("enterprise_id")):
+            if key and key in self.integrations:
+                return self.integrations[key]
+        return None
 
     def backend(self, name: str | None = None) -> TicketBackend:
         """The named back end; the default one for None or a name no longer configured."""

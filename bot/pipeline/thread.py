@@ -120,9 +120,10 @@ class Connect:
         if not (sub.thread_ts and origin.channel_id and backend.can_connect_threads):
             return False  # nothing to connect
         copied = tuple(i for i in (sub.payload.get("copied") or {}).values() if i)
+        integration = self.ctx.integration(sub)
         await backend.connect_thread(
             self.ctx.ticket(sub), origin.channel_id, sub.thread_ts, direct_message=origin.channel_id.startswith("D"),
-            **({"accounted_for": copied} if copied else {}),
+            **({"accounted_for": copied} if copied else {}), **({"integration_id": integration} if integration else {}),
         )
         return True
 

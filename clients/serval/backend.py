@@ -395,13 +395,16 @@ class ServalBackend(TicketBackend):
         *,
         direct_message: bool,
         accounted_for: tuple[str, ...] = (),
+        integration_id: str | None = None,
     ) -> None:
         """`accounted_for`: Serval message ids already in the thread (`accountedForMessageIds`), so
-        Serval does not post them there again."""
+        Serval does not post them there again. `integration_id`: Serval's Slack integration of the
+        thread's workspace (None: SERVAL_SLACK_INTEGRATION_ID)."""
+        integration = integration_id or self.slack_integration_id
         target = (
-            ChannelTarget(slackDm=SlackDmChannelTarget(integrationId=self.slack_integration_id))
+            ChannelTarget(slackDm=SlackDmChannelTarget(integrationId=integration))
             if direct_message
-            else ChannelTarget(slackChannel=SlackChannelTarget(integrationId=self.slack_integration_id))
+            else ChannelTarget(slackChannel=SlackChannelTarget(integrationId=integration))
         )
         body = ConnectTicketRequest(
             channelTarget=target,
