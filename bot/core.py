@@ -143,6 +143,7 @@ class Bot:
         async def publish_home(user_id: str) -> None:  # a ticket of theirs changed
             await service_slack.views_publish(user_id=user_id, view=views.home_view(await tickets.recent_tickets(user_id)))
 
+        tickets.ctx.shared_channel_details = settings.shared_channel_details
         tickets.ctx.integrations = {  # the routing file's `workspaces:`
             team: entry.serval_slack_integration_id
             for team, entry in load_workspaces(settings.routing_file).items() if entry.serval_slack_integration_id

@@ -185,6 +185,9 @@ class Settings(BaseSettings):
 
     # After the ticket (docs/after-the-ticket.md)
     status_notices: Literal["thread", "dm", "off"] = "thread"  # where "resolved" / "cancelled" notices go
+    # In a channel shared with another organisation (Slack Connect): minimal = the ticket's id and status
+    # only (no assignee, no link to the ticket system, no agent's name); full = as in any channel.
+    shared_channel_details: Literal["minimal", "full"] = "minimal"
     status_poll_seconds: float = Field(default=60.0, gt=0)  # how often a recently changed ticket is looked at
     status_poll_max_per_minute: int = Field(default=60, ge=1)  # calls to the ticket system for following, at most
     track_days: float = Field(default=30.0, gt=0)  # a ticket unchanged this long is no longer followed

@@ -389,9 +389,11 @@ class SlackState:
         return envelope
 
     def add_channel(self, id: str, name: str, *, is_im: bool = False, user: str | None = None,
-                    bot_is_member: bool = True, team_id: str | None = None) -> dict:
+                    bot_is_member: bool = True, team_id: str | None = None, ext_shared: bool = False) -> dict:
+        """``ext_shared``: a Slack Connect channel, shared with another organisation (``is_ext_shared``)."""
         channel = {"id": id, "name": name, "is_im": is_im, "is_channel": not is_im,
-                   "is_private": is_im or id.startswith("G"), "user": user, "bot_is_member": bot_is_member}
+                   "is_private": is_im or id.startswith("G"), "user": user, "bot_is_member": bot_is_member,
+                   "is_ext_shared": ext_shared, "is_shared": ext_shared}
         self.channels[id] = channel
         if team_id:
             self.channel_teams[id] = team_id

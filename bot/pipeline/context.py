@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,8 @@ class Context:
     may_file_for_others: Callable[[str], Awaitable[bool]] | None = None  # ON_BEHALF_OF
     # The routing file's `workspaces:`: Serval's Slack integration per workspace (or org) id.
     integrations: dict[str, str] = dataclasses.field(default_factory=dict)
+    shared_channel_details: str = "minimal"  # SHARED_CHANNEL_DETAILS
+    _shared: dict[str, tuple[float, bool]] = dataclasses.field(default_factory=dict)  # channel → (asked at, is_ext_shared)
 
     def integration(self, sub: Submission) -> str | None:
         """The ticket system's chat integration for the submission's workspace (None: the configured one)."""
@@ -72,13 +75,34 @@ class Context:
         assert sub.ticket is not None
         return journaled(CreatedTicket, sub.ticket)
 
-    def card(self, ticket: CreatedTicket, headline: str, edit: str | None = None) -> cards.Card | None:
-        """The live card a reply becomes, when the ticket's system lets the bot follow it."""
+    def card(self, ticket: CreatedTicket, headline: str, edit: str | None = None, *, minimal: bool = False) -> cards.Card | None:
+        """The live card a reply becomes, when the ticket's system lets the bot follow it (`minimal`:
+        in a channel shared with another organisation)."""
         backend = self.backends.get(ticket.backend)
         if backend is None or not backend.can_follow:
             return None
         return cards.Card(headline=headline, key=cards.key(ticket.backend, ticket.id), edit=edit,
-                          can_close=backend.can_close, can_comment=backend.can_add_messages, url=ticket.url)
+                          can_close=backend.can_close, can_comment=backend.can_add_messages, url=ticket.url,
+                          minimal=minimal)
+
+    async def minimal_in(self, channel_id: str | None) -> bool:
+        """Whether what is posted in this channel about a ticket is kept to its id and status: a channel
+        shared with another organisation (Slack Connect: `is_ext_shared`), unless SHARED_CHANNEL_DETAILS
+        is full. Asked once per channel per hour (conversations.info); a DM is never shared."""
+        if self.shared_channel_details != "minimal" or not channel_id or channel_id.startswith("D"):
+            return False
+        known = self._shared.get(channel_id)
+        if known is not None and time.monotonic() - known[0] < 3600:
+            return known[1]
+        try:
+            info = await self.slack.conversations_info(channel=channel_id)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in SLACK_NO_ACCESS:
+                raise
+            return False  # the bot cannot see it: it cannot post there either (the DM fallback)
+        shared = bool((info.get("channel") or {}).get("is_ext_shared"))
+        self._shared[channel_id] = (time.monotonic(), shared)
+        return shared
 
     @staticmethod
     def posted_card(sub: Submission, card: cards.Card | None, channel_id: str, ts: str, thread_ts: str) -> None:

@@ -78,11 +78,12 @@ class Notify:
             return
         ticket = self.ctx.ticket(sub)
         backend = self.ctx.backend(origin.backend)
+        minimal = await self.ctx.minimal_in(origin.channel_id)  # shared with another organisation
         reply = views.ticket_thread_reply(
             ticket.display_id, p["title"], p.get("requester_id") or p["user_id"],
-            sub.id if backend.can_edit else None, sub.warnings, url=self.ctx.link(ticket),
+            sub.id if backend.can_edit else None, sub.warnings, url=None if minimal else self.ctx.link(ticket),
         )
-        card = self.ctx.card(ticket, reply["text"], sub.id if backend.can_edit else None)
+        card = self.ctx.card(ticket, reply["text"], sub.id if backend.can_edit else None, minimal=minimal)
         if card is not None:  # the reply is the ticket's live card
             reply = cards.card_message(card, cards.NEW)
         try:

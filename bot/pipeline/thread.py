@@ -35,19 +35,23 @@ class Reply:
             return False  # the thread reply was the notice
         if sub.payload.get("from_message") and not sub.thread_key:
             return False  # *Add to ticket* in a thread that has its own ticket: nothing to announce there
+        posts = (origin.source == "shortcut" and origin.channel_id and origin.thread_ts) or \
+            (sub.payload.get("share") and origin.channel_id)
+        minimal = bool(posts) and await self.ctx.minimal_in(origin.channel_id)  # shared with another organisation
+        link = None if minimal else self.ctx.link(ticket)
         if origin.source == "shortcut" and origin.channel_id and origin.thread_ts:
             text = (
-                views.linked_reply_text(ticket.display_id, user_id, self.ctx.link(ticket))
+                views.linked_reply_text(ticket.display_id, user_id, link)
                 if sub.payload.get("add_to")
-                else views.thread_reply_text(ticket.display_id, title, user_id, self.ctx.link(ticket))
+                else views.thread_reply_text(ticket.display_id, title, user_id, link)
             )
             kwargs = dict(channel=origin.channel_id, thread_ts=origin.thread_ts, text=text)
         elif sub.payload.get("share") and origin.channel_id:
-            text = views.shared_ticket_text(ticket.display_id, title, user_id, self.ctx.link(ticket))
+            text = views.shared_ticket_text(ticket.display_id, title, user_id, link)
             kwargs = dict(channel=origin.channel_id, text=text)
         else:
             return False  # nothing to post
-        card = self.ctx.card(ticket, kwargs["text"])  # the reply is the ticket's live card
+        card = self.ctx.card(ticket, kwargs["text"], minimal=minimal)  # the reply is the ticket's live card
         if card is not None:
             kwargs.update(cards.card_message(card, cards.NEW))
         resp = await self.ctx.slack.chat_postMessage(**kwargs)

@@ -34,6 +34,7 @@ class Card:
     can_close: bool = False
     can_comment: bool = False
     url: str | None = None
+    minimal: bool = False  # in a channel shared with another organisation: id and status only (SHARED_CHANNEL_DETAILS)
 
 
 def key(backend: str, ticket_id: str) -> str:
@@ -53,9 +54,11 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
-def state_line(state: TicketState) -> str:
-    """"*Status:* In Progress · *Assignee:* Bob Baker · …": what is known, nothing else."""
+def state_line(state: TicketState, *, minimal: bool = False) -> str:
+    """"*Status:* In Progress · *Assignee:* Bob Baker · …": what is known, nothing else (`minimal`: the status)."""
     parts = [f"*Status:* {escape(state.status or state.phase.capitalize())}"]
+    if minimal:
+        return parts[0]
     parts.append(f"*Assignee:* {escape(state.assignee)}" if state.assignee else "*Assignee:* nobody yet")
     if state.priority:
         parts.append(f"*Priority:* {escape(state.priority)}")
@@ -69,12 +72,12 @@ def state_line(state: TicketState) -> str:
 def card_message(card: Card, state: TicketState | None) -> dict[str, Any]:
     """The card's text and blocks (chat.postMessage and chat.update take both)."""
     headline = card.headline
-    if card.url and card.url not in headline:  # the reply names the ticket with its link already
+    if card.url and card.url not in headline and not card.minimal:  # the reply names the ticket with its link already
         headline += f"\n<{card.url}|Open the ticket>"
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": headline[:3000]}}]
     text = headline
     if state is not None:
-        line = state_line(state)
+        line = state_line(state, minimal=card.minimal)
         blocks.append({"type": "context", "block_id": STATE_BLOCK, "elements": [{"type": "mrkdwn", "text": line}]})
         text += "\n" + line
     buttons = []
@@ -93,10 +96,13 @@ def card_message(card: Card, state: TicketState | None) -> dict[str, Any]:
 
 
 def closed_notice(display_id: str, title: str, state: TicketState, *, by: str | None, by_user: str | None,
-                  key_value: str | None, url: str | None = None) -> dict[str, Any]:
-    """The one short notice when a ticket is resolved or cancelled, with *Reopen* where it can be."""
+                  key_value: str | None, url: str | None = None, minimal: bool = False) -> dict[str, Any]:
+    """The one short notice when a ticket is resolved or cancelled, with *Reopen* where it can be
+    (`minimal`: no link and no agent's name, for a channel shared with another organisation)."""
     verb = "was cancelled" if state.phase == "canceled" else "was resolved"
     icon = ":no_entry_sign:" if state.phase == "canceled" else ":white_check_mark:"
+    if minimal:
+        url, by = None, None
     who = f" by <@{by_user}>" if by_user else (f" by {escape(by)}" if by else "")
     text = f"{icon} Ticket {ticket_ref(display_id, url)} {verb}{who}: {escape(title)}"
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}]
