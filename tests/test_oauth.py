@@ -420,3 +420,30 @@ def test_a_workspace_id_in_the_routing_file_is_checked(tmp_path):
     routing.write_text("workspaces:\n  second:\n    serval_slack_integration_id: x\n")
     with pytest.raises(RoutingError, match="'second' is not a workspace or org id"):
         load_routing_file(str(routing), {"serval"})
+
+
+async def test_an_org_wide_install_lets_that_workspaces_admins_and_the_orgs_admins_configure(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    for team in ("T333", "T444"):
+        slack_state.add_workspace(team, f"Org {team}", enterprise_id="E100")
+    slack_state.add_channel("C333", "help-t333", team_id="T333")
+    slack_state.add_user("UADM3", name="adm3", is_admin=True, team_id="T333", enterprise_id="E100")
+    slack_state.add_user("UADM4", name="adm4", is_admin=True, team_id="T444", enterprise_id="E100")
+    slack_state.add_user("UORG", name="orgadmin", team_id="T444", enterprise_id="E100", is_org_admin=True)
+    await install(browser, slack_state, None, enterprise_id="E100", org=True)
+    sender = SlackSender(oauth_bot.url)
+    opened = {}
+    try:
+        for user in ("UADM3", "UADM4", "UORG"):
+            trigger = slack_state.issue_trigger_id("T333")
+            r = await sender.command("config", team_id="T333", channel_id="C333", user_id=user, trigger_id=trigger,
+                                     enterprise_id="E100", is_enterprise_install="true")
+            assert r.status_code == 200, r.text
+            await eventually(lambda: [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == trigger]
+                             or [c for c in slack_state.calls if c["args"].get("user") == user
+                                 and c["method"] == "chat.postEphemeral"], timeout=10)
+            opened[user] = bool([c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == trigger])
+    finally:
+        await sender.aclose()
+    # an admin of this workspace, and an admin of the org; not an admin of another workspace of the org
+    assert opened == {"UADM3": True, "UADM4": False, "UORG": True}

@@ -127,7 +127,8 @@ class People:
     async def _auth_test(self, key: Installed | None) -> Workspace:
         resp = await self.slack.auth_test()
         self._workspaces[key] = Workspace(
-            team_id=resp.get("team_id") or "",
+            # an org-wide install's token names no workspace: the one at hand is the request's
+            team_id=resp.get("team_id") or (key.team_id if key else None) or "",
             url=resp.get("url") or "",
             enterprise_id=resp.get("enterprise_id") or None,
             bot_user_id=resp.get("user_id"),
