@@ -26,6 +26,7 @@ from clients.base import TicketBackend, TicketSummary
 
 from . import views
 from .. import background
+from ..installations import Workspace
 from ..core import Bot
 from .forms import may_pick_requester, parse_ticket_form
 from ..pipeline.service import slack_error
@@ -165,7 +166,10 @@ async def offer(bot: Bot, client: AsyncWebClient, view: dict[str, Any] | None, *
         _running.discard(view_id)
         _again.discard(view_id)
 
+    workspace = Workspace.current()  # the background worker is nobody's request: it works for this one
+
     async def look() -> None:
+        Workspace.use(workspace)
         try:
             await _offer_rounds(bot, client, _latest.get(view_id) or view, user_id)
         finally:
