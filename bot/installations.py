@@ -88,8 +88,8 @@ class NotInstalled(Exception):
 
 class Installations:
     """The installs, on the bot's database: slack_sdk's stores for Bolt's OAuth flow, and the bot token
-    of a workspace for everything else, cached briefly (a replica sees another's uninstall within
-    `cache_seconds`; its own at once)."""
+    of a workspace for everything else, kept in memory briefly (a replica sees another's uninstall
+    within `cache_seconds`, its own at once; an install, anywhere, at once)."""
 
     def __init__(self, engine: AsyncEngine, client_id: str, *, scopes: str = "", cache_seconds: float = 30.0) -> None:
         self.scopes = tuple(s.strip() for s in scopes.split(",") if s.strip())  # SLACK_SCOPES; empty: BOT_SCOPES
@@ -125,8 +125,10 @@ class Installations:
         if found is None and w.enterprise_id and not w.is_enterprise_install:
             # A workspace of an org where the app is installed org-wide: Slack may say either.
             found = await self.store.async_find_bot(enterprise_id=w.enterprise_id, team_id=None, is_enterprise_install=True)
+        if found is None:  # not kept: an install made a moment later (here or elsewhere) serves at once
+            return None
         self._cache[key] = (time.monotonic(), found)
-        if found is not None and self._expiring(found):
+        if self._expiring(found):
             found = await self._rotate(w, found)
         return found
 
@@ -172,7 +174,7 @@ class Installations:
             await self.store.async_delete_all(enterprise_id=w.enterprise_id, team_id=key[1])
         else:
             await self.store.async_delete_bot(enterprise_id=w.enterprise_id, team_id=key[1])
-        self._cache.pop(key, None)
+        self._cache.clear()  # also its org's workspaces, found through the org-wide install
         log.info("the app was removed from %s: its tokens are forgotten", w)
 
     async def all(self) -> list[InstalledBot]:

@@ -447,3 +447,16 @@ async def test_an_org_wide_install_lets_that_workspaces_admins_and_the_orgs_admi
         await sender.aclose()
     # an admin of this workspace, and an admin of the org; not an admin of another workspace of the org
     assert opened == {"UADM3": True, "UADM4": False, "UORG": True}
+
+
+async def test_a_workspace_told_it_has_no_install_is_served_as_soon_as_it_installs(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    sender = SlackSender(oauth_bot.url)
+    try:
+        r = await sender.command("Help", team_id="T222", channel_id="C222", user_id="U333",
+                                 trigger_id=slack_state.issue_trigger_id("T222"))
+        assert "not installed" in r.text
+        await install(browser, slack_state, "T222")
+        await command(sender, slack_state, "T222", "C222", "U333", "VPN down")  # at once, not after a cache expires
+    finally:
+        await sender.aclose()
