@@ -43,7 +43,8 @@ workspace (``T111`` is the first); ``state.approve(team_id)`` is a person approv
 authorize page (``state.approve(enterprise_id=..., org=True)``: an org-wide install) and returns the ``code``
 Slack redirects back with; ``oauth.v2.access`` exchanges it (once) for a bot token of that workspace (or org;
 ``team`` null and ``is_enterprise_install`` true), with a refresh token when ``state.token_rotation`` is set
-(``grant_type=refresh_token`` then gives a new pair). A token serves its own workspace (an org's: every
+(``grant_type=refresh_token`` then gives a new pair; the old token stops working at once, stricter than
+Slack, where it lasts until it expires, so that a test sees the new one used). A token serves its own workspace (an org's: every
 workspace of the org): a channel, a person or a trigger of another workspace known here is refused as
 Slack does (``channel_not_found``, ``user_not_found``, ``invalid_trigger_id``); each call records ``team``,
 the workspace (or org) of the token it used. ``state.uninstall(team_id)`` revokes that install's tokens and
