@@ -48,7 +48,8 @@ Slack, where it lasts until it expires, so that a test sees the new one used). A
 workspace of the org): a channel, a person or a trigger of another workspace known here is refused as
 Slack does (``channel_not_found``, ``user_not_found``, ``invalid_trigger_id``); each call records ``team``,
 the workspace (or org) of the token it used. ``state.uninstall(team_id)`` revokes that install's tokens and
-returns the ``app_uninstalled`` event; ``auth.revoke`` revokes the token it is called with.
+returns the ``app_uninstalled`` event (``state.revoke_tokens(team_id)``: ``tokens_revoked``); ``auth.revoke``
+revokes the token it is called with.
 
 Misbehaviour per method: ``state.rate_limit(method)`` (HTTP 429), ``state.fail(method, error)`` (an
 ``ok: false`` answer), ``state.delay(method, 0.5, up_to=4.0)`` (each call answered after a time drawn
@@ -388,6 +389,15 @@ class SlackState:
         envelope["authorizations"][0]["is_enterprise_install"] = team_id is None
         envelope["is_enterprise_install"] = team_id is None
         return envelope
+
+    def revoke_tokens(self, team_id: str) -> dict:
+        """The workspace's bot token revoked (an admin did it, or ``auth.revoke``): it stops working;
+        returns the ``tokens_revoked`` event callback Slack then sends."""
+        for token, info in list(self.bot_tokens.items()):
+            if info["team_id"] == team_id:
+                del self.bot_tokens[token]
+        return self.event_callback({"type": "tokens_revoked", "tokens": {"bot": [self.bot_user_id]},
+                                    "event_ts": self.next_ts()}, team_id=team_id)
 
     def add_channel(self, id: str, name: str, *, is_im: bool = False, user: str | None = None,
                     bot_is_member: bool = True, team_id: str | None = None, ext_shared: bool = False) -> dict:

@@ -460,3 +460,20 @@ async def test_a_workspace_told_it_has_no_install_is_served_as_soon_as_it_instal
         await command(sender, slack_state, "T222", "C222", "U333", "VPN down")  # at once, not after a cache expires
     finally:
         await sender.aclose()
+
+
+async def test_revoked_tokens_are_forgotten(oauth_bot, browser, slack):
+    slack_state, _ = slack
+    await install(browser, slack_state, "T111")
+    await install(browser, slack_state, "T222")
+    sender = SlackSender(oauth_bot.url)
+    try:
+        r = await sender.event(slack_state.revoke_tokens("T222"))
+        assert r.status_code == 200, r.text
+        await eventually(lambda: _gone(oauth_bot, "T222"), timeout=10)
+        r = await sender.command("VPN down", team_id="T222", channel_id="C222", user_id="U333",
+                                 trigger_id=slack_state.issue_trigger_id("T222"))
+        assert "not installed" in r.text
+        await command(sender, slack_state, "T111", "C111", "U111", "Printer")  # the other workspace is served
+    finally:
+        await sender.aclose()
