@@ -14,6 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.journal.copydb import CopyRefused, copy_db
+from slack_sdk.oauth.installation_store import Installation
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
+
 from bot.journal.storage import TABLES, Link, Storage, Submission, ThreadTaken, database_url, schema_revision
 from tests.test_migrations import check_main_data_survived, main_database
 
@@ -30,6 +33,10 @@ async def dump(url: str) -> dict[str, list[dict]]:
             }
     finally:
         await engine.dispose()
+
+
+def installs(engine) -> AsyncSQLAlchemyInstallationStore:
+    return AsyncSQLAlchemyInstallationStore(client_id="1111.2222", engine=engine)
 
 
 async def filled_sqlite(tmp_path: Path) -> str:
@@ -54,6 +61,9 @@ async def filled_sqlite(tmp_path: Path) -> str:
         await s.set_state("socialboards.refresh_token", "rt-42")
         async with s.engine.connect() as conn:
             await conn.execute(sa.text("INSERT INTO slack_events VALUES ('Ev1', 5.5, NULL)"))
+        await installs(s.engine).async_save(Installation(
+            app_id="A1", enterprise_id=None, team_id="T222", user_id="U1", bot_token="xoxb-T222-1", bot_id="B1",
+            bot_user_id="UBOT", bot_scopes="commands,chat:write"))
     finally:
         await s.close()
     return url
@@ -64,7 +74,7 @@ async def test_everything_is_copied_and_pending_work_carries_on(tmp_path, pg_url
     copied = await copy_db(source, pg_url)
     assert copied == {
         "links": 1201, "routes": 1, "people": 2, "identities": 1, "state": 1, "submissions": 2, "slack_events": 1,
-        "followed": 0, "leases": 0,
+        "followed": 0, "leases": 0, "slack_installations": 1, "slack_bots": 1, "slack_oauth_states": 0,
     }
     before, after = await dump(source), await dump(pg_url)
     for row in before["submissions"]:
@@ -85,6 +95,12 @@ async def test_everything_is_copied_and_pending_work_carries_on(tmp_path, pg_url
         with pytest.raises(ThreadTaken):
             await s.add_submission(Submission.new("view-4", {"user_id": "U1"}, "C1:2.0"))
         assert (await s.add_submission(Submission.new("view-1", {}, None)))[1] is False  # dedupe keys too
+        # the installs by OAuth: found, and a new one is stored after them
+        store = installs(s.engine)
+        assert (await store.async_find_bot(enterprise_id=None, team_id="T222")).bot_token == "xoxb-T222-1"
+        await store.async_save(Installation(app_id="A1", enterprise_id=None, team_id="T333", user_id="U1",
+                                            bot_token="xoxb-T333-1", bot_id="B1", bot_user_id="UBOT"))
+        assert (await store.async_find_bot(enterprise_id=None, team_id="T333")).bot_token == "xoxb-T333-1"
     finally:
         await s.close()
 

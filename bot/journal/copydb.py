@@ -8,7 +8,8 @@ the copy would be lost). Both databases are brought to the newest schema first (
 start-up would); the PostgreSQL database must hold no rows, and the copy is one transaction there:
 all or nothing. Copied: thread links, channel routes, people, identities, stored state (e.g. the
 rotating Socialboards refresh token), submissions (pending ones carry on from their last recorded
-step on whichever replica claims them first: their old leases are dropped) and Slack event ids.
+step on whichever replica claims them first: their old leases are dropped), Slack event ids, and the
+Slack installs by OAuth with their tokens.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ async def _write_all(url: sa.URL, rows: dict[str, list[dict[str, Any]]]) -> dict
                 copied[table.name] = (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
                 if copied[table.name] != len(batch):
                     raise RuntimeError(f"{table.name}: {len(batch)} rows read, {copied[table.name]} written")
+                if "id" in table.c and table.c.id.autoincrement is True:  # slack_sdk's tables: numbered rows
+                    # rows were copied with their numbers: the next one is numbered after them
+                    await conn.execute(sa.text(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), COALESCE(MAX(id), 0) + 1, false)"
+                        f" FROM {table.name}"))
     finally:
         await engine.dispose()
     return copied

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 metadata = sa.MetaData()
@@ -114,5 +116,10 @@ leases = sa.Table(  # named work only one process does at a time (the ticket pol
     sa.Column("owner", sa.Text),
     sa.Column("lease_until", _REAL, nullable=False, server_default="0"),
 )
+# Installs by OAuth, in slack_sdk's own layout (its SQLAlchemy stores read and write them: bot/installations.py).
+slack_installations = SQLAlchemyInstallationStore.build_installations_table(metadata, "slack_installations")
+slack_bots = SQLAlchemyInstallationStore.build_bots_table(metadata, "slack_bots")
+slack_oauth_states = SQLAlchemyOAuthStateStore.build_oauth_states_table(metadata, "slack_oauth_states")
 # Every table, in the order `bot.journal.copydb` copies them.
-TABLES = (links, routes, people, identities, state, submissions, slack_events, followed, leases)
+TABLES = (links, routes, people, identities, state, submissions, slack_events, followed, leases,
+          slack_installations, slack_bots, slack_oauth_states)
