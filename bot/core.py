@@ -120,6 +120,7 @@ class Bot:
             default_backend=settings.ticket_backend,
             default_share=settings.share_in_channel_default,
             backends=set(backends),
+            workspaces=load_workspaces(settings.routing_file),
         )
         tickets = TicketService(
             storage,

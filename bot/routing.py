@@ -28,6 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from .installations import Workspace
 from .journal.storage import Storage
 
 TYPE_VALUES = {"request": "TICKET_TYPE_REQUEST", "incident": "TICKET_TYPE_INCIDENT"}
@@ -70,6 +71,8 @@ class WorkspaceEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     serval_slack_integration_id: str | None = None  # Serval's Slack integration of that workspace
+    backend: str | None = None  # its default ticket system (below its channels' routes)
+    team: str | None = None  # its default team (Serval team id)
 
 
 WORKSPACE_ID = re.compile(r"[TE][A-Z0-9]{2,}")
@@ -124,6 +127,12 @@ def load_routing_file(path: str, backends: set[str], *, required: bool = False) 
             where = ".".join(str(p) for p in err["loc"])
             problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         raise RoutingError(f"Routing file {path}: " + "; ".join(problems)) from None
+    for team_id, workspace in load_workspaces(path).items():
+        if workspace.backend and workspace.backend not in backends:
+            raise RoutingError(
+                f"Routing file {path}: workspaces.{team_id}.backend: {workspace.backend!r} is not configured"
+                f" (configured: {', '.join(sorted(backends))})"
+            )
     for channel_id, entry in routes.items():
         if entry.backend and entry.backend not in backends:
             raise RoutingError(
@@ -154,9 +163,11 @@ class Router:
         default_share: bool,
         backends: set[str],
         max_age: float = 1.0,
+        workspaces: dict[str, WorkspaceEntry] | None = None,
     ) -> None:
         self.storage = storage
         self.file_routes = file_routes
+        self.workspaces = workspaces or {}  # the routing file's `workspaces:`: defaults per workspace (or org)
         self.default_backend = default_backend
         self.default_share = default_share
         self.backends = backends
@@ -183,6 +194,12 @@ class Router:
                 layers.append(("slack", stored))
             if channel_id in self.file_routes:
                 layers.append(("file", self.file_routes[channel_id].model_dump(exclude_none=True)))
+        if self.workspaces and (here := Workspace.current()):  # installs by OAuth: the workspace's own defaults
+            for key in (here.team_id, here.enterprise_id):
+                if key and key in self.workspaces:
+                    layers.append(("workspace", self.workspaces[key].model_dump(
+                        include={"backend", "team"}, exclude_none=True)))
+                    break
         layers.append(("default", {"backend": self.default_backend, "share": self.default_share}))
 
         def pick(key: str) -> tuple[Any, str | None]:

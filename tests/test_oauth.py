@@ -20,7 +20,7 @@ import yaml
 
 from bot.installations import BOT_SCOPES, Workspace
 from server.http import Running, serve_http
-from tests.conftest import SlackSender, eventually, make_settings, submission
+from tests.conftest import SlackSender, eventually, make_settings, select_value, submission
 from tests.test_after_ticket import agent_changes
 from tests.test_app_commands import app, bot_env
 from tests.test_reliability import serval_clients  # noqa: F401  (fixture)
@@ -389,10 +389,11 @@ async def test_check_lists_the_installs_and_the_scopes_each_misses(oauth_bot, br
 # --- per-workspace ticket-system settings ----------------------------------------------------------------
 
 
-async def test_each_workspace_connects_its_threads_through_its_own_serval_integration(tmp_path, slack, serval, second):
+async def test_each_workspace_has_its_own_serval_integration_and_default_team(tmp_path, slack, serval, second):
     slack_state, url = slack
+    serval[0].add_team("Facilities", "FAC", team_id="team-fac")
     routing = tmp_path / "routing.yml"
-    routing.write_text("workspaces:\n  T222:\n    serval_slack_integration_id: integ-slack-2\n")
+    routing.write_text("workspaces:\n  T222:\n    serval_slack_integration_id: integ-slack-2\n    team: team-fac\n")
     settings = make_settings(tmp_path, url, serval[1], slack_bot_token="", slack_client_id=slack_state.client_id,
                              slack_client_secret=slack_state.client_secret, routing_file=str(routing))
     running = await serve_http(settings, host="127.0.0.1", port=0)
@@ -402,7 +403,10 @@ async def test_each_workspace_connects_its_threads_through_its_own_serval_integr
         await install(browser, slack_state, "T222")
         for team, channel, user in (("T222", "C222", "U333"), ("T111", "C111", "U111")):
             view = await command(sender, slack_state, team, channel, user, "Printer jammed")
-            r = await sender.interactive(team_submission(view, filled("Printer jammed", share=True), team, user))
+            # the form's team starts at the workspace's default (as Slack submits an untouched select)
+            initial = next(b for b in view["blocks"] if b.get("block_id") == "field:team_id")["element"]["initial_option"]
+            values = {**filled("Printer jammed", share=True), "field:team_id": select_value(initial["value"])}
+            r = await sender.interactive(team_submission(view, values, team, user))
             assert r.status_code == 200, r.text
             await running.bot.tickets.idle(10)
     finally:
@@ -411,6 +415,7 @@ async def test_each_workspace_connects_its_threads_through_its_own_serval_integr
         await running.close()
     targets = [r["body"]["channelTarget"]["slackChannel"]["integrationId"] for r in connects(serval[0])]
     assert targets == ["integ-slack-2", "integ-slack-1"]  # T222's own; T111 has SERVAL_SLACK_INTEGRATION_ID
+    assert [t["teamId"] for t in created(serval[0])] == ["team-fac", "team-it"]  # T111: SERVAL_TEAM_ID
 
 
 def test_a_workspace_id_in_the_routing_file_is_checked(tmp_path):
@@ -419,6 +424,9 @@ def test_a_workspace_id_in_the_routing_file_is_checked(tmp_path):
     routing = tmp_path / "routing.yml"
     routing.write_text("workspaces:\n  second:\n    serval_slack_integration_id: x\n")
     with pytest.raises(RoutingError, match="'second' is not a workspace or org id"):
+        load_routing_file(str(routing), {"serval"})
+    routing.write_text("workspaces:\n  T222:\n    backend: rezolve\n")
+    with pytest.raises(RoutingError, match="workspaces.T222.backend: 'rezolve' is not configured"):
         load_routing_file(str(routing), {"serval"})
 
 
