@@ -1,6 +1,7 @@
 """Slack Connect (issue 22): in a channel shared with another organisation, SHARED_CHANNEL_DETAILS=minimal
 (the default) keeps what the bot posts about a ticket to its id, title and status: no link to the ticket
-system, no assignee on the card, no agent's name in the notice; `full` posts as in any other channel."""
+system, no assignee on the card, no agent's name in the notice; `full` posts as in any other channel. A
+person of another organisation files a ticket that says so."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from server.http import serve_http
 from tests.conftest import SlackSender, eventually, make_settings, submission
 from tests.test_after_ticket import agent_changes, notices
-from tests.test_ticket_flow import filled, open_modal_with_command
+from tests.test_ticket_flow import created, filled, open_modal_with_command
 
 TICKET_URL = "https://acme.serval.example/tickets/{id}"  # links to the ticket system, where allowed
 
@@ -75,3 +76,24 @@ async def test_a_channel_not_shared_is_unchanged(tmp_path, slack, serval):
         await sender.aclose()
         await running.close()
     assert "serval.example" in json.dumps(card["args"])  # the link, as before
+
+
+async def test_a_person_of_another_organisation_files_a_ticket_named_as_such(tmp_path, slack, serval):
+    slack_state, serval_state = slack[0], serval[0]
+    slack_state.add_channel("C555", "with-vendor", ext_shared=True)
+    slack_state.add_user("UEXT", email="vera@vendor.example", name="vera", team_id="T999", email_visible=False)
+    running = await serve_http(make_settings(tmp_path, slack[1], serval[1]), host="127.0.0.1", port=0)
+    sender = SlackSender(running.url)
+    try:
+        for user in ("UEXT", "U111"):
+            view = await open_modal_with_command(sender, slack_state, "Invoice portal down", channel_id="C555",
+                                                 channel_name="with-vendor", user_id=user, team_id="T111")
+            r = await sender.interactive(submission(view, filled(f"From {user}"), user_id=user))
+            assert r.status_code == 200
+            await running.bot.tickets.idle(10)
+    finally:
+        await sender.aclose()
+        await running.close()
+    external, own = [t["description"] for t in created(serval_state)]
+    assert "Requested in Slack by Vera (of another organisation, Slack workspace T999)" in external  # UNMATCHED_REQUESTER
+    assert "another organisation" not in own

@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from clients.base import BackendError, TicketBackend, TicketDraft
 
+from ..installations import Workspace
 from ..slack import views
 from ..slack.drafts import values_from_json
 from ..journal.storage import Submission, journaled
@@ -42,6 +43,25 @@ class Requesters:
                 raise
             log.warning("profile of %s cannot be read (%s); filing without it", slack_id, why.reason)
             return None
+
+    async def organisation(self, slack_id: str) -> str | None:
+        """The workspace id of a person from another organisation (a Slack Connect channel), None for
+        someone of this workspace or of its Enterprise Grid org (or when that cannot be told)."""
+        profile = await self.profile(slack_id)
+        if profile is None or not profile.team_id:
+            return None
+        here = Workspace.current()  # installs by OAuth: the submission's workspace
+        if here is None:
+            try:
+                known = await self.ctx.people.workspace()
+            except Exception:  # auth.test unanswered: say nothing rather than something wrong
+                return None
+            team_id, enterprise_id = known.team_id, known.enterprise_id
+        else:
+            team_id, enterprise_id = here.team_id, here.enterprise_id
+        if profile.team_id == team_id or (enterprise_id and profile.enterprise_id == enterprise_id):
+            return None
+        return profile.team_id
 
     async def app_author(self, message: dict[str, Any], asker: str) -> str | None:
         """The name of the app that posted `message` (`bot_id`, `subtype: bot_message`, or an
@@ -92,6 +112,8 @@ class Requesters:
         who = requester.name if requester else "an unknown Slack user"
         if requester and requester.email:
             who += f" <{requester.email}>"
+        if requester and (elsewhere := await self.organisation(requester_slack)):
+            who += f" (of another organisation, Slack workspace {elsewhere})"  # Slack Connect
         footer = f"Requested in Slack by {who}"
         if requester_slack != p["user_id"] and submitter:
             footer += f", filed by {submitter.name}"
