@@ -115,8 +115,11 @@ def _oauth_bolt_app(bot: Bot, installations: Installations) -> AsyncApp:
 
     async def installed_here(req: AsyncBoltRequest, next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
         """A workspace where the app is not installed gets a polite notice and a log line, no traceback."""
-        event = req.body.get("event") if isinstance(req.body, dict) else None
-        if isinstance(event, dict) and event.get("type") in NO_AUTH_EVENTS:
+        body = req.body if isinstance(req.body, dict) else {}
+        event = body.get("event")
+        if body.get("type") in ("url_verification", "ssl_check") or (
+            isinstance(event, dict) and event.get("type") in NO_AUTH_EVENTS
+        ):  # from no workspace, or about one being removed
             return await next()
         workspace = Workspace(req.context.team_id, req.context.enterprise_id, bool(req.context.is_enterprise_install))
         if await installations.bot(workspace) is None:

@@ -485,3 +485,12 @@ async def test_revoked_tokens_are_forgotten(oauth_bot, browser, slack):
         await command(sender, slack_state, "T111", "C111", "U111", "Printer")  # the other workspace is served
     finally:
         await sender.aclose()
+
+
+async def test_slack_checks_the_request_url_before_any_install(oauth_bot):
+    sender = SlackSender(oauth_bot.url)
+    try:
+        r = await sender.event({"token": "x", "challenge": "c-123", "type": "url_verification"})
+    finally:
+        await sender.aclose()
+    assert r.status_code == 200 and "c-123" in r.text
