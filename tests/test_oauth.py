@@ -23,7 +23,7 @@ from server.http import Running, serve_http
 from tests.conftest import SlackSender, eventually, make_settings, select_value, submission
 from tests.test_after_ticket import agent_changes
 from tests.test_app_commands import app, bot_env
-from tests.test_reliability import serval_clients  # noqa: F401  (fixture)
+from tests.test_reliability import BotProcess, serval_clients  # noqa: F401  (fixture)
 from tests.test_ticket_flow import connects, created, filled, opened_view
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -494,3 +494,30 @@ async def test_slack_checks_the_request_url_before_any_install(oauth_bot):
     finally:
         await sender.aclose()
     assert r.status_code == 200 and "c-123" in r.text
+
+
+async def test_the_process_starts_installs_and_serves_by_oauth(tmp_path, slack, serval_clients):  # noqa: F811
+    """`python app.py --mode http` with SLACK_CLIENT_ID / SLACK_CLIENT_SECRET: ready, the Add to Slack page,
+    an install, then a request from that workspace served with its token; the secrets never logged."""
+    slack_state, url = slack
+    bot = BotProcess(tmp_path, url, serval_clients[1], SLACK_CLIENT_ID=slack_state.client_id,
+                     SLACK_CLIENT_SECRET=slack_state.client_secret)
+    bot.env["SLACK_BOT_TOKEN"] = ""  # installs by OAuth instead
+    await bot.start()
+    browser, sender = Browser(bot.url), SlackSender(bot.url, BotProcess.SECRETS["SLACK_SIGNING_SECRET"])
+    try:
+        await eventually(lambda: _ready(bot.url), timeout=20)
+        assert (await install(browser, slack_state, "T111")).status_code == 200
+        await command(sender, slack_state, "T111", "C111", "U111", "Printer jammed")
+    finally:
+        await browser.http.aclose()
+        await sender.aclose()
+        bot.stop()
+    logged = bot.log_path.read_text()
+    assert "Traceback" not in logged
+    assert slack_state.client_secret not in logged and not any(t in logged for t in slack_state.bot_tokens)
+
+
+async def _ready(url: str) -> bool:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(url + "/readyz")).status_code == 200
