@@ -342,7 +342,7 @@ class Follower:
         ticket = journaled(CreatedTicket, f.ticket)
         message = cards.closed_notice(
             ticket.display_id, f.title, state, by=None if f.closed_by else state.assignee, by_user=f.closed_by,
-            key_value=cards.key(f.backend, f.ticket_id) if backend.can_close else None, url=ticket.url,
+            key_value=cards.key(f.backend, f.ticket_id) if backend.can_close else None, url=backend.link(ticket),
         )
         in_thread = self.notices == "thread" and f.channel_id and f.thread_ts
         to = f.requester_id or f.submitter_id

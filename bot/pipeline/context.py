@@ -68,7 +68,7 @@ class Context:
         if backend is None or not backend.can_follow:
             return None
         return cards.Card(headline=headline, key=cards.key(ticket.backend, ticket.id), edit=edit,
-                          can_close=backend.can_close, can_comment=backend.can_add_messages, url=ticket.url)
+                          can_close=backend.can_close, can_comment=backend.can_add_messages, url=backend.link(ticket))
 
     @staticmethod
     def posted_card(sub: Submission, card: cards.Card | None, channel_id: str, ts: str, thread_ts: str) -> None:
