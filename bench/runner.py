@@ -114,7 +114,8 @@ class Config:
     bot_dir: Path = REPO  # where app.py is: a patched copy of the repo can be measured the same way
     bot_env: dict[str, str] = field(default_factory=dict)  # settings for the bot (e.g. SUGGEST_SIMILAR=false)
     vo_levels: list[int] = field(default_factory=lambda: [10, 50, 100])  # phase "views_open"
-    vo_rounds: int = 3  # alternating rounds per server (bot, floor, bot, floor, ...)
+    vo_rounds: int = 6  # alternating rounds per server (bot, floor, bot, floor, ...): on a shared machine one
+    # round of either may meet a burst of other work; more turns average it out
     vo_requests: int = 200  # requests per round
 
     def n_requests(self, c: int) -> int:
@@ -659,7 +660,7 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--bot-env", action="append", default=[], metavar="SETTING=VALUE",
                    help="a setting for the bot processes, e.g. SUGGEST_SIMILAR=false (repeatable)")
     p.add_argument("--vo-concurrency", help="views_open phase: comma-separated levels (default 10,50,100)")
-    p.add_argument("--vo-rounds", type=int, help="views_open phase: alternating rounds per server (default 3)")
+    p.add_argument("--vo-rounds", type=int, help="views_open phase: alternating rounds per server (default 6)")
     p.add_argument("--vo-requests", type=int, help="views_open phase: requests per round (default 200)")
     a = p.parse_args(argv)
     cfg = Config()

@@ -23,7 +23,7 @@ from bot.settings import Settings
 from clients.base import CreatedTicket
 from bot.slack.people import People
 from server.http import serve_http
-from tests.conftest import SERVAL_TOKEN, eventually, make_settings, payload, submission, text_value
+from tests.conftest import SERVAL_TOKEN, SlackSender, eventually, make_settings, payload, submission, text_value
 from tests.test_ticket_flow import filled, open_modal_with_command
 
 POLL = 0.2  # STATUS_POLL_SECONDS in these tests: a new ticket is first looked at after this
@@ -411,3 +411,26 @@ async def test_retention_forgets_tickets_no_longer_followed(storage):
     assert (await storage.purge(90 * 86400))["followed"] == 1
     assert await storage.followed("serval", "t-old-stopped") is None
     assert await storage.followed("serval", "t-old-followed") is not None  # followed until TRACK_DAYS stops it
+
+
+async def test_with_ticket_links_the_card_and_the_resolved_notice_link_the_ticket(tmp_path, slack, serval):
+    """SERVAL_TICKET_URL set: the card names the ticket with its link (once, not twice), and so does
+    the notice when it is resolved."""
+    slack_state, serval_state = slack[0], serval[0]
+    settings = make_settings(tmp_path, slack[1], serval[1], status_poll_seconds=POLL,
+                             serval_ticket_url="https://serval.example/tickets/{id}")
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    sender = SlackSender(running.url)
+    try:
+        await eventually(lambda: running.bot.people.known_workspace, timeout=10)
+        card, ticket = await shared_ticket(sender, slack_state, serval_state, running)
+        link = f"https://serval.example/tickets/{ticket['id']}"
+        assert f"<{link}|{ticket['friendlyIdentifier']}>" in card["args"]["text"]
+        assert card["args"]["text"].count(link) == 1
+        await looked_at(running.bot.storage, "serval", ticket["id"])
+        await agent_changes(serval[1], ticket["id"], statusId="st-it-done")
+        notice = (await eventually(lambda: notices(slack_state), timeout=10))[0]
+        assert f"Ticket <{link}|{ticket['friendlyIdentifier']}> was resolved" in notice["args"]["text"]
+    finally:
+        await sender.aclose()
+        await running.close()

@@ -345,7 +345,7 @@ class Follower:
         ticket = journaled(CreatedTicket, f.ticket)
         message = cards.closed_notice(
             ticket.display_id, f.title, state, by=None if f.closed_by else state.assignee, by_user=f.closed_by,
-            key_value=cards.key(f.backend, f.ticket_id) if backend.can_close else None, url=ticket.url,
+            key_value=cards.key(f.backend, f.ticket_id) if backend.can_close else None, url=backend.link(ticket),
             minimal=bool((f.card or {}).get("minimal")),
         )
         in_thread = self.notices == "thread" and f.channel_id and f.thread_ts
