@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"  # installs by OAuth: Slack's authorize page
     slash_command: str = "/ticket"
 
     # Back end
@@ -228,7 +229,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an app-level token starting with xapp-")
         return v
 
-    @field_validator("slack_api_url", "serval_base_url")
+    @field_validator("slack_api_url", "slack_authorize_url", "serval_base_url")
     @classmethod
     def _url(cls, v: str) -> str:
         if problem := http_url_problem(v):

@@ -41,7 +41,8 @@ Installs by OAuth (https://docs.slack.dev/authentication/installing-with-oauth):
 ``state.client_id`` / ``state.client_secret``; ``state.add_workspace(team_id, name, enterprise_id=...)`` adds a
 workspace (``T111`` is the first); ``state.approve(team_id)`` is a person approving the install on Slack's
 authorize page (``state.approve(enterprise_id=..., org=True)``: an org-wide install) and returns the ``code``
-Slack redirects back with; ``oauth.v2.access`` exchanges it (once) for a bot token of that workspace (or org;
+Slack redirects back with (or, in a browser: ``GET /oauth/v2/authorize`` shows that page, and *Allow* sends
+the browser to ``state.redirect_uri`` with the code and the state); ``oauth.v2.access`` exchanges it (once) for a bot token of that workspace (or org;
 ``team`` null and ``is_enterprise_install`` true), with a refresh token when ``state.token_rotation`` is set
 (``grant_type=refresh_token`` then gives a new pair; the old token stops working at once, stricter than
 Slack, where it lasts until it expires, so that a test sees the new one used). A token serves its own workspace (an org's: every
@@ -61,6 +62,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import html
 import copy
 import hashlib
 import itertools
@@ -268,6 +270,8 @@ class SlackState:
         self.client_id, self.client_secret = "1111.2222", "sandbox-client-secret"  # the app's, for oauth.v2.access
         self.token_rotation = False  # oauth.v2.access gives refresh tokens and tokens that expire
         self.token_expires_in = 43200  # seconds, with token rotation
+        self.redirect_uri = ""  # the app's Redirect URL (its OAuth settings): where the authorize page sends people back
+        self.org_install_enterprise: str | None = None  # set: the authorize page installs in that whole org
         self.bot_user_id, self.bot_id, self.app_id = "UBOT", "BBOT", "ASANDBOX"
         # What the app's manifest declares: its custom functions (workflow steps) and unfurl domains.
         self.app_functions: dict[str, dict] = copy.deepcopy(DEFAULT_FUNCTIONS)
@@ -1194,6 +1198,27 @@ async def api(request: web.Request) -> web.Response:
     return web.json_response(body, status=status, headers=headers, dumps=_dumps)
 
 
+async def oauth_authorize(request: web.Request) -> web.Response:
+    """Slack's authorize page (``/oauth/v2/authorize?client_id&scope&state``): the app's name, the scopes
+    asked and where it goes (a workspace, or the whole org when ``state.org_install_enterprise`` is set);
+    *Allow* approves it and sends the browser back to ``state.redirect_uri`` with the code and the state."""
+    s: SlackState = request.app["state"]
+    q = request.query
+    if q.get("client_id") != s.client_id:
+        return web.Response(status=400, text="invalid_client_id")
+    org = getattr(s, "org_install_enterprise", None)
+    if request.path.endswith("/allow"):
+        code = s.approve(q.get("team") or None, enterprise_id=org, org=bool(org), scopes=q.get("scope", ""))
+        sep = "&" if "?" in s.redirect_uri else "?"
+        raise web.HTTPFound(f"{s.redirect_uri}{sep}code={code}&state={q.get('state', '')}")
+    where = "the whole Sandbox Org organisation" if org else s.team
+    allow = "/oauth/v2/authorize/allow?" + request.query_string + (f"&team={s.team_id}" if not org else "")
+    scopes = "".join(f"<li>{html.escape(x)}</li>" for x in q.get("scope", "").split(",") if x)
+    return web.Response(content_type="text/html", text=(
+        f"<!doctype html><title>Install</title><h1>Install the app in {html.escape(where)}</h1>"
+        f"<p>It asks to:</p><ul>{scopes}</ul><p><a id=\"allow\" href=\"{html.escape(allow)}\">Allow</a></p>"))
+
+
 async def sandbox_state(request: web.Request) -> web.Response:
     return web.json_response(request.app["state"].snapshot(), dumps=_dumps)
 
@@ -1213,6 +1238,8 @@ def create_app(state: SlackState | None = None) -> web.Application:
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app["state"] = state or SlackState()
     app.router.add_route("*", "/api/{method}", api)
+    app.router.add_get("/oauth/v2/authorize", oauth_authorize)
+    app.router.add_get("/oauth/v2/authorize/allow", oauth_authorize)
     app.router.add_get("/_sandbox/state", sandbox_state)
     app.router.add_post("/_sandbox/reset", sandbox_reset)
     app.router.add_post("/_sandbox/trigger", sandbox_trigger)

@@ -109,6 +109,7 @@ def _oauth_bolt_app(bot: Bot, installations: Installations) -> AsyncApp:
         scopes=scopes,
         installation_store=installations.store,
         state_store=installations.states,
+        authorization_url=settings.slack_authorize_url,
         install_path="/slack/install",
         redirect_uri_path="/slack/oauth_redirect",
     )

@@ -521,3 +521,33 @@ async def test_the_process_starts_installs_and_serves_by_oauth(tmp_path, slack, 
 async def _ready(url: str) -> bool:
     async with httpx.AsyncClient() as http:
         return (await http.get(url + "/readyz")).status_code == 200
+
+
+async def test_an_install_through_the_stand_ins_authorize_page(tmp_path, slack, serval):
+    """As a person does it in a browser: the Add to Slack link leads to Slack's authorize page (the
+    stand-in's, SLACK_AUTHORIZE_URL), whose Allow sends the browser back with the code."""
+    slack_state, url = slack
+    settings = make_settings(tmp_path, url, serval[1], slack_bot_token="", slack_client_id=slack_state.client_id,
+                             slack_client_secret=slack_state.client_secret,
+                             slack_authorize_url=url.removesuffix("api/") + "oauth/v2/authorize")
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    slack_state.redirect_uri = running.url + "/slack/oauth_redirect"
+    slack_state.enterprise_id, slack_state.org_install_enterprise = "E100", "E100"  # an org-wide install
+    browser = Browser(running.url)
+    try:
+        page = await browser.http.get("/slack/install")
+        browser.cookie = page.headers["set-cookie"].split(";")[0]
+        link = html.unescape(re.search(r'href="([^"]+/oauth/v2/authorize\?[^"]+)"', page.text).group(1))
+        async with httpx.AsyncClient(timeout=10) as slack_site:
+            authorize = await slack_site.get(link)
+            assert "Install the app in the whole Sandbox Org organisation" in authorize.text
+            allow = html.unescape(re.search(r'id="allow" href="([^"]+)"', authorize.text).group(1))
+            back = await slack_site.get(url.removesuffix("/api/") + allow)
+        assert back.status_code == 302
+        done = await browser.http.get(back.headers["location"], headers={"Cookie": browser.cookie})
+        assert done.status_code < 400, done.text
+        found = await running.bot.installations.bot(Workspace("T111", "E100", True))
+        assert found is not None and found.is_enterprise_install
+    finally:
+        await browser.http.aclose()
+        await running.close()
