@@ -15,13 +15,20 @@ The workspace has a request channel, ``#help`` (``intake: auto`` in ``<data>/rou
 message there becomes a ticket. A :ticket: reaction or an ``@Tickets`` mention files a message or a
 thread anywhere the bot is.
 
+With ``--org`` the workspace is one of two of an Enterprise Grid org ("Sandbox Org": *Sandbox* and
+*Sandbox West*, with its own ``#it-help`` and people), and the bot installs by OAuth as a company's
+would: it runs with ``SLACK_CLIENT_ID`` / ``SLACK_CLIENT_SECRET`` instead of ``SLACK_BOT_TOKEN``, the page
+links to its *Add to Slack* page (``GET /slack/install``), whose link leads to the stand-in's authorize
+page, which installs the app in the whole org. Until then every request is answered "not installed";
+after it, the one org-wide install serves both workspaces (switch at the top left).
+
 It prints the page's URL, and the bot's health and metrics addresses. Ctrl-C stops everything: the
 bot runs in a process group of its own, so the terminal's SIGINT reaches only the demo, which then
 stops the bot with one SIGTERM. Serval's part that Slack's page shows is demo
 glue here: when a ticket with a ``slackDm`` sync target is created, "Serval" DMs the requester (found
 by e-mail among the stand-in's people), as Serval's Slack integration would.
 
-    python -m sandbox.demo [--data-dir data/demo] [--port 0] [--fresh]
+    python -m sandbox.demo [--data-dir data/demo] [--port 0] [--fresh] [--org]
 """
 from __future__ import annotations
 
@@ -49,6 +56,9 @@ from .slack_ui import SlackUI
 ROOT = Path(__file__).resolve().parents[1]
 PEOPLE = ["U111", "U222", "UADMIN"]  # who the page lets you be
 REAL_NAMES = {"U111": "Alice Anderson", "U222": "Bob Baker", "UADMIN": "Ada Admin"}
+# --org: the second workspace of the org, its request channel and its people
+ENTERPRISE, ORG_TEAM, ORG_CHANNEL = "E0DEMO", "T0WEST", "C0WESTHELP"
+ORG_PEOPLE = {"U0CAROL": ("carol", "Carol Chen", False), "U0DAN": ("dan", "Dan Diaz", True)}
 SERVAL_USER = "USERVAL"
 SERVAL_DM_PREFIX = "DSV"
 DATA_DIR = Path("data/demo")
@@ -96,8 +106,9 @@ def _target(target: dict) -> str:
 
 class Demo:
     def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0, fresh: bool = False,
-                 ack_timeout: float = 3.0):
+                 ack_timeout: float = 3.0, org: bool = False):
         self.data, self.host, self.port, self.fresh, self.ack_timeout = Path(data_dir), host, port, fresh, ack_timeout
+        self.org = org  # two workspaces of an Enterprise Grid org, the bot installed by OAuth
         self.runners: list[web.AppRunner] = []
         self.bot: asyncio.subprocess.Process | None = None
         self.url = ""
@@ -131,6 +142,25 @@ class Demo:
         root = state.post_user_message("C111", "U222", "The printer on floor 3 is jammed again :(")
         state.post_user_message("C111", "U111", "Same here, tray 2 shows a red light.", thread_ts=root["ts"])
         self._seed_help(state)
+
+    def _seed_org(self, state: slack_sandbox.SlackState) -> None:
+        """--org: the first workspace joins an org, which gets a second workspace; Slack's authorize
+        page installs the app in the whole org (``is_enterprise_install``)."""
+        state.enterprise_id = state.org_install_enterprise = ENTERPRISE
+        state.workspaces[state.team_id]["enterprise_id"] = ENTERPRISE
+        state.add_workspace(ORG_TEAM, "Sandbox West", enterprise_id=ENTERPRISE, domain="sandbox-west")
+        for uid, (name, real_name, admin) in ORG_PEOPLE.items():
+            state.add_user(uid, email=f"{name}@example.com", name=name, real_name=real_name, is_admin=admin,
+                           team_id=ORG_TEAM, enterprise_id=ENTERPRISE)
+            state.users[uid]["profile"]["real_name"] = real_name
+        if ORG_CHANNEL not in state.channels:
+            state.add_channel(ORG_CHANNEL, "it-help", team_id=ORG_TEAM)
+        if not state.messages.get(ORG_CHANNEL):
+            state.post_user_message(ORG_CHANNEL, "U0DAN", "Sandbox West's channel for IT questions. The same "
+                                    "org-wide install serves this workspace: try `/ticket Monitor flickers` here.")
+        state.channel_teams[ORG_CHANNEL] = ORG_TEAM
+        for uid in ORG_PEOPLE:
+            state.channel_teams[state.dm_with(uid)["id"]] = ORG_TEAM
 
     def _seed_help(self, state: slack_sandbox.SlackState) -> None:
         state.add_channel(HELP_CHANNEL, "help")
@@ -247,13 +277,25 @@ class Demo:
         self.slack = slack_sandbox.SlackState(bot_token, strict_triggers=True)
         self._seed_slack(self.slack, manifest["app_name"])
         bot_port = free_port(self.host)
+        install_url = ""
+        if self.org:
+            self._seed_org(self.slack)
+            self.slack.redirect_uri = f"http://{self.host}:{bot_port}/slack/oauth_redirect"
+            install_url = f"http://{self.host}:{bot_port}/slack/install"
+            for uid, (name, real_name, _) in ORG_PEOPLE.items():  # known to Serval, as the org's people are
+                if self.serval.user_by_email(f"{name}@example.com") is None:
+                    self.serval.add_user(f"{name}@example.com", *real_name.split())
+            self.serval.save()
+        else:  # a channel of an earlier --org run stays in its workspace, not shown here
+            self.slack.channels.pop(ORG_CHANNEL, None)
         self.ui = SlackUI(self.slack, request_url=f"http://{self.host}:{bot_port}/slack/events",
                           signing_secret=signing_secret, app_name=manifest["app_name"],
                           commands=manifest["commands"], shortcuts=manifest["shortcuts"],
                           home_tab=manifest["home_tab"], dm_read_only=manifest["dm_read_only"],
-                          events=manifest["events"], people=PEOPLE, panel=self._panel,
+                          events=manifest["events"], people=PEOPLE + (list(ORG_PEOPLE) if self.org else []),
+                          panel=self._panel,
                           ack_timeout=self.ack_timeout, functions=manifest["functions"],
-                          unfurl_domains=manifest["unfurl_domains"])
+                          unfurl_domains=manifest["unfurl_domains"], install_url=install_url)
         self.ui.dm_peers.update({c: SERVAL_USER for c in self.slack.channels if c.startswith(SERVAL_DM_PREFIX)})
         self.serval.listeners.append(self._on_serval)
         app = slack_sandbox.create_app(self.slack)
@@ -268,11 +310,17 @@ class Demo:
                    SUGGEST_SIMILAR="true",
                    DATABASE_URL=f"sqlite:///{(self.data / 'bot.db').resolve()}", HOST=self.host,
                    PORT=str(bot_port), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+        if self.org:  # installs by OAuth: no token until someone installs the app
+            env.update(SLACK_BOT_TOKEN="", SLACK_CLIENT_ID=self.slack.client_id,
+                       SLACK_CLIENT_SECRET=self.slack.client_secret,
+                       SLACK_AUTHORIZE_URL=self.url + "oauth/v2/authorize")
         env.setdefault("STATUS_POLL_SECONDS", "5")  # the ticket card follows the agent panel within seconds
         if manifest["unfurl_domains"]:  # ticket links the stand-in unfurls: in the app's first unfurl domain
             env.update(SERVAL_TICKET_URL=f"https://{manifest['unfurl_domains'][0]}/tickets/{{id}}")
         routing = self.data / "routing.yml"
-        routing.write_text(f"channels:\n  {HELP_CHANNEL}:  # #help\n    intake: auto\n", "utf-8")
+        routing.write_text(f"channels:\n  {HELP_CHANNEL}:  # #help\n    intake: auto\n"
+                           + (f"  {ORG_CHANNEL}:  # #it-help of Sandbox West\n    intake: auto\n" if self.org else ""),
+                           "utf-8")
         env.update(ROUTING_FILE=str(routing.resolve()))
         with open(self.data / "bot.log", "ab") as out:  # the child keeps its own handle
             # cwd: the data directory, so a developer's .env is not read into the demo.
@@ -327,7 +375,8 @@ def move_old_files(data: Path) -> None:
 async def _run(opts: argparse.Namespace) -> int:
     if Path(opts.data_dir) == DATA_DIR:
         move_old_files(DATA_DIR)
-    demo = Demo(Path(opts.data_dir), host=opts.host, port=opts.port, fresh=opts.fresh, ack_timeout=opts.ack_timeout)
+    demo = Demo(Path(opts.data_dir), host=opts.host, port=opts.port, fresh=opts.fresh, ack_timeout=opts.ack_timeout,
+                org=opts.org)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
@@ -336,6 +385,9 @@ async def _run(opts: argparse.Namespace) -> int:
         url = await demo.start()
         print("The demo runs on this machine: the Serval sandbox, a Slack stand-in and the bot. Open", flush=True)
         print(f"  {url}", flush=True)
+        if demo.org:
+            print(f"Install the app in the whole org first: {demo.ui.install_url} (Add to Slack), then file a "
+                  "ticket in either workspace (switch at the top left of the page).", flush=True)
         print(f"Serval's agent panel (change a ticket's status, assignee, priority): {demo.serval_url}/agent",
               flush=True)
         print(f"The bot's health and metrics: {demo.bot_url}/healthz  {demo.bot_url}/readyz  {demo.bot_url}/metrics",
@@ -357,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="the page's port (default: a free one)")
     parser.add_argument("--fresh", action="store_true", help="forget the tickets and messages of earlier runs")
+    parser.add_argument("--org", action="store_true",
+                        help="two workspaces of an Enterprise Grid org; the bot installs by OAuth (Add to Slack)")
     parser.add_argument("--ack-timeout", type=float, default=3.0, help=argparse.SUPPRESS)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return asyncio.run(_run(parser.parse_args(argv)))

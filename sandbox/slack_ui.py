@@ -114,8 +114,10 @@ class SlackUI:
                  home_tab: bool = False, dm_read_only: bool = False, events: list[str] | None = None,
                  people: list[str] | None = None, panel: Callable[[], dict] | None = None,
                  ack_timeout: float = 3.0, retry_delays: tuple[float, ...] = (0.0, 60.0, 300.0),
-                 functions: dict[str, dict] | None = None, unfurl_domains: list[str] | None = None):
+                 functions: dict[str, dict] | None = None, unfurl_domains: list[str] | None = None,
+                 install_url: str = ""):
         self.s, self.request_url, self.secret = state, request_url, signing_secret
+        self.install_url = install_url     # the app's Add to Slack page (installs by OAuth), shown on the page
         self.app_name, self.home_tab, self.panel, self.ack_timeout = app_name, home_tab, panel, ack_timeout
         self.dm_read_only = dm_read_only   # the manifest's messages_tab_read_only_enabled
         self.events = set(events or [])    # the bot events the app subscribed to
@@ -171,14 +173,35 @@ class SlackUI:
         users = self.s.users.values()
         return self.people or [u["id"] for u in users if not (u["is_bot"] or u["deleted"])]
 
+    # -- workspaces: a person acts in their own one (several: an Enterprise Grid org) ----------------
+    def team_of(self, user: str) -> str:
+        return (self.s.users.get(user) or {}).get("team_id") or self.s.team_id
+
+    def _channel_team(self, channel: str) -> str:
+        ch = self.s.channels.get(channel) or {}
+        if ch.get("is_im") and ch.get("user") and channel not in self.s.channel_teams:
+            return self.team_of(ch["user"])  # a DM with the app: in that person's workspace
+        return self.s.channel_teams.get(channel) or self.s.team_id
+
+    def _org(self, team: str) -> tuple[dict, str | None, bool]:
+        """The workspace, its Enterprise Grid org, and whether the app is installed org-wide there
+        (what Slack says in ``enterprise_id`` / ``is_enterprise_install`` of what it sends)."""
+        s = self.s
+        ws = s.workspaces.get(team) or {"id": s.team_id, "name": s.team, "domain": s.domain}
+        enterprise = ws.get("enterprise_id") or (s.enterprise_id if team == s.team_id else None)
+        org = bool(enterprise) and any(i.get("is_enterprise_install") and i.get("enterprise_id") == enterprise
+                                       for i in s.bot_tokens.values())
+        return ws, enterprise, org
+
     def _name(self, user: dict) -> str:
         return user["profile"].get("real_name") or user.get("real_name") or user["name"]
 
     def snapshot(self, me: str) -> dict:
         s = self.s
+        team = self.team_of(me)
         channels = []
         for c in s.channels.values():
-            if c["is_im"] and c.get("user") != me:
+            if (c["is_im"] and c.get("user") != me) or (not c["is_im"] and self._channel_team(c["id"]) != team):
                 continue
             peer = s.users.get(self.dm_peers.get(c["id"], s.bot_user_id)) if c["is_im"] else None
             channels.append({"id": c["id"], "name": c["name"], "is_im": c["is_im"],
@@ -196,12 +219,19 @@ class SlackUI:
             view = s.views[stack[-1]]
             modal = {"id": view["id"], "hash": view["hash"], "view": view, "depth": len(stack),
                      "errors": self.errors.get(view["id"], {}), "notice": self.notices.get(view["id"])}
+        people = [u for u in self.person_ids() if u in s.users]
+        workspaces = []  # the workspaces people can switch between, each with whom to be there
+        for uid in people:
+            if all(w["id"] != self.team_of(uid) for w in workspaces):
+                workspaces.append({"id": self.team_of(uid), "name": self._org(self.team_of(uid))[0]["name"],
+                                   "person": uid})
         return {
-            "version": self.version, "me": me, "team": s.team,
+            "version": self.version, "me": me, "team": self._org(team)[0]["name"], "team_id": team,
+            "workspaces": workspaces if len(workspaces) > 1 else [], "install_url": self.install_url,
             "app": {"name": self.app_name, "bot_user": s.bot_user_id, "home_tab": self.home_tab,
                     "dm_read_only": self.dm_read_only,
                     "commands": self.commands, "shortcuts": [x for x in self.shortcuts if x.get("type") == "message"]},
-            "people": [{"id": u, "name": self._name(s.users[u])} for u in self.person_ids() if u in s.users],
+            "people": [{"id": u, "name": self._name(s.users[u])} for u in people if self.team_of(u) == team],
             "users": users, "channels": channels,
             "channel_names": {c["id"]: c["name"] for c in s.channels.values()},
             "messages": {c["id"]: s.messages.get(c["id"], []) for c in channels},
@@ -223,13 +253,13 @@ class SlackUI:
 
     # -- talking to the app -----------------------------------------------------------------------
     def _trigger(self, user: str) -> str:
-        trigger_id = self.s.issue_trigger_id()
+        trigger_id = self.s.issue_trigger_id(self.team_of(user))
         self.trigger_users[trigger_id] = user
         return trigger_id
 
     def _user_ref(self, user: str) -> dict:
         name = self.s.users[user]["name"]
-        return {"id": user, "username": name, "name": name, "team_id": self.s.team_id}
+        return {"id": user, "username": name, "name": name, "team_id": self.team_of(user)}
 
     def _response_url(self, user: str, channel: str, thread_ts: str | None = None) -> str:
         key = secrets.token_urlsafe(12)
@@ -278,7 +308,13 @@ class SlackUI:
 
     def dispatch(self, event: dict) -> None:
         """Deliver an event to the app in the background, as Slack does."""
-        task = asyncio.get_running_loop().create_task(self._deliver(self.s.event_callback(event)))
+        team = self._channel_team(event["channel"]) if isinstance(event.get("channel"), str) else \
+            self.team_of(event.get("user") or "")
+        body = self.s.event_callback(event, team_id=team)
+        _, enterprise, org = self._org(team)
+        body.update(enterprise_id=enterprise, is_enterprise_install=org)
+        body["authorizations"][0].update(enterprise_id=enterprise, is_enterprise_install=org)
+        task = asyncio.get_running_loop().create_task(self._deliver(body))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -357,10 +393,11 @@ class SlackUI:
         return await self.send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
 
     def _base_payload(self, kind: str, user: str) -> dict:
-        s = self.s
-        return {"type": kind, "token": "sandbox-verification-token", "team": {"id": s.team_id, "domain": s.domain},
-                "user": self._user_ref(user), "api_app_id": s.app_id, "trigger_id": self._trigger(user),
-                "is_enterprise_install": False, "enterprise": None}
+        ws, enterprise, org = self._org(self.team_of(user))
+        return {"type": kind, "token": "sandbox-verification-token", "team": {"id": ws["id"], "domain": ws["domain"]},
+                "user": self._user_ref(user), "api_app_id": self.s.app_id, "trigger_id": self._trigger(user),
+                "is_enterprise_install": org,
+                "enterprise": {"id": enterprise, "name": "Sandbox Org"} if enterprise else None}
 
     def _answer(self, user: str, channel: str, thread_ts: str | None, body: str) -> None:
         """An app's answer with a message (command ack or response_url): ephemeral or in the channel."""
@@ -402,10 +439,12 @@ class SlackUI:
                            "that start with the \"/\" character are interpreted as commands.", thread_ts)
             return
         s, ch = self.s, self.s.channels[channel]
-        form = {"token": "sandbox-verification-token", "team_id": s.team_id, "team_domain": s.domain,
+        ws, enterprise, org = self._org(self.team_of(user))
+        form = {"token": "sandbox-verification-token", "team_id": ws["id"], "team_domain": ws["domain"],
                 "channel_id": channel, "channel_name": "directmessage" if ch["is_im"] else ch["name"],
                 "user_id": user, "user_name": s.users[user]["name"], "command": name, "text": rest.strip(),
-                "api_app_id": s.app_id, "is_enterprise_install": "false",
+                "api_app_id": s.app_id, "is_enterprise_install": "true" if org else "false",
+                **({"enterprise_id": enterprise, "enterprise_name": "Sandbox Org"} if enterprise else {}),
                 "response_url": self._response_url(user, channel, thread_ts), "trigger_id": self._trigger(user)}
         status, body = await self.send(urllib.parse.urlencode(form))
         if status != 200:
@@ -542,11 +581,14 @@ class SlackUI:
                  "event_ts": f"{time.time():.6f}"}
         if user in s.home_views:
             event["view"] = s.home_views[user]
-        body = {"token": "sandbox-verification-token", "team_id": s.team_id, "api_app_id": s.app_id,
+        team = self.team_of(user)
+        _, enterprise, org = self._org(team)
+        body = {"token": "sandbox-verification-token", "team_id": team, "api_app_id": s.app_id,
+                "enterprise_id": enterprise, "is_enterprise_install": org,
                 "event": event, "type": "event_callback", "event_id": "Ev" + secrets.token_hex(5).upper(),
                 "event_time": int(time.time()), "is_ext_shared_channel": False,
-                "authorizations": [{"enterprise_id": None, "team_id": s.team_id, "user_id": s.bot_user_id,
-                                    "is_bot": True, "is_enterprise_install": False}]}
+                "authorizations": [{"enterprise_id": enterprise, "team_id": team, "user_id": s.bot_user_id,
+                                    "is_bot": True, "is_enterprise_install": org}]}
         await self.send(json.dumps(body), "application/json")
 
     # -- HTTP -------------------------------------------------------------------------------------

@@ -346,6 +346,16 @@ function renderThread(st) {
 // ---------------------------------------------------------------- sidebar and side panel
 function renderSidebar(st) {
   $("#team-name").textContent = st.team;
+  const spaces = st.workspaces || [];  // an Enterprise Grid org: who to be in each of its workspaces
+  $("#workspace-switch").hidden = !spaces.length;
+  const ws = $("#workspace");
+  if (ws.dataset.spaces !== JSON.stringify(spaces)) {
+    ws.replaceChildren(...spaces.map((w) => el("option", { value: w.id }, w.name)));
+    ws.dataset.spaces = JSON.stringify(spaces);
+  }
+  ws.value = st.team_id;
+  $("#install-link").hidden = !st.install_url;
+  if (st.install_url) $("#install-link").href = st.install_url;
   const me = $("#me");
   if (me.dataset.people !== JSON.stringify(st.people)) {
     me.replaceChildren(...st.people.map((p) => el("option", { value: p.id }, p.name)));
@@ -506,14 +516,21 @@ function commandHint() {
     el("span", { class: "by" }, ui.state.app.name))));
 }
 
-$("#me").addEventListener("change", (e) => {
-  ui.me = e.target.value;
+function becomePerson(id) {
+  ui.me = id;
   localStorage.setItem("me", ui.me);
   ui.version = -1;
   ui.loaded = false;
   ui.thread = null;
   ui.modalKey = null;
   poll();
+}
+$("#me").addEventListener("change", (e) => becomePerson(e.target.value));
+$("#workspace").addEventListener("change", (e) => {  // another workspace: its first person, its channels
+  const space = ui.state.workspaces.find((w) => w.id === e.target.value);
+  if (!space) return;
+  ui.channel = "";
+  becomePerson(space.person);
 });
 $("#thread-close").addEventListener("click", () => { ui.thread = null; render(); });
 $("#modal-submit").addEventListener("click", submitModal);
