@@ -455,6 +455,54 @@ async def test_an_org_wide_install_lets_that_workspaces_admins_and_the_orgs_admi
         await sender.aclose()
     # an admin of this workspace, and an admin of the org; not an admin of another workspace of the org
     assert opened == {"UADM3": True, "UADM4": False, "UORG": True}
+    # The settings say whose channel this is: a workspace of the org, served by the org-wide install.
+    view = slack_state.calls_to("views.open")[0]["args"]["view"]  # UADM3's, the first one opened
+    assert workspace_line(view) == "Workspace `T333` of the org `E100`, served by the app's org-wide install."
+
+
+def workspace_line(view: dict[str, Any]) -> str | None:
+    """The small text `/ticket config` shows about the workspace (None: not shown)."""
+    if isinstance(view, str):
+        view = json.loads(view)
+    block = next((b for b in view["blocks"] if b.get("block_id") == "workspace"), None)
+    return block["elements"][0]["text"] if block else None
+
+
+async def test_the_channel_settings_name_the_workspace_and_its_own_defaults(tmp_path, slack, serval, second):
+    """Two workspaces, each installed: `/ticket config` says which one the channel is in, and that the
+    routing file's `workspaces:` section gives it its own defaults."""
+    slack_state, url = slack
+    slack_state.add_user("UADM2", name="adm2", is_admin=True, team_id="T222")
+    routing = tmp_path / "routing.yml"
+    routing.write_text("workspaces:\n  T222:\n    team: team-fac\n")
+    settings = make_settings(tmp_path, url, serval[1], slack_bot_token="", slack_client_id=slack_state.client_id,
+                             slack_client_secret=slack_state.client_secret, routing_file=str(routing))
+    running = await serve_http(settings, host="127.0.0.1", port=0)
+    browser, sender = Browser(running.url), SlackSender(running.url)
+    try:
+        for team in ("T111", "T222"):
+            assert (await install(browser, slack_state, team)).status_code == 200
+        shown = {}
+        for team, channel, user in (("T111", "C111", "UADMIN"), ("T222", "C222", "UADM2")):
+            trigger = slack_state.issue_trigger_id(team)
+            r = await sender.command("config", team_id=team, channel_id=channel, user_id=user, trigger_id=trigger)
+            assert r.status_code == 200, r.text
+            shown[team] = workspace_line(await opened_view(slack_state, trigger))
+    finally:
+        await browser.http.aclose()
+        await sender.aclose()
+        await running.close()
+    assert shown == {"T111": "Workspace `T111`.",
+                     "T222": "Workspace `T222`; its defaults: the routing file's `workspaces: T222`."}
+
+
+async def test_the_single_token_setup_does_not_name_a_workspace_in_the_channel_settings(running, slack):
+    from tests.test_events_config import open_config
+    sender = SlackSender(running.url)
+    try:
+        assert workspace_line(await open_config(sender, slack[0])) is None
+    finally:
+        await sender.aclose()
 
 
 async def test_a_workspace_told_it_has_no_install_is_served_as_soon_as_it_installs(oauth_bot, browser, slack):

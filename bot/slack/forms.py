@@ -13,6 +13,7 @@ from clients.serval import CUSTOM_FIELD_PREFIX
 
 from . import views
 from ..core import Bot
+from ..installations import Workspace
 from .drafts import Form, parse_form
 from .views import Origin
 
@@ -166,7 +167,23 @@ async def channel_config_form(bot: Bot, channel_id: str) -> dict[str, Any]:
         intake=route.intake,
         reaction_emoji=route.reaction_emoji,
         default_emoji=bot.settings.reaction_emoji.strip(":"),
+        workspace=_workspace_line(bot),
     )
+
+
+def _workspace_line(bot: Bot) -> str | None:
+    """With installs by OAuth, several workspaces share the bot: say whose channel this is, and
+    where its defaults come from (the routing file's `workspaces:` section)."""
+    here = Workspace.current()
+    if bot.installations is None or here is None or not here.team_id:
+        return None
+    line = f"Workspace `{here.team_id}`" + (f" of the org `{here.enterprise_id}`" if here.enterprise_id else "")
+    if here.is_enterprise_install:
+        line += ", served by the app's org-wide install"
+    own = next((key for key in (here.team_id, here.enterprise_id) if key and key in bot.router.workspaces), None)
+    if own:
+        line += f"; its defaults: the routing file's `workspaces: {own}`"
+    return line + "."
 
 
 async def parse_ticket_form(bot: Bot, view: dict[str, Any]) -> tuple[Origin, Form]:

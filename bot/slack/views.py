@@ -332,12 +332,16 @@ def config_modal(
     intake: str = "off",
     reaction_emoji: str | None = None,
     default_emoji: str = "ticket",
+    workspace: str | None = None,
 ) -> dict[str, Any]:
     """`/ticket config`: where tickets from this channel go, the form's defaults there, whether it
-    is a request channel (`intake`) and which reaction files a ticket."""
+    is a request channel (`intake`) and which reaction files a ticket. `workspace`: with installs by
+    OAuth, a line saying which workspace (and org) the channel's settings belong to."""
     blocks: list[Any] = [
         SectionBlock(text=MarkdownTextObject(text=f"Ticket settings for <#{channel_id}>. They apply to `/ticket` and *Create ticket* here."))
     ]
+    if workspace:
+        blocks.append({"type": "context", "block_id": "workspace", "elements": [{"type": "mrkdwn", "text": workspace}]})
     if len(backends) > 1:
         options = [Option(value=name, label=label) for name, label in backends]
         blocks.append(
