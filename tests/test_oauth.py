@@ -599,3 +599,20 @@ async def test_an_install_through_the_stand_ins_authorize_page(tmp_path, slack, 
     finally:
         await browser.http.aclose()
         await running.close()
+
+
+async def test_an_org_wide_app_losing_a_workspace_is_acknowledged_and_logged(oauth_bot, browser, slack, caplog):
+    """team_access_revoked (Enterprise Grid): the org-wide app no longer reaches one workspace of the org."""
+    slack_state, _ = slack
+    slack_state.add_workspace("T333", "Org T333", enterprise_id="E100")
+    await install(browser, slack_state, None, enterprise_id="E100", org=True)
+    envelope = slack_state.event_callback({"type": "team_access_revoked", "team_ids": ["T333"],
+                                           "event_ts": slack_state.next_ts()}, enterprise_id="E100")
+    envelope["is_enterprise_install"] = envelope["authorizations"][0]["is_enterprise_install"] = True
+    sender = SlackSender(oauth_bot.url)
+    try:
+        r = await sender.event(envelope)
+    finally:
+        await sender.aclose()
+    assert r.status_code == 200, r.text
+    assert any("lost access to workspace T333" in rec.getMessage() for rec in caplog.records), caplog.text
