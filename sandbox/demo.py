@@ -301,6 +301,7 @@ class Demo:
         app = slack_sandbox.create_app(self.slack)
         self.ui.install(app)
         self.url = await self._serve(app, self.port) + "/"
+        self.slack.enterprise_url = self.url  # after an org-wide install, Bolt's page leads back here
 
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SLACK_", "SERVAL_", "REZOLVE_", "SOCIALBOARDS_", "TICKET_"))}

@@ -42,7 +42,9 @@ Installs by OAuth (https://docs.slack.dev/authentication/installing-with-oauth):
 workspace (``T111`` is the first); ``state.approve(team_id)`` is a person approving the install on Slack's
 authorize page (``state.approve(enterprise_id=..., org=True)``: an org-wide install) and returns the ``code``
 Slack redirects back with (or, in a browser: ``GET /oauth/v2/authorize`` shows that page, and *Allow* sends
-the browser to ``state.redirect_uri`` with the code and the state); ``oauth.v2.access`` exchanges it (once) for a bot token of that workspace (or org;
+the browser to ``state.redirect_uri`` with the code and the state; after an org-wide install Bolt's page
+sends it on to ``<state.enterprise_url>manage/organization/apps/profile/<app>/workspaces/add``, served here
+as a page listing the org's workspaces); ``oauth.v2.access`` exchanges it (once) for a bot token of that workspace (or org;
 ``team`` null and ``is_enterprise_install`` true), with a refresh token when ``state.token_rotation`` is set
 (``grant_type=refresh_token`` then gives a new pair; the old token stops working at once, stricter than
 Slack, where it lasts until it expires, so that a test sees the new one used). A token serves its own workspace (an org's: every
@@ -272,6 +274,9 @@ class SlackState:
         self.token_expires_in = 43200  # seconds, with token rotation
         self.redirect_uri = ""  # the app's Redirect URL (its OAuth settings): where the authorize page sends people back
         self.org_install_enterprise: str | None = None  # set: the authorize page installs in that whole org
+        # The org's address (auth.test's `url` for an org token): Bolt's success page sends the browser to its
+        # page for adding the app to the org's workspaces, which the stand-in serves when this is its own URL.
+        self.enterprise_url = "https://sandbox-org.enterprise.slack.com/"
         self.bot_user_id, self.bot_id, self.app_id = "UBOT", "BBOT", "ASANDBOX"
         # What the app's manifest declares: its custom functions (workflow steps) and unfurl domains.
         self.app_functions: dict[str, dict] = copy.deepcopy(DEFAULT_FUNCTIONS)
@@ -1035,7 +1040,7 @@ async def entity_present_details(s, args):
 async def auth_test(s, args):
     info = s.token_info(args.pop("_token", None)) or {}
     if info.get("is_enterprise_install"):  # an org-wide install's token: the org, no workspace
-        return {"url": "https://sandbox-org.enterprise.slack.com/", "team": None, "team_id": None, "user": "sandbox-bot",
+        return {"url": s.enterprise_url, "team": None, "team_id": None, "user": "sandbox-bot",
                 "user_id": s.bot_user_id, "bot_id": s.bot_id, "is_enterprise_install": True,
                 "enterprise_id": info["enterprise_id"], "enterprise": "Sandbox Org"}
     team = s.workspaces.get(info.get("team_id") or "")
@@ -1219,6 +1224,18 @@ async def oauth_authorize(request: web.Request) -> web.Response:
         f"<p>It asks to:</p><ul>{scopes}</ul><p><a id=\"allow\" href=\"{html.escape(allow)}\">Allow</a></p>"))
 
 
+async def org_app_page(request: web.Request) -> web.Response:
+    """The org's page for an app installed org-wide (where Bolt's success page leads): here every
+    workspace of the org is served at once, so it lists them and leads back to the Slack page."""
+    s: SlackState = request.app["state"]
+    org = s.org_install_enterprise or s.enterprise_id
+    names = [w["name"] for w in s.workspaces.values() if org and w.get("enterprise_id") == org]
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in names)
+    return web.Response(content_type="text/html", text=(
+        "<!doctype html><title>Installed</title><h1>The app is installed in the whole Sandbox Org organisation</h1>"
+        f"<p>It serves these workspaces of the org:</p><ul>{items}</ul><p><a id=\"back\" href=\"/\">Back to Slack</a></p>"))
+
+
 async def sandbox_state(request: web.Request) -> web.Response:
     return web.json_response(request.app["state"].snapshot(), dumps=_dumps)
 
@@ -1240,6 +1257,7 @@ def create_app(state: SlackState | None = None) -> web.Application:
     app.router.add_route("*", "/api/{method}", api)
     app.router.add_get("/oauth/v2/authorize", oauth_authorize)
     app.router.add_get("/oauth/v2/authorize/allow", oauth_authorize)
+    app.router.add_get("/manage/organization/apps/profile/{app_id}/workspaces/add", org_app_page)
     app.router.add_get("/_sandbox/state", sandbox_state)
     app.router.add_post("/_sandbox/reset", sandbox_reset)
     app.router.add_post("/_sandbox/trigger", sandbox_trigger)
