@@ -85,3 +85,40 @@ async def test_a_malformed_envelope_is_acknowledged_with_one_log_line_and_the_bo
     assert [line.split("Socket Mode: ", 1)[1] for line in rejected] == [named for _, _, named in malformed], log
     assert all(" WARNING " in line for line in rejected)
     assert "Traceback" not in log and "Unsuccessful Bolt execution" not in log and "ERROR" not in log
+
+
+async def test_an_org_wide_install_over_socket_mode_serves_every_workspace_of_the_org(tmp_path, slack, serval_clients):  # noqa: F811
+    """Enterprise Grid without OAuth: the app installed org-wide, its org token as SLACK_BOT_TOKEN and
+    an app-level token. A `/ticket` from either workspace of the org opens the form (the Slack
+    stand-in refuses a token outside the workspaces it serves)."""
+    slack_state, slack_url = slack
+    org_token = "xoxb-org-wide-install"
+    for team in ("T333", "T444"):
+        slack_state.add_workspace(team, f"Org {team}", enterprise_id="E100")
+        slack_state.add_channel(f"C{team}", f"help-{team.lower()}", team_id=team)
+        slack_state.add_user(f"U{team}", email=f"{team.lower()}@example.com", team_id=team, enterprise_id="E100")
+    slack_state.bot_tokens[org_token] = {"team_id": None, "enterprise_id": "E100", "is_enterprise_install": True}
+    server = await SocketModeServer.start(slack_state)
+    bot = BotProcess(tmp_path, slack_url, serval_clients[1], args=(), SLACK_APP_TOKEN=APP_TOKEN)
+    bot.env["SLACK_BOT_TOKEN"] = org_token
+    try:
+        await bot.start()
+        await eventually(lambda: slack_state.calls_to("apps.connections.open"), timeout=10)
+        for team in ("T333", "T444"):
+            trigger = f"{time.time_ns()}.{team[1:]}.sock"  # Slack's triggers name their workspace
+            await server.send("slash_commands", {
+                "command": "/ticket", "text": f"From {team}", "user_id": f"U{team}", "user_name": team.lower(),
+                "channel_id": f"C{team}", "channel_name": f"help-{team.lower()}", "team_id": team,
+                "enterprise_id": "E100", "is_enterprise_install": "true", "trigger_id": trigger,
+                "response_url": f"https://hooks.slack.com/commands/{team}/1/x", "api_app_id": "A111",
+            })
+            call = await eventually(lambda: [c for c in slack_state.calls_to("views.open") if c["args"]["trigger_id"] == trigger])
+            assert call[0]["status"] == 200 and not call[0]["error"], call[0]
+            assert call[0]["args"]["view"]["blocks"][0]["element"]["initial_value"] == f"From {team}"
+        refused = [c for c in slack_state.calls if c.get("error") in (
+            "invalid_auth", "invalid_trigger_id", "user_not_found", "channel_not_found")]
+        assert refused == []
+    finally:
+        bot.stop()
+        await server.close()
+    assert org_token not in bot.log_path.read_text()
