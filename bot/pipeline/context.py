@@ -82,8 +82,7 @@ class Context:
         if backend is None or not backend.can_follow:
             return None
         return cards.Card(headline=headline, key=cards.key(ticket.backend, ticket.id), edit=edit,
-                          can_close=backend.can_close, can_comment=backend.can_add_messages, url=backend.link(ticket),
-                          minimal=minimal)
+                          can_close=backend.can_close, can_comment=backend.can_add_messages, minimal=minimal)
 
     async def minimal_in(self, channel_id: str | None) -> bool:
         """Whether what is posted in this channel about a ticket is kept to its id and status: a channel

@@ -28,12 +28,11 @@ NEW = TicketState()  # what a card says before the ticket is first looked at: op
 class Card:
     """What a card shows besides the ticket's state; stored with the followed ticket."""
 
-    headline: str  # mrkdwn: the reply as it was posted
+    headline: str  # mrkdwn: the reply as it was posted (it names the ticket, with its link when there is one)
     key: str  # the buttons' value: "<back end>|<ticket id>"
     edit: str | None = None  # *Edit details*' value (the submission id), when the ticket can be edited
     can_close: bool = False
     can_comment: bool = False
-    url: str | None = None
     minimal: bool = False  # in a channel shared with another organisation: id and status only (SHARED_CHANNEL_DETAILS)
 
 
@@ -71,11 +70,8 @@ def state_line(state: TicketState, *, minimal: bool = False) -> str:
 
 def card_message(card: Card, state: TicketState | None) -> dict[str, Any]:
     """The card's text and blocks (chat.postMessage and chat.update take both)."""
-    headline = card.headline
-    if card.url and card.url not in headline and not card.minimal:  # the reply names the ticket with its link already
-        headline += f"\n<{card.url}|Open the ticket>"
-    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": headline[:3000]}}]
-    text = headline
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": card.headline[:3000]}}]
+    text = card.headline
     if state is not None:
         line = state_line(state, minimal=card.minimal)
         blocks.append({"type": "context", "block_id": STATE_BLOCK, "elements": [{"type": "mrkdwn", "text": line}]})
