@@ -154,8 +154,8 @@ class Bot:
         if cards.domains():
             log.info("ticket links unfold for %s: the Slack app's unfurl_domains (manifest.yml) must list them",
                      ", ".join(cards.domains()))
-        bot = cls(settings, storage, slack, backends, tickets, people, router, cards, follower=follower,
-                  installations=installations)
+        bot = cls(settings, storage, slack, backends, tickets, people, router, cards, threads=Threads(storage),
+                  follower=follower, installations=installations)
         tickets.ctx.may_file_for_others = bot.may_file_for_others  # ON_BEHALF_OF, for tickets from conversations
         tickets.is_admin = bot.may_configure  # admins may edit any ticket's details
         return bot

@@ -8,10 +8,12 @@ from . import actions, commands, config, edit, events, follow, functions, home, 
 
 
 def register(app: AsyncApp, bot: Bot) -> None:
+    # Bolt tries each listener's matcher in the order registered, until one matches: the everyday
+    # requests (/ticket, the shortcuts, the form's submission) first.
     commands.register(app, bot)
-    config.register(app, bot)
     shortcuts.register(app, bot)
     modal.register(app, bot)
+    config.register(app, bot)
     actions.register(app, bot)
     home.register(app, bot)
     events.register(app, bot)

@@ -55,54 +55,42 @@ def register(app: AsyncApp, bot: Bot) -> None:
                                          channel_name=channel.get("name"), thread_ts=root, message=quoted,
                                          message_ts=ts)
 
-        async def thread_taken(opened: dict[str, Any] | None = None) -> bool:
-            """Is the thread linked to a ticket, or about to be? Then the person is told so: instead
-            of the form, or (`opened`) in its place, unless they changed it meanwhile (`hash`;
-            submitting it is refused all the same)."""
-            key = bot.threads.key(channel_id, root)
-            taken, display_id = await bot.tickets.thread_ticket(channel_id, root)
-            if not taken:
-                bot.threads.forget(key)
-                return False
-            bot.threads.note(key)
-            notice = views.already_linked_modal(display_id)
-            if opened is None:
-                await open_view(client, trigger_id, notice, user_id=user_id, channel_id=channel_id)
-            else:
-                try:
-                    await client.views_update(view_id=opened["id"], hash=opened.get("hash"), view=notice)
-                except Exception as exc:
-                    log.info("form %s stays open on a taken thread: %s", opened["id"], slack_error(exc))
-            return True
-
         async def open_form() -> None:
             # Threads taken here are looked up before the form, any other once it opened and nobody
-            # waits on the bot (bot/journal/threads.py, bot/background.py).
-            check_after = bool(channel_id and root)
-            if check_after and bot.threads.key(channel_id, root) in bot.threads:
-                check_after = False
-                if await thread_taken():
+            # waits on the bot (bot/journal/threads.py, bot/background.py). A taken thread's person
+            # is told so: instead of the form, or in its place unless they changed it meanwhile
+            # (`hash`; submitting it is refused all the same).
+            key = bot.threads.key(channel_id, root) if channel_id and root else None
+            if key is not None and key in bot.threads:
+                taken, display_id = await bot.tickets.thread_ticket(channel_id, root)
+                if taken:
+                    await open_view(client, trigger_id, views.already_linked_modal(display_id), user_id=user_id,
+                                    channel_id=channel_id)
                     return
+                bot.threads.forget(key)
+                key = None  # looked up just now
             workspace = bot.people.known_workspace
             opened = await open_view(client, trigger_id, await form(link(workspace)), user_id=user_id, channel_id=channel_id)
             if opened and opened.get("id") and workspace is None and channel_id and ts:
                 opened = await add_link_later(opened) or opened
-            if not (check_after and opened and opened.get("id")):
+            if key is None or not (opened and opened.get("id")):
                 await suggestions.offer(bot, client, opened, user_id=user_id)  # after the form is open
                 return
 
-            async def check_then_offer(opened: dict[str, Any] = opened) -> None:
-                try:
-                    if await thread_taken(opened):
-                        return
-                except Exception:
-                    log.exception("could not look up the thread of form %s", opened.get("id"))
+            async def then(taken: bool | None, display_id: str | None, opened: dict[str, Any] = opened) -> None:
+                if taken is None:
                     await tell(client, user_id, channel_id, ":warning: Something went wrong and I could not check "
                                "whether this thread has a ticket already; submitting the form will tell.")
-                    return
-                await suggestions.offer(bot, client, opened, user_id=user_id)
+                elif taken:
+                    try:
+                        await client.views_update(view_id=opened["id"], hash=opened.get("hash"),
+                                                  view=views.already_linked_modal(display_id))
+                    except Exception as exc:
+                        log.info("form %s stays open on a taken thread: %s", opened["id"], slack_error(exc))
+                else:
+                    await suggestions.offer(bot, client, opened, user_id=user_id)
 
-            background.later(check_then_offer)  # once nobody waits on the bot (bot/background.py)
+            bot.threads.check_later(key, then)  # with every other form's, once nobody waits on the bot
 
         async def add_link_later(opened: dict[str, Any]) -> dict[str, Any] | None:
             """The form opened without the message's link: add it once auth.test answers. Slack keeps

@@ -42,16 +42,22 @@ def build_bolt_app(bot: Bot) -> AsyncApp:
         lambda record: not ("`token`" in record.getMessage() and "will be" in record.getMessage())
     )
     token = bot.settings.slack_bot_token.get_secret_value()
+    known: dict[tuple[str | None, str | None], AuthorizeResult] = {}  # once auth.test answered: one per workspace
 
     async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
         """Without this, Bolt asks `auth.test` when the first request arrives, before any listener
         can acknowledge it. The bot's workspace comes from `auth.test` asked in the background;
         until it answers, the request's own workspace is taken."""
+        found = known.get((enterprise_id, team_id))
+        if found is not None:
+            return found
         workspace = bot.people.known_workspace
         if workspace is None:
             bot.people.warm_workspace()
             return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
-        return AuthorizeResult(
+        if len(known) > 1000:  # a bound, should requests name many workspaces (Slack Connect)
+            known.clear()
+        found = known[(enterprise_id, team_id)] = AuthorizeResult(
             enterprise_id=enterprise_id or workspace.enterprise_id,
             team_id=team_id or workspace.team_id,
             url=workspace.url,
@@ -59,6 +65,7 @@ def build_bolt_app(bot: Bot) -> AsyncApp:
             bot_id=workspace.bot_id,
             bot_token=token,
         )
+        return found
 
     app = AsyncApp(
         client=bot.slack,
@@ -68,6 +75,7 @@ def build_bolt_app(bot: Bot) -> AsyncApp:
         # POST /slack/events checks the signature before Bolt sees the request (unsigned: 401, never
         # parsed), and Socket Mode requests carry none: a second check by Bolt would only repeat it.
         request_verification_enabled=False,
+        ssl_check_enabled=False,  # answered before Bolt too (`is_ssl_check`); never sent over Socket Mode
     )
     handlers.register(app, bot)
     return app
@@ -138,6 +146,7 @@ def _oauth_bolt_app(bot: Bot, installations: Installations) -> AsyncApp:
         raise_error_for_unhandled_request=False,
         user_facing_authorize_error_message=NOT_INSTALLED,
         request_verification_enabled=False,  # as above: checked before Bolt sees the request
+        ssl_check_enabled=False,
     )
     handlers.register(app, bot)
     return app

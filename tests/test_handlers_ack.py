@@ -142,10 +142,10 @@ async def test_an_error_after_the_ack_is_told_not_answered_404(sender, slack, ru
     """Bolt answers a listener that raised right after its ack with nothing (404 after 3 s)."""
     slack_state, _ = slack
 
-    async def broken(channel_id, thread_ts):
+    async def broken(thread_keys):
         raise RuntimeError("database is locked")
 
-    running.bot.tickets.thread_ticket = broken
+    running.bot.storage.taken_threads = broken  # the thread's look-up, after the form opened
     r, elapsed = await timed(sender.interactive(shortcut()))
     assert r.status_code == 200 and elapsed < 1.0
     message = (await eventually(lambda: told(slack_state, "W111")))[0]

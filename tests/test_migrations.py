@@ -143,7 +143,7 @@ async def check_main_data_survived(s: Storage) -> None:
     # The pending one carries on from its last recorded step, and its thread stays reserved.
     [claimed] = await s.claim("me", 30, limit=10)
     assert claimed.id == "s-pending" and claimed.steps_done == {"create"}
-    assert (await s.pending_display_for_thread("C1", "222.2")).id == "s-pending"
+    assert await s.taken_threads(["C1:222.2"]) == {"C1:222.2": None}
 
 
 # --- revision 0001 is main's schema ---------------------------------------------------------------

@@ -79,8 +79,20 @@ async def test_a_thread_reserved_or_linked_is_taken(storage):
     with pytest.raises(ThreadTaken) as linked:
         await storage.add_submission(new("c", "C2:2.0"))
     assert linked.value.display_id == "IT-9"
-    assert (await storage.pending_display_for_thread("C1", "1.0")).dedupe_key == "a"
-    assert await storage.pending_display_for_thread("C2", "2.0") is None
+    assert await storage.taken_threads(["C1:1.0", "C2:2.0", "C3:3.0"]) == {"C1:1.0": None, "C2:2.0": "IT-9"}
+
+
+async def test_taken_threads_answers_for_many_threads_at_once(storage):
+    """More threads than one statement takes; a thread both linked and pending reads as linked."""
+    await storage.add_submission(new("p", "C1:7.0"))
+    await storage.add_link(Link("C1", "7.0", "T7", "IT-7", "serval"), "s7")
+    for i in range(0, 120, 3):
+        await storage.add_link(Link("C5", f"{i}.0", f"T{i}", f"IT-{i}", "serval"), f"s{i}")
+    await storage.add_submission(new("q", "C6:1.0"))
+    keys = [f"C5:{i}.0" for i in range(120)] + ["C1:7.0", "C6:1.0", "C6:2.0"]
+    taken = await storage.taken_threads(keys)
+    assert taken == {**{f"C5:{i}.0": f"IT-{i}" for i in range(0, 120, 3)}, "C1:7.0": "IT-7", "C6:1.0": None}
+    assert await storage.taken_threads([]) == {}
 
 
 async def test_unique_keys_hold_across_processes(db_url, storage):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
@@ -315,6 +316,74 @@ async def test_a_thread_taken_before_a_restart_gets_the_notice_in_place_of_the_f
         assert f"already linked to ticket *{friendly}*" in json.dumps(third)
         assert third.get("callback_id") != "ticket_modal"
         assert len(created(serval[0])) == 1
+    finally:
+        await sender.aclose()
+        await again.close()
+
+
+def shortcut_on(ts: str) -> dict[str, Any]:
+    """The shortcut on another message of the channel, at the top of its own thread."""
+    body = shortcut()
+    body["message_ts"] = body["message"]["ts"] = ts
+    return body
+
+
+async def test_forms_opened_together_are_each_swapped_or_left_as_their_thread_is(tmp_path, slack, serval):
+    """Many shortcuts at once after a restart, on threads taken before it and on free ones: each
+    taken thread's form becomes the notice naming its own ticket, every other form stays a form
+    and offers similar tickets (the look-ups after the forms opened are made together)."""
+    from server.http import serve_http
+    from tests.conftest import make_settings
+
+    slack_state, _ = slack
+    settings = make_settings(tmp_path, slack[1], serval[1], suggest_similar=True)
+    first = await serve_http(settings, host="127.0.0.1", port=0)
+    sender = SlackSender(first.url)
+    taken = [f"1700000000.00010{i}" for i in range(3)]
+    try:
+        for i, ts in enumerate(taken):
+            view = await open_modal_with_shortcut(sender, slack_state, shortcut_on(ts))
+            # titled like the message, so that a free thread's form offers these tickets (and so shows it was looked at)
+            await sender.interactive(submission(view, filled(f"@W222 test {i}"), view_id=f"VTAKEN{i}"))
+        await eventually(lambda: len(connects(serval[0])) == 3)
+        await first.bot.tickets.idle(5)
+    finally:
+        await sender.aclose()
+        await first.close()
+    ticket_of = {t["name"]: t["friendlyIdentifier"] for t in serval[0].tickets.values()}
+
+    again = await serve_http(settings, host="127.0.0.1", port=0)  # the same journal, nothing in memory
+    sender = SlackSender(again.url)
+    try:
+        free = [f"1700000001.00020{i}" for i in range(4)]
+        bodies = [shortcut_on(ts) for ts in taken + free]
+        for i, body in enumerate(bodies):
+            body["trigger_id"] = f"together.{i}"
+        assert all(r.status_code == 200 for r in await asyncio.gather(*(sender.interactive(b) for b in bodies)))
+        forms = [await opened_view(slack_state, f"together.{i}") for i in range(len(bodies))]
+        assert all(form["callback_id"] == "ticket_modal" for form in forms)  # every form first
+        opened = {c["args"]["trigger_id"]: c["response"]["view"]["id"] for c in slack_state.calls_to("views.open")
+                  if c["args"]["trigger_id"].startswith("together.")}
+
+        def updates() -> list[tuple[str, str]]:
+            return [(c["args"]["view_id"], json.dumps(c["args"]["view"])) for c in slack_state.calls_to("views.update")
+                    if c["args"]["view_id"] in opened.values()]
+
+        def notices() -> dict[str, str]:
+            return {view_id: view for view_id, view in updates() if "already linked" in view}
+
+        def offered() -> set[str]:
+            return {view_id for view_id, view in updates() if "already linked" not in view}
+
+        swapped = await eventually(lambda: len(notices()) == 3 and notices())
+        for i in range(3):
+            assert f"already linked to ticket *{ticket_of[f'@W222 test {i}']}*" in swapped[opened[f"together.{i}"]]
+        # the free threads' forms stayed forms, and offered the similar tickets
+        assert await eventually(lambda: offered() == {opened[f"together.{i}"] for i in range(3, 7)})
+        assert len(notices()) == 3
+        assert all(slack_state.views[opened[f"together.{i}"]]["callback_id"] == "ticket_modal" for i in range(3, 7))
+        assert all("@W222 test 0" in json.dumps(slack_state.views[opened[f"together.{i}"]]) for i in range(3, 7))
+        assert len(created(serval[0])) == 3
     finally:
         await sender.aclose()
         await again.close()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -53,7 +53,6 @@ _INSERT_SUBMISSION = sa.insert(_S)
 _SUBMISSION_BY_ID = sa.select(_S).where(_S.c.id == _b("sub_id"))
 _SUBMISSION_BY_DEDUPE_KEY = sa.select(_S).where(_S.c.dedupe_key == _b("key"))
 _SUBMISSION_BY_THREAD_KEY = sa.select(_S).where(_S.c.thread_key == _b("key"))
-_PENDING_BY_THREAD_KEY = sa.select(_S).where(_S.c.thread_key == _b("key"), _PENDING)
 _DUE = (
     sa.select(_S.c.id)
     .where(_PENDING, _S.c.next_attempt_at <= _b("now"))
@@ -107,6 +106,21 @@ _PURGE_SUBMISSIONS = sa.delete(_S).where(
 )
 _PURGE_EVENTS = sa.delete(slack_events).where(slack_events.c.received_at < _b("cutoff"))
 _LINK = sa.select(*_LINK_COLUMNS).where(links.c.channel_id == _b("channel"), links.c.thread_ts == _b("ts"))
+# Which of up to THREAD_BATCH threads are taken (linked to a ticket, or with a pending submission),
+# in one statement: the message shortcut's checks after its forms opened (`journal.threads`).
+THREAD_BATCH = 50
+
+
+def _taken_threads(n: int) -> Any:
+    return sa.union_all(
+        sa.select((links.c.channel_id + ":" + links.c.thread_ts).label("thread_key"), links.c.display_id).where(
+            sa.or_(*(sa.and_(links.c.channel_id == _b(f"c{i}"), links.c.thread_ts == _b(f"t{i}")) for i in range(n)))
+        ),
+        sa.select(_S.c.thread_key, sa.null()).where(_S.c.thread_key.in_([_b(f"k{i}") for i in range(n)]), _PENDING),
+    )
+
+
+_TAKEN_THREADS = {n: _taken_threads(n) for n in (1, 5, 15, THREAD_BATCH)}  # by how many threads they take
 
 
 # The first link of a thread stays.
@@ -365,8 +379,22 @@ class Storage(Follows):
         row = await self._first(_LINK, {"channel": channel_id, "ts": thread_ts})
         return Link(*row) if row else None
 
-    async def pending_display_for_thread(self, channel_id: str, thread_ts: str) -> Submission | None:
-        return await self._submission(_PENDING_BY_THREAD_KEY, {"key": f"{channel_id}:{thread_ts}"})
+    async def taken_threads(self, thread_keys: Sequence[str]) -> dict[str, str | None]:
+        """Of these threads (`channel:ts`), those linked to a ticket (→ its display id) or with a
+        pending submission (→ None): one statement for every THREAD_BATCH of them."""
+        taken: dict[str, str | None] = {}
+        for start in range(0, len(thread_keys), THREAD_BATCH):
+            batch = thread_keys[start:start + THREAD_BATCH]
+            size = next(n for n in _TAKEN_THREADS if n >= len(batch))
+            params: dict[str, str] = {}
+            for i in range(size):
+                key = batch[i % len(batch)]  # a shorter batch repeats its keys
+                params[f"c{i}"], _, params[f"t{i}"] = key.partition(":")
+                params[f"k{i}"] = key
+            for key, display_id in await self._fetch(_TAKEN_THREADS[size], params):
+                if display_id is not None or key not in taken:  # a link's display id wins
+                    taken[key] = display_id
+        return taken
 
     async def add_link(self, link: Link, submission_id: str) -> None:
         """Connect the thread to the ticket; the first link of a thread stays."""

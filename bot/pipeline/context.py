@@ -146,8 +146,6 @@ class Context:
 
     async def thread_ticket(self, channel_id: str, thread_ts: str) -> tuple[bool, str | None]:
         """(taken, display id): is this thread linked to a ticket, or about to be?"""
-        link = await self.storage.link_for_thread(channel_id, thread_ts)
-        if link:
-            return True, link.display_id
-        pending = await self.storage.pending_display_for_thread(channel_id, thread_ts)
-        return (True, None) if pending else (False, None)
+        key = f"{channel_id}:{thread_ts}"
+        taken = await self.storage.taken_threads([key])
+        return (True, taken[key]) if key in taken else (False, None)

@@ -120,7 +120,29 @@ def _text_input(*, initial_value: str | None, max_length: int, multiline: bool |
     return element
 
 
+_FIELD_BLOCKS: dict[tuple[int, Any], tuple[FormField, dict[str, Any]]] = {}
+FIELD_BLOCKS_KEPT = 1024
+
+
 def _field_block(f: FormField, value: Any = None) -> dict[str, Any]:
+    """The field's input block. The same field (a back end gives the same objects until its catalog
+    changes) with the same value gives the same block, built once: every form has these blocks, and
+    nothing changes a view once built (Slack's answers are parsed anew)."""
+    try:
+        key = (id(f), value)
+        kept = _FIELD_BLOCKS.get(key)
+    except TypeError:  # an unhashable value
+        return _build_field_block(f, value)
+    if kept is not None and kept[0] is f:
+        return kept[1]
+    if len(_FIELD_BLOCKS) >= FIELD_BLOCKS_KEPT:
+        _FIELD_BLOCKS.clear()
+    block = _build_field_block(f, value)
+    _FIELD_BLOCKS[key] = (f, block)  # the field kept with it: its id is not reused meanwhile
+    return block
+
+
+def _build_field_block(f: FormField, value: Any = None) -> dict[str, Any]:
     element: dict[str, Any]
     initial = f.default if value in (None, "") else str(value)
     if f.kind in ("text", "multiline", "number"):

@@ -38,6 +38,8 @@ from .client import (
 )
 
 
+FORMS_KEPT = 256  # forms' fields remembered, by the values they were built for
+
 class ServalBackend(TicketBackend):
     """Serval behind the bot's back-end interface.
 
@@ -80,6 +82,8 @@ class ServalBackend(TicketBackend):
         self.priorities: dict[str, list[Priority]] = {}
         self.statuses: dict[str, list[Status]] = {}
         self.custom_fields: dict[str, list[CustomField]] = {}  # team id -> its fields, in Serval's order
+        self._forms_of: tuple[Any, ...] = (None, None, None)  # the catalog the forms below were built from
+        self._forms: dict[Any, list[FormField]] = {}  # values → the form's fields
         self._catalog = KeptFresh(
             self.refresh_catalog, system="Serval", what="teams, priorities, statuses and custom fields",
             every=catalog_ttl,
@@ -130,6 +134,26 @@ class ServalBackend(TicketBackend):
         return await self.form_fields_for({})
 
     async def form_fields_for(self, values: dict[str, Any]) -> list[FormField]:
+        """The form's fields for these values (a team: its priorities and custom fields), the same
+        objects for the same values until the catalog is refreshed (every form asks)."""
+        catalog = (self.teams, self.priorities, self.custom_fields)  # replaced, never changed, by a refresh
+        if any(a is not b for a, b in zip(catalog, self._forms_of)):
+            self._forms_of, self._forms = catalog, {}
+        try:
+            key: Any = tuple(sorted(values.items()))
+            hash(key)
+        except TypeError:  # a value that is a list: not remembered
+            key = None
+        fields = self._forms.get(key) if key is not None else None
+        if fields is None:
+            fields = self._form_fields(values)
+            if key is not None:
+                if len(self._forms) >= FORMS_KEPT:
+                    self._forms.clear()
+                self._forms[key] = fields
+        return list(fields)
+
+    def _form_fields(self, values: dict[str, Any]) -> list[FormField]:
         team_id = values.get("team_id") or self.team_id
         fields: list[FormField] = []
         if len(self.teams) > 1:
