@@ -34,10 +34,10 @@ def register(app: AsyncApp, bot: Bot) -> None:
             except Exception as exc:
                 # The suggestions may have been added since the person acted: the form is rebuilt
                 # from what they typed, so the change applies to the newest version.
-                newer = suggestions.latest(view["id"])
-                if suggestions.slack_error(exc) != "hash_conflict" or not newer or newer.get("hash") == view.get("hash"):
+                newer = suggestions.latest_hash(view["id"])
+                if suggestions.slack_error(exc) != "hash_conflict" or not newer or newer == view.get("hash"):
                     raise
-                resp = await client.views_update(view_id=view["id"], hash=newer.get("hash"), view=form)
+                resp = await client.views_update(view_id=view["id"], hash=newer, view=form)
         except Exception as exc:  # the form stays as it was, and can still be submitted
             log.warning("could not refresh the ticket form %s: %s", view.get("id"), suggestions.slack_error(exc))
             return
