@@ -13,7 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import background
+from bot import background, installations
 from bot.slack import adding, suggestions, views
 from bot.core import Bot
 from bot.slack.forms import QuotedMessage, new_ticket_form
@@ -77,7 +77,10 @@ def register(app: AsyncApp, bot: Bot) -> None:
                 await suggestions.offer(bot, client, opened, user_id=user_id)  # after the form is open
                 return
 
+            workspace_here = installations.Workspace.current()
+
             async def then(taken: bool | None, display_id: str | None, opened: dict[str, Any] = opened) -> None:
+                installations.Workspace.use(workspace_here)  # the checks run in nobody's request
                 if taken is None:
                     await tell(client, user_id, channel_id, ":warning: Something went wrong and I could not check "
                                "whether this thread has a ticket already; submitting the form will tell.")
