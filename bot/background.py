@@ -31,6 +31,7 @@ START_WAIT = 5.0  # seconds a job may wait for a quiet moment; later it is dropp
 Job = Callable[[], Awaitable[None]]
 
 _waiting = 0  # people waiting on this process: requests being answered, listeners after their ack
+_on_quiet: list[Callable[[], None]] = []  # called when the last person waiting was answered (`on_quiet`)
 
 
 class foreground:  # noqa: N801 (used as a context manager, like contextlib's)
@@ -49,6 +50,8 @@ class foreground:  # noqa: N801 (used as a context manager, like contextlib's)
         if _waiting == 0:
             for queue in list(_queues.values()):
                 queue.quiet.set()
+            for hook in _on_quiet:
+                hook()
 
 
 def quiet() -> bool:
@@ -131,6 +134,13 @@ def _queue() -> Queue:
     if queue is None:
         queue = _queues[loop] = Queue()
     return queue
+
+
+def on_quiet(hook: Callable[[], None]) -> None:
+    """Call `hook` (quick, synchronous) whenever nobody waits on the bot any more: to decide whether
+    some work is worth scheduling (`later`)."""
+    if hook not in _on_quiet:
+        _on_quiet.append(hook)
 
 
 def later(job: Job, on_drop: Callable[[], None] | None = None) -> None:
