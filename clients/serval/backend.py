@@ -139,18 +139,15 @@ class ServalBackend(TicketBackend):
         catalog = (self.teams, self.priorities, self.custom_fields)  # replaced, never changed, by a refresh
         if any(a is not b for a, b in zip(catalog, self._forms_of)):
             self._forms_of, self._forms = catalog, {}
+        key = tuple(sorted(values.items()))
         try:
-            key: Any = tuple(sorted(values.items()))
-            hash(key)
+            fields = self._forms.get(key)
         except TypeError:  # a value that is a list: not remembered
-            key = None
-        fields = self._forms.get(key) if key is not None else None
+            return self._form_fields(values)
         if fields is None:
-            fields = self._form_fields(values)
-            if key is not None:
-                if len(self._forms) >= FORMS_KEPT:
-                    self._forms.clear()
-                self._forms[key] = fields
+            if len(self._forms) >= FORMS_KEPT:
+                self._forms.clear()
+            fields = self._forms[key] = self._form_fields(values)
         return list(fields)
 
     def _form_fields(self, values: dict[str, Any]) -> list[FormField]:
